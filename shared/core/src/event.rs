@@ -1,0 +1,389 @@
+//! The `GameEvent` envelope, its validation, and who may send which type.
+//!
+//! The server understands only the envelope: a UUID id, a well-formed type, the session, a
+//! bounded payload and an optional checksum. Everything else in the payload belongs to client
+//! plugins, except the state-change conventions parsed in [`crate::changes`].
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use thiserror::Error;
+
+use crate::canonical::{CHECKSUM_PREFIX, canonical_json, checksum, sha256_hex};
+use crate::codes::ErrorCode;
+use crate::ids::{EventId, Sequence, SessionId, UserId};
+
+/// Default payload limit: 24 KiB of compact JSON, so a whole event fits API Gateway's 32 KB frame.
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 24 * 1024;
+
+/// Longest accepted event type string.
+pub const MAX_TYPE_LEN: usize = 128;
+
+/// A committed game event, as stored, replayed and broadcast.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GameEvent {
+    /// Client-chosen UUID; the idempotency key.
+    pub id: EventId,
+    /// Server-assigned, per session, gap-free.
+    pub sequence: Sequence,
+    /// Server time in milliseconds since the epoch.
+    pub timestamp: u64,
+    /// The client's own clock, advisory only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_timestamp: Option<u64>,
+    /// Taken from the verified token, never from the client's JSON.
+    pub user_id: UserId,
+    /// The session this event belongs to.
+    pub session_id: SessionId,
+    /// `<namespace>:<name>[:<name>…]`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// Opaque to the server except for the state-change conventions.
+    pub payload: Value,
+    /// `sha256:<hex>` of the canonical payload, when the client sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
+}
+
+impl GameEvent {
+    /// The dedup hash of this event's content (type and payload): a re-submitted id must match it.
+    pub fn content_hash(&self) -> String {
+        content_hash(&self.event_type, &self.payload)
+    }
+}
+
+/// The dedup hash of an event's content: SHA-256 hex of the canonical `[type, payload]`.
+pub fn content_hash(event_type: &str, payload: &Value) -> String {
+    let pair = Value::Array(vec![Value::String(event_type.to_owned()), payload.clone()]);
+    sha256_hex(canonical_json(&pair).as_bytes())
+}
+
+/// An envelope as a client submits it, after validation. `userId`, `sequence` and `timestamp`
+/// are not part of it: the server supplies them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubmittedEvent {
+    /// The client's UUID, normalized to lower-case hyphenated form.
+    pub id: EventId,
+    /// The session the client addresses.
+    pub session_id: SessionId,
+    /// The validated type.
+    pub event_type: String,
+    /// The payload, unchanged.
+    pub payload: Value,
+    /// The client's clock, if sent.
+    pub client_timestamp: Option<u64>,
+    /// The verified checksum, if sent.
+    pub checksum: Option<String>,
+}
+
+impl SubmittedEvent {
+    /// Stamps the server's fields onto the envelope.
+    pub fn into_event(self, sequence: Sequence, timestamp: u64, user_id: UserId) -> GameEvent {
+        GameEvent {
+            id: self.id,
+            sequence,
+            timestamp,
+            client_timestamp: self.client_timestamp,
+            user_id,
+            session_id: self.session_id,
+            event_type: self.event_type,
+            payload: self.payload,
+            checksum: self.checksum,
+        }
+    }
+
+    /// The dedup hash of this submission's content.
+    pub fn content_hash(&self) -> String {
+        content_hash(&self.event_type, &self.payload)
+    }
+}
+
+/// Limits applied to every submitted envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnvelopeLimits {
+    /// Maximum payload size as compact UTF-8 JSON.
+    pub max_payload_bytes: usize,
+}
+
+impl Default for EnvelopeLimits {
+    fn default() -> Self {
+        Self {
+            max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+        }
+    }
+}
+
+/// Why an envelope was refused. Each variant maps to one wire code (see [`EnvelopeError::code`]).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum EnvelopeError {
+    /// The event is not a JSON object. Edge: `invalid_event`.
+    #[error("event must be a JSON object")]
+    NotAnObject,
+    /// A required field is absent. Edge: `invalid_event`.
+    #[error("event.{0} is required")]
+    MissingField(&'static str),
+    /// A field has the wrong JSON type. Edge: `invalid_event`.
+    #[error("event.{field} must be {expected}")]
+    WrongType {
+        /// The field.
+        field: &'static str,
+        /// What it must be.
+        expected: &'static str,
+    },
+    /// `id` is not a UUID. Edge: `invalid_event`.
+    #[error("event.id must be a UUID, got {0:?}")]
+    BadId(String),
+    /// `type` does not follow the grammar. Edge: `invalid_event`.
+    #[error("event.type {value:?} is invalid: {reason}")]
+    BadType {
+        /// The offending type (truncated).
+        value: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The event addresses another session than the one it was sent for. Edge: `invalid_event`.
+    #[error("event.sessionId {got:?} does not match the session {expected:?}")]
+    WrongSession {
+        /// The session the caller addressed.
+        expected: String,
+        /// The session in the event.
+        got: String,
+    },
+    /// The payload exceeds the limit. Edge: `payload_too_large`.
+    #[error("payload is {size} bytes, over the limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// Compact size in bytes.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// `checksum` is not of the form `sha256:<64 hex>`. Edge: `invalid_event`.
+    #[error("event.checksum must be \"sha256:\" followed by 64 hex digits")]
+    BadChecksumFormat,
+    /// `checksum` does not match the payload. Edge: `checksum_mismatch`.
+    #[error("checksum does not match the payload (expected {expected})")]
+    ChecksumMismatch {
+        /// The checksum the server computed.
+        expected: String,
+    },
+}
+
+impl EnvelopeError {
+    /// The wire code for this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            EnvelopeError::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
+            EnvelopeError::ChecksumMismatch { .. } => ErrorCode::ChecksumMismatch,
+            _ => ErrorCode::InvalidEvent,
+        }
+    }
+}
+
+/// Extracts the event id from a raw submission if it is a usable UUID string, so an error can be
+/// answered as `event:error` with `tempId`; `None` means the answer is a plain `error` frame.
+pub fn usable_id(raw: &Value) -> Option<EventId> {
+    let id = raw.get("id")?.as_str()?;
+    uuid::Uuid::parse_str(id).ok().map(|u| EventId::new(u.hyphenated().to_string()))
+}
+
+/// Validates a raw submitted envelope. `userId`, `sequence` and `timestamp` in the JSON are
+/// ignored: the server supplies them.
+pub fn validate_submission(
+    raw: &Value,
+    limits: &EnvelopeLimits,
+) -> Result<SubmittedEvent, EnvelopeError> {
+    let obj = raw.as_object().ok_or(EnvelopeError::NotAnObject)?;
+
+    let id = match obj.get("id") {
+        None | Some(Value::Null) => return Err(EnvelopeError::MissingField("id")),
+        Some(Value::String(s)) => {
+            let uuid = uuid::Uuid::parse_str(s).map_err(|_| EnvelopeError::BadId(truncate(s)))?;
+            EventId::new(uuid.hyphenated().to_string())
+        }
+        Some(_) => {
+            return Err(EnvelopeError::WrongType {
+                field: "id",
+                expected: "a UUID string",
+            });
+        }
+    };
+
+    let session_id = match obj.get("sessionId") {
+        None | Some(Value::Null) => return Err(EnvelopeError::MissingField("sessionId")),
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= 128 => SessionId::new(s.clone()),
+        Some(_) => {
+            return Err(EnvelopeError::WrongType {
+                field: "sessionId",
+                expected: "a non-empty string of at most 128 characters",
+            });
+        }
+    };
+
+    let event_type = match obj.get("type") {
+        None | Some(Value::Null) => return Err(EnvelopeError::MissingField("type")),
+        Some(Value::String(s)) => {
+            validate_type(s)?;
+            s.clone()
+        }
+        Some(_) => {
+            return Err(EnvelopeError::WrongType {
+                field: "type",
+                expected: "a string",
+            });
+        }
+    };
+
+    let payload = match obj.get("payload") {
+        None => return Err(EnvelopeError::MissingField("payload")),
+        Some(p) => p.clone(),
+    };
+    let size = serde_json::to_vec(&payload).map(|v| v.len()).unwrap_or(usize::MAX);
+    if size > limits.max_payload_bytes {
+        return Err(EnvelopeError::PayloadTooLarge {
+            size,
+            limit: limits.max_payload_bytes,
+        });
+    }
+
+    let client_timestamp = match obj.get("clientTimestamp") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v.as_u64().ok_or(EnvelopeError::WrongType {
+            field: "clientTimestamp",
+            expected: "a non-negative integer (milliseconds since the epoch)",
+        })?),
+    };
+
+    let checksum_field = match obj.get("checksum") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => {
+            let hex_part = s
+                .strip_prefix(CHECKSUM_PREFIX)
+                .ok_or(EnvelopeError::BadChecksumFormat)?;
+            if hex_part.len() != 64 || !hex_part.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(EnvelopeError::BadChecksumFormat);
+            }
+            let expected = checksum(&payload);
+            if !expected.eq_ignore_ascii_case(s) {
+                return Err(EnvelopeError::ChecksumMismatch { expected });
+            }
+            Some(expected)
+        }
+        Some(_) => return Err(EnvelopeError::BadChecksumFormat),
+    };
+
+    Ok(SubmittedEvent {
+        id,
+        session_id,
+        event_type,
+        payload,
+        client_timestamp,
+        checksum: checksum_field,
+    })
+}
+
+/// Checks the type grammar: `plugin` or `core`, then one or more `:`-separated lowercase parts
+/// of `[a-z0-9_-]`.
+pub fn validate_type(value: &str) -> Result<(), EnvelopeError> {
+    let bad = |reason| EnvelopeError::BadType {
+        value: truncate(value),
+        reason,
+    };
+    if value.len() > MAX_TYPE_LEN {
+        return Err(bad("longer than 128 characters"));
+    }
+    let mut parts = value.split(':');
+    let namespace = parts.next().unwrap_or_default();
+    if namespace != "plugin" && namespace != "core" {
+        return Err(bad("the namespace must be `plugin` or `core`"));
+    }
+    let mut names = 0;
+    for part in parts {
+        if part.is_empty() {
+            return Err(bad("empty name part"));
+        }
+        if !part
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        {
+            return Err(bad("name parts are lowercase [a-z0-9_-]"));
+        }
+        names += 1;
+    }
+    if names == 0 {
+        return Err(bad("expected <namespace>:<name>"));
+    }
+    Ok(())
+}
+
+/// Who is sending an event; decides which `core:*` types are allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sender {
+    /// A campaign member without the GM role.
+    Player,
+    /// The campaign's GM, or a member with `role: gm`.
+    Gm,
+    /// The server itself (HTTP routes that commit events).
+    Server,
+}
+
+/// What a type requires of its sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TypePermission {
+    /// Any subscribed client: `plugin:*`, `core:chat`, `core:dice:roll`, `core:token:*`.
+    Client,
+    /// The GM: `core:gm_*`.
+    Gm,
+    /// The server only: `core:session:*`, `core:snapshot*` and every other `core:*` type.
+    ServerOnly,
+}
+
+/// The permission a (grammatically valid) type requires.
+pub fn type_permission(event_type: &str) -> TypePermission {
+    if event_type.starts_with("plugin:")
+        || event_type == "core:chat"
+        || event_type == "core:dice:roll"
+        || event_type.starts_with("core:token:")
+    {
+        TypePermission::Client
+    } else if event_type.starts_with("core:gm_") {
+        TypePermission::Gm
+    } else {
+        TypePermission::ServerOnly
+    }
+}
+
+/// A sender may not submit this type. Edge: `forbidden`.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{event_type} may not be sent by {who}")]
+pub struct TypeForbidden {
+    /// The refused type.
+    pub event_type: String,
+    /// Who tried (for the message).
+    pub who: &'static str,
+}
+
+/// Checks that `sender` may submit `event_type`.
+pub fn check_type_permission(event_type: &str, sender: Sender) -> Result<(), TypeForbidden> {
+    let allowed = match (type_permission(event_type), sender) {
+        (_, Sender::Server) => true,
+        (TypePermission::Client, _) => true,
+        (TypePermission::Gm, Sender::Gm) => true,
+        (TypePermission::Gm, Sender::Player) => false,
+        (TypePermission::ServerOnly, _) => false,
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(TypeForbidden {
+            event_type: event_type.to_owned(),
+            who: match (type_permission(event_type), sender) {
+                (TypePermission::Gm, _) => "a player (GM only)",
+                _ => "a client (server only)",
+            },
+        })
+    }
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(80).collect()
+}
