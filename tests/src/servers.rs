@@ -130,7 +130,10 @@ mod tests {
     #[test]
     fn host_port_is_extracted_from_urls() {
         assert_eq!(host_port_of("redis://127.0.0.1:6390"), "127.0.0.1:6390");
-        assert_eq!(host_port_of("redis://:pw@127.0.0.1:6390/0"), "127.0.0.1:6390");
+        assert_eq!(
+            host_port_of("redis://:pw@127.0.0.1:6390/0"),
+            "127.0.0.1:6390"
+        );
         assert_eq!(
             host_port_of("mongodb://127.0.0.1:27118/?directConnection=true"),
             "127.0.0.1:27118"

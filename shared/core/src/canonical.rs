@@ -25,7 +25,10 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// `sha256:<hex>` of the canonical JSON of `value`: the form of the envelope's `checksum`.
 pub fn checksum(value: &Value) -> String {
-    format!("{CHECKSUM_PREFIX}{}", sha256_hex(canonical_json(value).as_bytes()))
+    format!(
+        "{CHECKSUM_PREFIX}{}",
+        sha256_hex(canonical_json(value).as_bytes())
+    )
 }
 
 #[cfg(test)]

@@ -144,10 +144,10 @@ pub fn parse_changes(event_type: &str, payload: &Value) -> Result<ChangeSet, Cha
                 return Err(ChangeError::Instance(instance.0));
             }
             let actor_id = string_field(payload, "actorId")?;
-            let actor = payload.get("actor").filter(|a| a.is_object()).ok_or(field(
-                "actor",
-                "must be the actor document (an object)",
-            ))?;
+            let actor = payload
+                .get("actor")
+                .filter(|a| a.is_object())
+                .ok_or(field("actor", "must be the actor document (an object)"))?;
             Ok(ChangeSet::AddActor {
                 instance,
                 actor_id: ActorId::new(actor_id),
@@ -261,13 +261,14 @@ fn parse_force_set(payload: &Value) -> Result<ChangeSet, ChangeError> {
     let mut total = 0;
     for (instance, paths) in final_state {
         let instance = parse_instance(instance)?;
-        let paths = paths
-            .as_object()
-            .filter(|m| !m.is_empty())
-            .ok_or_else(|| ChangeError::Field {
-                field: format!("finalState.{instance}"),
-                problem: "must be a non-empty object {path: value}",
-            })?;
+        let paths =
+            paths
+                .as_object()
+                .filter(|m| !m.is_empty())
+                .ok_or_else(|| ChangeError::Field {
+                    field: format!("finalState.{instance}"),
+                    problem: "must be a non-empty object {path: value}",
+                })?;
         let mut sets = Vec::with_capacity(paths.len());
         for (path, value) in paths {
             check_target_path(&instance, path)?;
@@ -452,7 +453,10 @@ mod tests {
             json!({"target": {"instanceId": "$session"}, "stateChanges": {"encounter": {"to": 1}}}),
         ];
         for payload in cases {
-            assert!(update(payload.clone()).is_err(), "{payload} should be refused");
+            assert!(
+                update(payload.clone()).is_err(),
+                "{payload} should be refused"
+            );
         }
     }
 
@@ -494,7 +498,9 @@ mod tests {
         );
         assert!(parse_changes(GM_OVERRIDE, &json!({"finalState": {}})).is_err());
         assert!(parse_changes(GM_OVERRIDE, &json!({"finalState": {"g": {}}})).is_err());
-        assert!(parse_changes(GM_OVERRIDE, &json!({"finalState": {"g": {"a": {"b": 1}}}})).is_err());
+        assert!(
+            parse_changes(GM_OVERRIDE, &json!({"finalState": {"g": {"a": {"b": 1}}}})).is_err()
+        );
     }
 
     #[test]
@@ -507,8 +513,11 @@ mod tests {
         assert!(matches!(added, ChangeSet::AddActor { .. }));
         assert!(parse_changes(ACTOR_ADDED, &json!({"instanceId": "g", "actorId": "a"})).is_err());
         assert!(
-            parse_changes(ACTOR_ADDED, &json!({"instanceId": "$session", "actorId": "a", "actor": {}}))
-                .is_err()
+            parse_changes(
+                ACTOR_ADDED,
+                &json!({"instanceId": "$session", "actorId": "a", "actor": {}})
+            )
+            .is_err()
         );
         assert_eq!(
             parse_changes(ACTOR_REMOVED, &json!({"instanceId": "goblin1"})).unwrap(),
@@ -522,11 +531,24 @@ mod tests {
     #[test]
     fn state_changes_json_round_trips() {
         let changes = vec![
-            PathChange { path: "a".into(), change: Change::Cas { from: json!(1), to: json!(2) } },
-            PathChange { path: "b".into(), change: Change::Inc { by: -3 } },
-            PathChange { path: "c".into(), change: Change::Blind { to: json!("x") } },
+            PathChange {
+                path: "a".into(),
+                change: Change::Cas {
+                    from: json!(1),
+                    to: json!(2),
+                },
+            },
+            PathChange {
+                path: "b".into(),
+                change: Change::Inc { by: -3 },
+            },
+            PathChange {
+                path: "c".into(),
+                change: Change::Blind { to: json!("x") },
+            },
         ];
-        let payload = json!({"target": {"instanceId": "g"}, "stateChanges": state_changes_json(&changes)});
+        let payload =
+            json!({"target": {"instanceId": "g"}, "stateChanges": state_changes_json(&changes)});
         let ChangeSet::Update { changes: back, .. } = update(payload).unwrap() else {
             panic!("expected update")
         };

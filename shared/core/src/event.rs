@@ -183,7 +183,9 @@ impl EnvelopeError {
 /// answered as `event:error` with `tempId`; `None` means the answer is a plain `error` frame.
 pub fn usable_id(raw: &Value) -> Option<EventId> {
     let id = raw.get("id")?.as_str()?;
-    uuid::Uuid::parse_str(id).ok().map(|u| EventId::new(u.hyphenated().to_string()))
+    uuid::Uuid::parse_str(id)
+        .ok()
+        .map(|u| EventId::new(u.hyphenated().to_string()))
 }
 
 /// Validates a raw submitted envelope. `userId`, `sequence` and `timestamp` in the JSON are
@@ -237,7 +239,9 @@ pub fn validate_submission(
         None => return Err(EnvelopeError::MissingField("payload")),
         Some(p) => p.clone(),
     };
-    let size = serde_json::to_vec(&payload).map(|v| v.len()).unwrap_or(usize::MAX);
+    let size = serde_json::to_vec(&payload)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
     if size > limits.max_payload_bytes {
         return Err(EnvelopeError::PayloadTooLarge {
             size,
@@ -386,4 +390,225 @@ pub fn check_type_permission(event_type: &str, sender: Sender) -> Result<(), Typ
 
 fn truncate(s: &str) -> String {
     s.chars().take(80).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const ID: &str = "6f1c2a64-3b1e-4c7d-9a7e-2d4b8f0c1e55";
+
+    fn raw() -> Value {
+        json!({"id": ID, "sessionId": "s1", "type": "plugin:dnd5e:attack",
+               "payload": {"target": {"instanceId": "goblin1"}}})
+    }
+
+    fn with(key: &str, value: Value) -> Value {
+        let mut r = raw();
+        r[key] = value;
+        r
+    }
+
+    fn without(key: &str) -> Value {
+        let mut r = raw();
+        r.as_object_mut().unwrap().remove(key);
+        r
+    }
+
+    fn check(raw: &Value) -> Result<SubmittedEvent, EnvelopeError> {
+        validate_submission(raw, &EnvelopeLimits::default())
+    }
+
+    #[test]
+    fn given_a_well_formed_envelope_then_it_is_accepted_and_server_fields_are_ignored() {
+        let mut r = raw();
+        r["userId"] = json!("mallory");
+        r["sequence"] = json!(99);
+        r["clientTimestamp"] = json!(1_700_000_000_000u64);
+        let ok = check(&r).unwrap();
+        assert_eq!(ok.id.as_str(), ID);
+        assert_eq!(ok.client_timestamp, Some(1_700_000_000_000));
+        let event = ok.into_event(Sequence(3), 42, UserId::new("alice"));
+        assert_eq!(event.user_id, UserId::new("alice"));
+        assert_eq!(event.sequence, Sequence(3));
+    }
+
+    #[test]
+    fn given_any_uuid_form_then_the_id_is_normalized() {
+        let ok = check(&with("id", json!(ID.to_uppercase()))).unwrap();
+        assert_eq!(ok.id.as_str(), ID);
+        let ok = check(&with("id", json!(ID.replace('-', "")))).unwrap();
+        assert_eq!(ok.id.as_str(), ID);
+    }
+
+    #[test]
+    fn given_missing_fields_then_each_is_named() {
+        for field in ["id", "sessionId", "type", "payload"] {
+            assert_eq!(
+                check(&without(field)),
+                Err(EnvelopeError::MissingField(field))
+            );
+        }
+        assert_eq!(
+            check(&json!("not an object")),
+            Err(EnvelopeError::NotAnObject)
+        );
+    }
+
+    #[test]
+    fn given_a_bad_uuid_then_invalid_event() {
+        let err = check(&with("id", json!("not-a-uuid"))).unwrap_err();
+        assert!(matches!(err, EnvelopeError::BadId(_)));
+        assert_eq!(err.code(), ErrorCode::InvalidEvent);
+        assert!(matches!(
+            check(&with("id", json!(12))),
+            Err(EnvelopeError::WrongType { field: "id", .. })
+        ));
+        assert_eq!(usable_id(&with("id", json!("nope"))), None);
+        assert_eq!(usable_id(&raw()).unwrap().as_str(), ID);
+    }
+
+    #[test]
+    fn given_a_session_id_of_the_wrong_type_then_invalid_event() {
+        for bad in [
+            json!(5),
+            json!(""),
+            json!({"id": "s1"}),
+            json!("x".repeat(129)),
+        ] {
+            let err = check(&with("sessionId", bad)).unwrap_err();
+            assert!(matches!(
+                err,
+                EnvelopeError::WrongType {
+                    field: "sessionId",
+                    ..
+                }
+            ));
+            assert_eq!(err.code(), ErrorCode::InvalidEvent);
+        }
+    }
+
+    #[test]
+    fn given_bad_type_grammar_then_invalid_event() {
+        for bad in [
+            "attack",
+            "plugin",
+            "plugin:",
+            "plugin::attack",
+            "Plugin:dnd5e:attack",
+            "plugin:DnD5e:attack",
+            "game:dnd5e:attack",
+            "plugin:dnd5e:att ack",
+            "plugin:dnd5e:attack!",
+        ] {
+            let err = check(&with("type", json!(bad))).unwrap_err();
+            assert!(
+                matches!(err, EnvelopeError::BadType { .. }),
+                "{bad}: {err:?}"
+            );
+            assert_eq!(err.code(), ErrorCode::InvalidEvent);
+        }
+        let long = format!("plugin:{}", "a".repeat(130));
+        assert!(check(&with("type", json!(long))).is_err());
+        assert!(check(&with("type", json!(7))).is_err());
+        for good in [
+            "plugin:dnd5e:attack",
+            "core:token:move",
+            "core:gm_override",
+            "plugin:x-y_1:z",
+        ] {
+            assert!(validate_type(good).is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn given_a_payload_over_the_limit_then_payload_too_large() {
+        let big = json!({"blob": "x".repeat(DEFAULT_MAX_PAYLOAD_BYTES)});
+        let err = check(&with("payload", big)).unwrap_err();
+        assert!(matches!(err, EnvelopeError::PayloadTooLarge { .. }));
+        assert_eq!(err.code(), ErrorCode::PayloadTooLarge);
+        let limits = EnvelopeLimits {
+            max_payload_bytes: 10,
+        };
+        assert!(validate_submission(&with("payload", json!("12345678")), &limits).is_ok());
+        assert!(validate_submission(&with("payload", json!("123456789")), &limits).is_err());
+    }
+
+    #[test]
+    fn given_a_checksum_then_it_is_verified() {
+        let r = raw();
+        let good = checksum(&r["payload"]);
+        assert!(check(&with("checksum", json!(good))).is_ok());
+        let err = check(&with(
+            "checksum",
+            json!(format!("sha256:{}", "0".repeat(64))),
+        ))
+        .unwrap_err();
+        assert!(matches!(err, EnvelopeError::ChecksumMismatch { .. }));
+        assert_eq!(err.code(), ErrorCode::ChecksumMismatch);
+        for bad in [json!("md5:abc"), json!("sha256:xyz"), json!(5)] {
+            let err = check(&with("checksum", bad)).unwrap_err();
+            assert_eq!(err, EnvelopeError::BadChecksumFormat);
+        }
+    }
+
+    #[test]
+    fn given_a_bad_client_timestamp_then_invalid_event() {
+        for bad in [json!(-1), json!("now"), json!(1.5)] {
+            assert!(matches!(
+                check(&with("clientTimestamp", bad)),
+                Err(EnvelopeError::WrongType {
+                    field: "clientTimestamp",
+                    ..
+                })
+            ));
+        }
+    }
+
+    #[test]
+    fn content_hash_ignores_spelling_and_depends_on_type_and_payload() {
+        let a: Value = serde_json::from_str(r#"{"b": 1.0, "a": 2}"#).unwrap();
+        let b: Value = serde_json::from_str(r#"{"a":2,"b":1}"#).unwrap();
+        assert_eq!(
+            content_hash("plugin:x:y", &a),
+            content_hash("plugin:x:y", &b)
+        );
+        assert_ne!(
+            content_hash("plugin:x:y", &a),
+            content_hash("plugin:x:z", &a)
+        );
+        assert_ne!(
+            content_hash("plugin:x:y", &a),
+            content_hash("plugin:x:y", &json!({"a": 3}))
+        );
+    }
+
+    #[test]
+    fn type_permissions_follow_the_contract() {
+        use Sender::*;
+        for t in [
+            "plugin:dnd5e:attack",
+            "core:chat",
+            "core:dice:roll",
+            "core:token:move",
+        ] {
+            for s in [Player, Gm, Server] {
+                assert!(check_type_permission(t, s).is_ok(), "{t} by {s:?}");
+            }
+        }
+        assert!(check_type_permission("core:gm_override", Player).is_err());
+        assert!(check_type_permission("core:gm_override", Gm).is_ok());
+        for t in [
+            "core:session:actor_added",
+            "core:session:actor_removed",
+            "core:snapshot",
+            "core:snapshot_created",
+            "core:compacted_state",
+        ] {
+            assert!(check_type_permission(t, Player).is_err(), "{t}");
+            assert!(check_type_permission(t, Gm).is_err(), "{t}");
+            assert!(check_type_permission(t, Server).is_ok(), "{t}");
+        }
+    }
 }

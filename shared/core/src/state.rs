@@ -27,7 +27,9 @@ use serde_json::{Value, json};
 use thiserror::Error;
 
 use crate::canonical::canonical_json;
-use crate::changes::{Change, ChangeError, ChangeSet, MAX_SAFE_INTEGER, as_safe_integer, parse_changes};
+use crate::changes::{
+    Change, ChangeError, ChangeSet, MAX_SAFE_INTEGER, as_safe_integer, parse_changes,
+};
 use crate::event::GameEvent;
 use crate::ids::{ActorId, CampaignId, EventId, InstanceId, Sequence, SessionId, UserId};
 use crate::paths::{leaf_at, set_path};
@@ -190,7 +192,9 @@ impl ApplyError {
     pub fn code(&self) -> crate::codes::ErrorCode {
         match self {
             ApplyError::Conflict { .. } => crate::codes::ErrorCode::Conflict,
-            ApplyError::Invalid(_) | ApplyError::Rejected(_) => crate::codes::ErrorCode::InvalidEvent,
+            ApplyError::Invalid(_) | ApplyError::Rejected(_) => {
+                crate::codes::ErrorCode::InvalidEvent
+            }
             ApplyError::OutOfOrder { .. } | ApplyError::WrongSession { .. } => {
                 crate::codes::ErrorCode::Internal
             }
@@ -200,9 +204,18 @@ impl ApplyError {
 
 /// A planned write, computed before anything is changed (all-or-nothing).
 enum Write {
-    Set { instance: InstanceId, path: String, value: Value },
-    Add { instance: InstanceId, actor: ActiveActor },
-    Remove { instance: InstanceId },
+    Set {
+        instance: InstanceId,
+        path: String,
+        value: Value,
+    },
+    Add {
+        instance: InstanceId,
+        actor: ActiveActor,
+    },
+    Remove {
+        instance: InstanceId,
+    },
 }
 
 impl GameSessionState {
@@ -247,7 +260,11 @@ impl GameSessionState {
     /// not in the session.
     pub fn current(&self, instance: &InstanceId, path: &str) -> Option<Value> {
         if instance.is_session() {
-            Some(current_of(&session_defaults(), &self.session_overrides, path))
+            Some(current_of(
+                &session_defaults(),
+                &self.session_overrides,
+                path,
+            ))
         } else {
             self.active_actors.get(instance).map(|a| a.current(path))
         }
@@ -323,7 +340,11 @@ impl GameSessionState {
         self.plan_changes(&changes, event)
     }
 
-    fn plan_changes(&self, changes: &ChangeSet, event: &GameEvent) -> Result<Vec<Write>, ApplyError> {
+    fn plan_changes(
+        &self,
+        changes: &ChangeSet,
+        event: &GameEvent,
+    ) -> Result<Vec<Write>, ApplyError> {
         match changes {
             ChangeSet::None => Ok(vec![]),
             ChangeSet::AddActor {
@@ -421,12 +442,16 @@ pub fn increment(current: &Value, by: i64, path: &str) -> Result<i64, ApplyError
     let base = match current {
         Value::Null => 0,
         other => as_safe_integer(other).ok_or_else(|| {
-            ApplyError::Rejected(format!("inc on {path}: the current value is not an integer"))
+            ApplyError::Rejected(format!(
+                "inc on {path}: the current value is not an integer"
+            ))
         })?,
     };
     let sum = base + by;
     if sum.abs() > MAX_SAFE_INTEGER {
-        return Err(ApplyError::Rejected(format!("inc on {path}: result out of range")));
+        return Err(ApplyError::Rejected(format!(
+            "inc on {path}: result out of range"
+        )));
     }
     Ok(sum)
 }
@@ -474,7 +499,12 @@ mod tests {
             }
         }
 
-        fn submit(&mut self, user: &str, event_type: &str, payload: Value) -> Result<(), ApplyError> {
+        fn submit(
+            &mut self,
+            user: &str,
+            event_type: &str,
+            payload: Value,
+        ) -> Result<(), ApplyError> {
             let e = self.event(user, event_type, payload);
             self.state.apply(&e)?;
             self.next += 1;
@@ -504,12 +534,15 @@ mod tests {
     }
 
     #[test]
-    fn given_a_goblin_when_hit_with_matching_from_then_hp_changes_and_override_records_provenance() {
+    fn given_a_goblin_when_hit_with_matching_from_then_hp_changes_and_override_records_provenance()
+    {
         let mut log = Log::new();
         log.add_goblin("goblin1", 15);
-        log.submit("p1", "plugin:dnd5e:attack", hit("goblin1", 15, 7)).unwrap();
+        log.submit("p1", "plugin:dnd5e:attack", hit("goblin1", 15, 7))
+            .unwrap();
         assert_eq!(log.hp("goblin1"), json!(7));
-        let o = &log.state.active_actors[&InstanceId::new("goblin1")].overrides["attributes.hp.value"];
+        let o =
+            &log.state.active_actors[&InstanceId::new("goblin1")].overrides["attributes.hp.value"];
         assert_eq!(o.user_id, UserId::new("p1"));
         assert_eq!(o.sequence, Sequence(2));
         assert_eq!(o.timestamp, 2_000);
@@ -517,10 +550,12 @@ mod tests {
     }
 
     #[test]
-    fn given_a_stale_from_when_applied_then_conflict_with_current_of_every_path_and_nothing_changes() {
+    fn given_a_stale_from_when_applied_then_conflict_with_current_of_every_path_and_nothing_changes()
+     {
         let mut log = Log::new();
         log.add_goblin("goblin1", 15);
-        log.submit("p1", "plugin:dnd5e:attack", hit("goblin1", 15, 7)).unwrap();
+        log.submit("p1", "plugin:dnd5e:attack", hit("goblin1", 15, 7))
+            .unwrap();
         let before = log.state.clone();
         let err = log
             .submit(
@@ -602,12 +637,12 @@ mod tests {
     fn inc_adds_treats_missing_as_zero_and_refuses_non_numbers() {
         let mut log = Log::new();
         log.add_goblin("g", 15);
-        let inc = |path: &str, by: i64| {
-            json!({"target": {"instanceId": "g"}, "stateChanges": {path: {"op": "inc", "by": by}}})
-        };
-        log.submit("p1", "plugin:x:y", inc("attributes.hp.value", -5)).unwrap();
+        let inc = |path: &str, by: i64| json!({"target": {"instanceId": "g"}, "stateChanges": {path: {"op": "inc", "by": by}}});
+        log.submit("p1", "plugin:x:y", inc("attributes.hp.value", -5))
+            .unwrap();
         assert_eq!(log.hp("g"), json!(10));
-        log.submit("p1", "plugin:x:y", inc("counters.rage", 2)).unwrap();
+        log.submit("p1", "plugin:x:y", inc("counters.rage", 2))
+            .unwrap();
         assert_eq!(
             log.state.current(&InstanceId::new("g"), "counters.rage"),
             Some(json!(2))
@@ -645,7 +680,10 @@ mod tests {
             json!({"target": {"instanceId": "g"}, "stateChanges": {"position.x": {"to": 5}}}),
         )
         .unwrap();
-        assert_eq!(log.state.current(&InstanceId::new("g"), "position.x"), Some(json!(5)));
+        assert_eq!(
+            log.state.current(&InstanceId::new("g"), "position.x"),
+            Some(json!(5))
+        );
         log.submit(
             "gm",
             GM_OVERRIDE,
@@ -653,8 +691,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(log.hp("g"), json!(1));
-        assert_eq!(log.state.current(&InstanceId::new("g"), "position.x"), Some(json!(4)));
-        let err = log.submit("gm", GM_OVERRIDE, json!({"finalState": {"ghost": {"a": 1}}}));
+        assert_eq!(
+            log.state.current(&InstanceId::new("g"), "position.x"),
+            Some(json!(4))
+        );
+        let err = log.submit(
+            "gm",
+            GM_OVERRIDE,
+            json!({"finalState": {"ghost": {"a": 1}}}),
+        );
         assert!(matches!(err, Err(ApplyError::Rejected(_))));
     }
 
@@ -693,7 +738,8 @@ mod tests {
             ),
             Err(ApplyError::Rejected(_))
         ));
-        log.submit("gm", ACTOR_REMOVED, json!({"instanceId": "g"})).unwrap();
+        log.submit("gm", ACTOR_REMOVED, json!({"instanceId": "g"}))
+            .unwrap();
         assert!(!log.state.has_instance(&InstanceId::new("g")));
         assert!(matches!(
             log.submit("gm", ACTOR_REMOVED, json!({"instanceId": "g"})),
@@ -712,7 +758,11 @@ mod tests {
         assert_eq!(runtime["attributes"]["ac"], json!(15));
         assert_eq!(runtime["instanceId"], json!("g"));
         let base = &log.state.active_actors[&InstanceId::new("g")].actor;
-        assert_eq!(base["attributes"]["hp"]["value"], json!(15), "base is untouched");
+        assert_eq!(
+            base["attributes"]["hp"]["value"],
+            json!(15),
+            "base is untouched"
+        );
     }
 
     #[test]
@@ -720,11 +770,18 @@ mod tests {
         let mut log = Log::new();
         let mut e = log.event("p1", "core:chat", json!({"text": "hi"}));
         e.sequence = Sequence(2);
-        assert!(matches!(log.state.apply(&e), Err(ApplyError::OutOfOrder { .. })));
+        assert!(matches!(
+            log.state.apply(&e),
+            Err(ApplyError::OutOfOrder { .. })
+        ));
         e.sequence = Sequence(1);
         e.session_id = SessionId::new("other");
-        assert!(matches!(log.state.apply(&e), Err(ApplyError::WrongSession { .. })));
-        log.submit("p1", "core:chat", json!({"text": "hi"})).unwrap();
+        assert!(matches!(
+            log.state.apply(&e),
+            Err(ApplyError::WrongSession { .. })
+        ));
+        log.submit("p1", "core:chat", json!({"text": "hi"}))
+            .unwrap();
         assert_eq!(log.state.last_event_sequence, Sequence(1));
     }
 
@@ -740,7 +797,13 @@ mod tests {
         )
         .unwrap();
         let json = serde_json::to_value(&log.state).unwrap();
-        for key in ["sessionId", "lastEventSequence", "activeActors", "encounter", "environment"] {
+        for key in [
+            "sessionId",
+            "lastEventSequence",
+            "activeActors",
+            "encounter",
+            "environment",
+        ] {
             assert!(json.get(key).is_some(), "missing {key}");
         }
         let o = &json["activeActors"]["g"]["overrides"]["attributes.hp.value"];
