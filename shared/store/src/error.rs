@@ -1,0 +1,158 @@
+//! Errors of the ports. Each variant's doc says what the edge does with it.
+
+use std::collections::BTreeMap;
+
+use dlab_core::codes::ErrorCode;
+use dlab_core::ids::{Sequence, SessionId};
+use serde_json::Value;
+use thiserror::Error;
+
+/// A boxed error from a backend driver, kept as the `source`.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A failure of a store operation.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The backend could not be reached or failed. Edge: `unavailable`, retryable.
+    #[error("{backend} unavailable during {operation}")]
+    Unavailable {
+        /// Which backend (`redis`, `mongodb`, `dynamodb`).
+        backend: &'static str,
+        /// What was being done.
+        operation: &'static str,
+        /// The driver's error.
+        #[source]
+        source: BoxError,
+    },
+    /// Stored data could not be decoded. Edge: `internal` (logged).
+    #[error("corrupt {what} in {backend}")]
+    Corrupt {
+        /// Which backend.
+        backend: &'static str,
+        /// What was being decoded.
+        what: &'static str,
+        /// The decoding error.
+        #[source]
+        source: BoxError,
+    },
+    /// A read starts below the hot window. Edge: read the archive instead.
+    #[error("sequence range starts below the hot window's floor {floor} of session {session}")]
+    BelowFloor {
+        /// The session.
+        session: SessionId,
+        /// Lowest sequence still in the hot window.
+        floor: Sequence,
+    },
+    /// The session's hot state is missing. Edge: rehydrate.
+    #[error("hot state of session {0} is missing")]
+    HotStateMissing(SessionId),
+    /// A create found the id taken. Edge: `invalid_message` / 409.
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+}
+
+impl StoreError {
+    /// Wraps a backend error as [`StoreError::Unavailable`].
+    pub fn unavailable(
+        backend: &'static str,
+        operation: &'static str,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        StoreError::Unavailable {
+            backend,
+            operation,
+            source: source.into(),
+        }
+    }
+
+    /// Wraps a decoding error as [`StoreError::Corrupt`].
+    pub fn corrupt(backend: &'static str, what: &'static str, source: impl Into<BoxError>) -> Self {
+        StoreError::Corrupt {
+            backend,
+            what,
+            source: source.into(),
+        }
+    }
+
+    /// The wire code for this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            StoreError::Unavailable { .. } | StoreError::HotStateMissing(_) => {
+                ErrorCode::Unavailable
+            }
+            StoreError::AlreadyExists(_) => ErrorCode::Conflict,
+            StoreError::Corrupt { .. } | StoreError::BelowFloor { .. } => ErrorCode::Internal,
+        }
+    }
+}
+
+/// Why a commit did not happen. Nothing was stored in every case.
+#[derive(Debug, Error)]
+pub enum CommitError {
+    /// A compare-and-set precondition failed. Edge: `event:error {code: conflict, current}`.
+    #[error("compare-and-set precondition failed")]
+    Conflict {
+        /// The current value of every path of the event.
+        current: BTreeMap<String, Value>,
+    },
+    /// The event cannot apply to this state (unknown instance, id reused with other content,
+    /// `inc` on a non-integer, …). Edge: `invalid_event`.
+    #[error("{0}")]
+    Invalid(String),
+    /// The session's hot state is missing (wiped or failed-over Redis). Edge: rehydrate from
+    /// snapshot + archive, then retry.
+    #[error("hot state of session {0} is missing")]
+    HotStateMissing(SessionId),
+    /// The backend failed. Edge: `unavailable`.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl CommitError {
+    /// The wire code for this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            CommitError::Conflict { .. } => ErrorCode::Conflict,
+            CommitError::Invalid(_) => ErrorCode::InvalidEvent,
+            CommitError::HotStateMissing(_) => ErrorCode::Unavailable,
+            CommitError::Store(e) => e.code(),
+        }
+    }
+}
+
+/// A failure of the archive.
+#[derive(Debug, Error)]
+pub enum ArchiveError {
+    /// Another event id already holds this `(sessionId, sequence)`: the sequence counter went
+    /// back. Edge: fence the session (`unavailable`), log an error, rehydrate from the archive.
+    #[error("sequence {sequence} of session {session} is already held by event {existing}")]
+    SequenceCollision {
+        /// The session.
+        session: SessionId,
+        /// The contested sequence.
+        sequence: Sequence,
+        /// The id already stored there.
+        existing: String,
+    },
+    /// The same event id is archived under another sequence. Edge: treated like a collision.
+    #[error("event {id} of session {session} is archived at sequence {existing}")]
+    IdCollision {
+        /// The session.
+        session: SessionId,
+        /// The event id.
+        id: String,
+        /// Where it is stored.
+        existing: Sequence,
+    },
+    /// The backend failed or timed out. Edge: log; the commit stands and backfill copies it.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A failure to post to a connection (not `Gone`, which is an outcome).
+#[derive(Debug, Error)]
+pub enum NotifyError {
+    /// The management API failed. Edge: log; the event is committed and replayable.
+    #[error("posting to connection failed")]
+    Failed(#[source] BoxError),
+}

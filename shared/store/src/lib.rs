@@ -1,0 +1,24 @@
+//! Storage and notifier ports of the Dungeon Lab event server, and their adapters.
+//!
+//! # Layout
+//! - [`ports`]: the async traits (`EventLog`, `EventArchive`, `CampaignStore`, `SnapshotStore`,
+//!   `ConnectionRegistry`, `RateLimiter`, `Notifier`) the service is written against.
+//! - [`error`]: their errors; each variant says what the edge does with it.
+//! - [`model`]: stored records that are not pure domain values (campaigns, sessions,
+//!   connections).
+//! - [`memory`]: in-memory adapters, the embedded default; same rules as the real ones.
+//! - `redis` (feature `redis`): the atomic commit script, hot log and rate limiter.
+//! - `mongo` (feature `mongo`): archive, campaign store, snapshots.
+//! - `dynamo` (feature `dynamo`): the connection registry.
+//! - `apigw` (feature `apigw`): the `@connections` notifier.
+
+pub mod error;
+pub mod memory;
+pub mod model;
+pub mod ports;
+
+pub use error::{ArchiveError, CommitError, NotifyError, StoreError};
+pub use ports::{
+    CampaignStore, CommitRequest, Committed, ConnectionRegistry, EventArchive, EventLog, Notifier,
+    PostOutcome, RateLimiter, SnapshotStore,
+};

@@ -1,0 +1,804 @@
+//! In-memory adapters: the embedded default of a local run.
+//!
+//! They enforce exactly the rules of the real adapters (the same contract suite runs against
+//! both): the event log commits under one lock, running the domain projection
+//! (`GameSessionState::apply`) as its compare-and-set, so sequences are gap-free, duplicates are
+//! recognised and a conflict stores nothing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use dlab_core::actor::{Actor, CompendiumEntry};
+use dlab_core::changes::ChangeSet;
+use dlab_core::compaction::Snapshot;
+use dlab_core::event::GameEvent;
+use dlab_core::ids::{ActorId, CampaignId, ConnectionId, EventId, Sequence, SessionId, UserId};
+use dlab_core::state::{ApplyError, GameSessionState};
+use tokio::sync::{Mutex, mpsc};
+
+use crate::error::{ArchiveError, CommitError, NotifyError, StoreError};
+use crate::model::{
+    Campaign, CompendiumPage, CompendiumQuery, Connection, GameSession, Member, MemberRole,
+    Subscription, now_ms,
+};
+use crate::ports::{
+    CampaignStore, CommitRequest, Committed, ConnectionRegistry, EventArchive, EventLog, Notifier,
+    PostOutcome, RateLimiter, SnapshotStore,
+};
+
+#[derive(Debug)]
+struct HotSession {
+    state: GameSessionState,
+    events: BTreeMap<u64, GameEvent>,
+    ids: HashMap<EventId, (Sequence, String)>,
+    floor: u64,
+}
+
+impl HotSession {
+    fn new(session: &SessionId) -> Self {
+        Self {
+            state: GameSessionState::new(session.clone(), None),
+            events: BTreeMap::new(),
+            ids: HashMap::new(),
+            floor: 1,
+        }
+    }
+}
+
+/// The event log in memory. One lock per log keeps the commit atomic.
+#[derive(Debug, Default)]
+pub struct MemoryEventLog {
+    sessions: Mutex<HashMap<SessionId, HotSession>>,
+}
+
+impl MemoryEventLog {
+    /// An empty log.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Drops every session's hot state, as a wiped Redis would (for tests of rehydration).
+    pub async fn wipe(&self) {
+        self.sessions.lock().await.clear();
+    }
+}
+
+#[async_trait]
+impl EventLog for MemoryEventLog {
+    async fn init_session(&self, session: &SessionId) -> Result<(), StoreError> {
+        self.sessions
+            .lock()
+            .await
+            .entry(session.clone())
+            .or_insert_with(|| HotSession::new(session));
+        Ok(())
+    }
+
+    async fn commit(&self, request: CommitRequest) -> Result<Committed, CommitError> {
+        let CommitRequest { mut event, changes } = request;
+        let session = event.session_id.clone();
+        let mut sessions = self.sessions.lock().await;
+        let hot = sessions
+            .get_mut(&session)
+            .ok_or_else(|| CommitError::HotStateMissing(session.clone()))?;
+        let hash = event.content_hash();
+        if let Some((sequence, stored_hash)) = hot.ids.get(&event.id) {
+            if *stored_hash != hash {
+                return Err(CommitError::Invalid(format!(
+                    "event id {} was already used with different content",
+                    event.id
+                )));
+            }
+            return Ok(Committed {
+                sequence: *sequence,
+                duplicate: true,
+                event: hot.events.get(&sequence.get()).cloned(),
+            });
+        }
+        event.sequence = hot.state.last_event_sequence.next();
+        debug_assert_eq!(
+            changes,
+            dlab_core::changes::parse_changes(&event.event_type, &event.payload)
+                .unwrap_or(ChangeSet::None)
+        );
+        hot.state.apply(&event).map_err(|e| match e {
+            ApplyError::Conflict { current } => CommitError::Conflict { current },
+            other => CommitError::Invalid(other.to_string()),
+        })?;
+        hot.ids.insert(event.id.clone(), (event.sequence, hash));
+        hot.events.insert(event.sequence.get(), event.clone());
+        Ok(Committed {
+            sequence: event.sequence,
+            duplicate: false,
+            event: Some(event),
+        })
+    }
+
+    async fn read(
+        &self,
+        session: &SessionId,
+        after: Sequence,
+        to: Option<Sequence>,
+        limit: usize,
+    ) -> Result<Vec<GameEvent>, StoreError> {
+        let sessions = self.sessions.lock().await;
+        let Some(hot) = sessions.get(session) else {
+            return Err(StoreError::HotStateMissing(session.clone()));
+        };
+        if after.get() + 1 < hot.floor {
+            return Err(StoreError::BelowFloor {
+                session: session.clone(),
+                floor: Sequence(hot.floor),
+            });
+        }
+        let to = to.map_or(u64::MAX, Sequence::get);
+        Ok(hot
+            .events
+            .range(after.get() + 1..)
+            .take_while(|(seq, _)| **seq <= to)
+            .take(limit)
+            .map(|(_, e)| e.clone())
+            .collect())
+    }
+
+    async fn head(&self, session: &SessionId) -> Result<Sequence, StoreError> {
+        let sessions = self.sessions.lock().await;
+        sessions
+            .get(session)
+            .map(|h| h.state.last_event_sequence)
+            .ok_or_else(|| StoreError::HotStateMissing(session.clone()))
+    }
+
+    async fn floor(&self, session: &SessionId) -> Result<Sequence, StoreError> {
+        let sessions = self.sessions.lock().await;
+        sessions
+            .get(session)
+            .map(|h| Sequence(h.floor))
+            .ok_or_else(|| StoreError::HotStateMissing(session.clone()))
+    }
+
+    async fn trim_below(&self, session: &SessionId, sequence: Sequence) -> Result<u64, StoreError> {
+        let mut sessions = self.sessions.lock().await;
+        let hot = sessions
+            .get_mut(session)
+            .ok_or_else(|| StoreError::HotStateMissing(session.clone()))?;
+        let target = sequence.get().min(hot.state.last_event_sequence.get() + 1);
+        if target <= hot.floor {
+            return Ok(0);
+        }
+        let keep = hot.events.split_off(&target);
+        let removed = hot.events.len() as u64;
+        hot.events = keep;
+        hot.floor = target;
+        Ok(removed)
+    }
+
+    async fn state(&self, session: &SessionId) -> Result<Option<GameSessionState>, StoreError> {
+        Ok(self
+            .sessions
+            .lock()
+            .await
+            .get(session)
+            .map(|h| h.state.clone()))
+    }
+
+    async fn rehydrate(
+        &self,
+        state: &GameSessionState,
+        events: &[GameEvent],
+        ids: &[(EventId, Sequence, String)],
+    ) -> Result<(), StoreError> {
+        let session = state.session_id.clone();
+        let mut hot = HotSession::new(&session);
+        hot.state = state.clone();
+        hot.floor = events
+            .first()
+            .map_or(state.last_event_sequence.get() + 1, |e| e.sequence.get());
+        for e in events {
+            hot.events.insert(e.sequence.get(), e.clone());
+            hot.ids.insert(e.id.clone(), (e.sequence, e.content_hash()));
+        }
+        for (id, seq, hash) in ids {
+            hot.ids.insert(id.clone(), (*seq, hash.clone()));
+        }
+        self.sessions.lock().await.insert(session, hot);
+        Ok(())
+    }
+
+    async fn release(&self, session: &SessionId) -> Result<(), StoreError> {
+        self.sessions.lock().await.remove(session);
+        Ok(())
+    }
+}
+
+/// The archive in memory.
+#[derive(Debug, Default)]
+pub struct MemoryEventArchive {
+    events: Mutex<HashMap<SessionId, BTreeMap<u64, GameEvent>>>,
+}
+
+impl MemoryEventArchive {
+    /// An empty archive.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl EventArchive for MemoryEventArchive {
+    async fn insert(&self, event: &GameEvent) -> Result<(), ArchiveError> {
+        let mut all = self.events.lock().await;
+        let session = all.entry(event.session_id.clone()).or_default();
+        if let Some(existing) = session.get(&event.sequence.get()) {
+            if existing.id == event.id {
+                return Ok(());
+            }
+            return Err(ArchiveError::SequenceCollision {
+                session: event.session_id.clone(),
+                sequence: event.sequence,
+                existing: existing.id.to_string(),
+            });
+        }
+        if let Some(other) = session.values().find(|e| e.id == event.id) {
+            return Err(ArchiveError::IdCollision {
+                session: event.session_id.clone(),
+                id: event.id.to_string(),
+                existing: other.sequence,
+            });
+        }
+        session.insert(event.sequence.get(), event.clone());
+        Ok(())
+    }
+
+    async fn read(
+        &self,
+        session: &SessionId,
+        after: Sequence,
+        to: Option<Sequence>,
+        limit: usize,
+    ) -> Result<Vec<GameEvent>, ArchiveError> {
+        let all = self.events.lock().await;
+        let to = to.map_or(u64::MAX, Sequence::get);
+        Ok(all
+            .get(session)
+            .map(|s| {
+                s.range(after.get() + 1..)
+                    .take_while(|(seq, _)| **seq <= to)
+                    .take(limit)
+                    .map(|(_, e)| e.clone())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn archived_through(&self, session: &SessionId) -> Result<Sequence, ArchiveError> {
+        let all = self.events.lock().await;
+        let mut n = 0;
+        if let Some(s) = all.get(session) {
+            for seq in s.keys() {
+                if *seq != n + 1 {
+                    break;
+                }
+                n = *seq;
+            }
+        }
+        Ok(Sequence(n))
+    }
+
+    async fn ids(
+        &self,
+        session: &SessionId,
+    ) -> Result<Vec<(EventId, Sequence, String)>, ArchiveError> {
+        let all = self.events.lock().await;
+        Ok(all
+            .get(session)
+            .map(|s| {
+                s.values()
+                    .map(|e| (e.id.clone(), e.sequence, e.content_hash()))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+}
+
+#[derive(Debug, Default)]
+struct CampaignData {
+    campaigns: BTreeMap<CampaignId, Campaign>,
+    actors: BTreeMap<(CampaignId, ActorId), Actor>,
+    compendium: BTreeMap<String, CompendiumEntry>,
+    sessions: BTreeMap<SessionId, GameSession>,
+}
+
+/// Campaign data in memory.
+#[derive(Debug, Default)]
+pub struct MemoryCampaignStore {
+    data: Mutex<CampaignData>,
+}
+
+impl MemoryCampaignStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl CampaignStore for MemoryCampaignStore {
+    async fn create_campaign(&self, campaign: &Campaign) -> Result<(), StoreError> {
+        let mut data = self.data.lock().await;
+        if data.campaigns.contains_key(&campaign.id) {
+            return Err(StoreError::AlreadyExists(format!(
+                "campaign {}",
+                campaign.id
+            )));
+        }
+        data.campaigns.insert(campaign.id.clone(), campaign.clone());
+        Ok(())
+    }
+
+    async fn campaign(&self, id: &CampaignId) -> Result<Option<Campaign>, StoreError> {
+        Ok(self.data.lock().await.campaigns.get(id).cloned())
+    }
+
+    async fn campaigns_of(&self, user: &UserId) -> Result<Vec<Campaign>, StoreError> {
+        let data = self.data.lock().await;
+        let mut out: Vec<Campaign> = data
+            .campaigns
+            .values()
+            .filter(|c| c.is_member(user))
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(out)
+    }
+
+    async fn put_member(
+        &self,
+        campaign: &CampaignId,
+        user: &UserId,
+        role: MemberRole,
+    ) -> Result<Option<Campaign>, StoreError> {
+        let mut data = self.data.lock().await;
+        let Some(c) = data.campaigns.get_mut(campaign) else {
+            return Ok(None);
+        };
+        match c.members.iter_mut().find(|m| &m.user_id == user) {
+            Some(m) => m.role = role,
+            None => c.members.push(Member {
+                user_id: user.clone(),
+                role,
+            }),
+        }
+        Ok(Some(c.clone()))
+    }
+
+    async fn remove_member(
+        &self,
+        campaign: &CampaignId,
+        user: &UserId,
+    ) -> Result<bool, StoreError> {
+        let mut data = self.data.lock().await;
+        let Some(c) = data.campaigns.get_mut(campaign) else {
+            return Ok(false);
+        };
+        let before = c.members.len();
+        c.members.retain(|m| &m.user_id != user);
+        Ok(c.members.len() != before)
+    }
+
+    async fn create_actor(&self, actor: &Actor) -> Result<(), StoreError> {
+        let mut data = self.data.lock().await;
+        let key = (actor.campaign_id.clone(), actor.id.clone());
+        if data.actors.contains_key(&key) {
+            return Err(StoreError::AlreadyExists(format!("actor {}", actor.id)));
+        }
+        data.actors.insert(key, actor.clone());
+        Ok(())
+    }
+
+    async fn actor(
+        &self,
+        campaign: &CampaignId,
+        id: &ActorId,
+    ) -> Result<Option<Actor>, StoreError> {
+        Ok(self
+            .data
+            .lock()
+            .await
+            .actors
+            .get(&(campaign.clone(), id.clone()))
+            .cloned())
+    }
+
+    async fn actors(&self, campaign: &CampaignId) -> Result<Vec<Actor>, StoreError> {
+        let data = self.data.lock().await;
+        let mut out: Vec<Actor> = data
+            .actors
+            .values()
+            .filter(|a| &a.campaign_id == campaign)
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
+        Ok(out)
+    }
+
+    async fn update_actor(&self, actor: &Actor) -> Result<bool, StoreError> {
+        let mut data = self.data.lock().await;
+        let key = (actor.campaign_id.clone(), actor.id.clone());
+        match data.actors.get_mut(&key) {
+            Some(slot) => {
+                *slot = actor.clone();
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn delete_actor(&self, campaign: &CampaignId, id: &ActorId) -> Result<bool, StoreError> {
+        Ok(self
+            .data
+            .lock()
+            .await
+            .actors
+            .remove(&(campaign.clone(), id.clone()))
+            .is_some())
+    }
+
+    async fn put_compendium(&self, entries: &[CompendiumEntry]) -> Result<(), StoreError> {
+        let mut data = self.data.lock().await;
+        for e in entries {
+            data.compendium.insert(e.reference.clone(), e.clone());
+        }
+        Ok(())
+    }
+
+    async fn compendium_entry(
+        &self,
+        reference: &str,
+    ) -> Result<Option<CompendiumEntry>, StoreError> {
+        Ok(self.data.lock().await.compendium.get(reference).cloned())
+    }
+
+    async fn search_compendium(
+        &self,
+        query: &CompendiumQuery,
+    ) -> Result<CompendiumPage, StoreError> {
+        let data = self.data.lock().await;
+        let needle = query.q.as_ref().map(|q| q.to_lowercase());
+        let start = query.cursor.clone().unwrap_or_default();
+        let limit = query.limit.clamp(1, 100);
+        let mut items: Vec<CompendiumEntry> = data
+            .compendium
+            .range::<String, _>((
+                std::ops::Bound::Excluded(&start),
+                std::ops::Bound::Unbounded,
+            ))
+            .map(|(_, e)| e)
+            .filter(|e| query.system.as_ref().is_none_or(|s| &e.system == s))
+            .filter(|e| query.category.as_ref().is_none_or(|c| &e.category == c))
+            .filter(|e| {
+                needle
+                    .as_ref()
+                    .is_none_or(|n| e.name.to_lowercase().contains(n.as_str()))
+            })
+            .take(limit + 1)
+            .cloned()
+            .collect();
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|e| e.reference.clone())
+        } else {
+            None
+        };
+        Ok(CompendiumPage { items, next_cursor })
+    }
+
+    async fn create_session(&self, session: &GameSession) -> Result<(), StoreError> {
+        let mut data = self.data.lock().await;
+        if data.sessions.contains_key(&session.id) {
+            return Err(StoreError::AlreadyExists(format!("session {}", session.id)));
+        }
+        data.sessions.insert(session.id.clone(), session.clone());
+        Ok(())
+    }
+
+    async fn session(&self, id: &SessionId) -> Result<Option<GameSession>, StoreError> {
+        Ok(self.data.lock().await.sessions.get(id).cloned())
+    }
+
+    async fn sessions(&self, campaign: &CampaignId) -> Result<Vec<GameSession>, StoreError> {
+        let data = self.data.lock().await;
+        let mut out: Vec<GameSession> = data
+            .sessions
+            .values()
+            .filter(|s| &s.campaign_id == campaign)
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+        Ok(out)
+    }
+
+    async fn update_session(&self, session: &GameSession) -> Result<bool, StoreError> {
+        let mut data = self.data.lock().await;
+        match data.sessions.get_mut(&session.id) {
+            Some(slot) => {
+                *slot = session.clone();
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}
+
+/// Snapshots in memory.
+#[derive(Debug, Default)]
+pub struct MemorySnapshotStore {
+    snapshots: Mutex<HashMap<SessionId, BTreeMap<u64, Snapshot>>>,
+}
+
+impl MemorySnapshotStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl SnapshotStore for MemorySnapshotStore {
+    async fn put(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        self.snapshots
+            .lock()
+            .await
+            .entry(snapshot.session_id.clone())
+            .or_default()
+            .insert(snapshot.up_to_sequence.get(), snapshot.clone());
+        Ok(())
+    }
+
+    async fn latest(&self, session: &SessionId) -> Result<Option<Snapshot>, StoreError> {
+        Ok(self
+            .snapshots
+            .lock()
+            .await
+            .get(session)
+            .and_then(|s| s.values().next_back().cloned()))
+    }
+}
+
+#[derive(Debug, Default)]
+struct Registry {
+    connections: HashMap<ConnectionId, Connection>,
+    /// session → connection → subscription
+    sessions: HashMap<SessionId, BTreeMap<ConnectionId, Subscription>>,
+}
+
+/// Connections and subscriptions in memory.
+#[derive(Debug, Default)]
+pub struct MemoryConnectionRegistry {
+    inner: Mutex<Registry>,
+}
+
+impl MemoryConnectionRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl ConnectionRegistry for MemoryConnectionRegistry {
+    async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError> {
+        self.inner
+            .lock()
+            .await
+            .connections
+            .insert(connection.id.clone(), connection.clone());
+        Ok(())
+    }
+
+    async fn connection(&self, id: &ConnectionId) -> Result<Option<Connection>, StoreError> {
+        let now = now_ms();
+        Ok(self
+            .inner
+            .lock()
+            .await
+            .connections
+            .get(id)
+            .filter(|c| c.expires_at > now)
+            .cloned())
+    }
+
+    async fn subscribe(&self, subscription: &Subscription) -> Result<(), StoreError> {
+        self.inner
+            .lock()
+            .await
+            .sessions
+            .entry(subscription.session_id.clone())
+            .or_default()
+            .insert(subscription.connection_id.clone(), subscription.clone());
+        Ok(())
+    }
+
+    async fn unsubscribe(
+        &self,
+        connection: &ConnectionId,
+        session: &SessionId,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.inner.lock().await;
+        Ok(inner
+            .sessions
+            .get_mut(session)
+            .and_then(|s| s.remove(connection))
+            .is_some())
+    }
+
+    async fn is_subscribed(
+        &self,
+        connection: &ConnectionId,
+        session: &SessionId,
+    ) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let inner = self.inner.lock().await;
+        Ok(inner
+            .sessions
+            .get(session)
+            .and_then(|s| s.get(connection))
+            .is_some_and(|s| s.expires_at > now))
+    }
+
+    async fn subscriptions_of(
+        &self,
+        connection: &ConnectionId,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        let inner = self.inner.lock().await;
+        let mut out: Vec<SessionId> = inner
+            .sessions
+            .iter()
+            .filter(|(_, subs)| subs.contains_key(connection))
+            .map(|(s, _)| s.clone())
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    async fn session_connections(
+        &self,
+        session: &SessionId,
+    ) -> Result<Vec<Subscription>, StoreError> {
+        let now = now_ms();
+        let inner = self.inner.lock().await;
+        Ok(inner
+            .sessions
+            .get(session)
+            .map(|s| {
+                s.values()
+                    .filter(|sub| sub.expires_at > now)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn remove_connection(&self, id: &ConnectionId) -> Result<Vec<Subscription>, StoreError> {
+        let mut inner = self.inner.lock().await;
+        inner.connections.remove(id);
+        let mut removed = Vec::new();
+        for subs in inner.sessions.values_mut() {
+            if let Some(s) = subs.remove(id) {
+                removed.push(s);
+            }
+        }
+        removed.sort_by(|a, b| a.session_id.cmp(&b.session_id));
+        Ok(removed)
+    }
+
+    async fn remove_user_subscriptions(
+        &self,
+        user: &UserId,
+        sessions: &[SessionId],
+    ) -> Result<Vec<Subscription>, StoreError> {
+        let mut inner = self.inner.lock().await;
+        let mut removed = Vec::new();
+        for session in sessions {
+            if let Some(subs) = inner.sessions.get_mut(session) {
+                let gone: Vec<ConnectionId> = subs
+                    .values()
+                    .filter(|s| &s.user_id == user)
+                    .map(|s| s.connection_id.clone())
+                    .collect();
+                for c in gone {
+                    if let Some(s) = subs.remove(&c) {
+                        removed.push(s);
+                    }
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// A token bucket per key in memory.
+#[derive(Debug, Default)]
+pub struct MemoryRateLimiter {
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+impl MemoryRateLimiter {
+    /// An empty limiter.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl RateLimiter for MemoryRateLimiter {
+    async fn try_acquire(
+        &self,
+        key: &str,
+        per_second: f64,
+        burst: u32,
+    ) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().await;
+        let (tokens, last) = buckets.entry(key.to_owned()).or_insert((burst as f64, now));
+        let refill = now.duration_since(*last).as_secs_f64() * per_second;
+        *tokens = (*tokens + refill).min(burst as f64);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(true)
+        } else {
+            Ok(false)
+        }
+    }
+}
+
+/// Posts to in-process channels, one per connection; a dropped receiver is `Gone`.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryNotifier {
+    channels: Arc<std::sync::Mutex<HashMap<ConnectionId, mpsc::UnboundedSender<Vec<u8>>>>>,
+}
+
+impl MemoryNotifier {
+    /// No connections yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Opens a connection and returns the receiving end of its frames.
+    pub fn open(&self, id: &ConnectionId) -> mpsc::UnboundedReceiver<Vec<u8>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.channels
+            .lock()
+            .expect("notifier lock")
+            .insert(id.clone(), tx);
+        rx
+    }
+
+    /// Closes a connection: later posts answer `Gone`.
+    pub fn close(&self, id: &ConnectionId) {
+        self.channels.lock().expect("notifier lock").remove(id);
+    }
+}
+
+#[async_trait]
+impl Notifier for MemoryNotifier {
+    async fn post(
+        &self,
+        connection: &ConnectionId,
+        data: &[u8],
+    ) -> Result<PostOutcome, NotifyError> {
+        let mut channels = self.channels.lock().expect("notifier lock");
+        let delivered = channels
+            .get(connection)
+            .is_some_and(|tx| tx.send(data.to_vec()).is_ok());
+        if delivered {
+            Ok(PostOutcome::Delivered)
+        } else {
+            channels.remove(connection);
+            Ok(PostOutcome::Gone)
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! The ports: small role-based async traits, injected as `Arc<dyn Port>`.
+//!
+//! Every port has a memory adapter (the embedded default of a local run) and a real adapter;
+//! one contract suite (in `dlab-tests`) runs against both, so the rules below hold everywhere.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use dlab_core::actor::{Actor, CompendiumEntry};
+use dlab_core::changes::ChangeSet;
+use dlab_core::compaction::Snapshot;
+use dlab_core::event::GameEvent;
+use dlab_core::ids::{ActorId, CampaignId, ConnectionId, EventId, Sequence, SessionId, UserId};
+use dlab_core::state::GameSessionState;
+
+use crate::error::{ArchiveError, CommitError, NotifyError, StoreError};
+use crate::model::{
+    Campaign, CompendiumPage, CompendiumQuery, Connection, GameSession, MemberRole, Subscription,
+};
+
+/// What to commit: an event without its sequence, and the changes parsed from it.
+#[derive(Debug, Clone)]
+pub struct CommitRequest {
+    /// The event; its `sequence` is ignored and assigned by the commit.
+    pub event: GameEvent,
+    /// `parse_changes(event.type, event.payload)`, parsed once by the caller.
+    pub changes: ChangeSet,
+}
+
+/// A successful commit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Committed {
+    /// The sequence of the event (the original one for a duplicate).
+    pub sequence: Sequence,
+    /// Whether the id had been committed before with the same content.
+    pub duplicate: bool,
+    /// The stored event; for a duplicate, the original — `None` when it was trimmed from the
+    /// hot log (read it from the archive).
+    pub event: Option<GameEvent>,
+}
+
+/// The hot, ordered event log of each session, with its sequence counter, dedup map and live
+/// state (base values and overrides).
+#[async_trait]
+pub trait EventLog: Send + Sync {
+    /// Creates the hot state of a new session (epoch, counter at 0, `$session` defaults).
+    /// Idempotent: an existing session is left as it is.
+    async fn init_session(&self, session: &SessionId) -> Result<(), StoreError>;
+
+    /// ONE atomic step: epoch check (refuses with [`CommitError::HotStateMissing`] when the
+    /// session's hot state is gone), dedup by event id (same content → the original sequence,
+    /// `duplicate: true`; different content → invalid), every compare-and-set precondition
+    /// (mismatch → [`CommitError::Conflict`], nothing stored), next sequence, append, override
+    /// update.
+    async fn commit(&self, request: CommitRequest) -> Result<Committed, CommitError>;
+
+    /// Events with `after < sequence <= to` (default: head), at most `limit`, contiguous and in
+    /// order. [`StoreError::BelowFloor`] when `after + 1` is below the hot window's floor.
+    async fn read(
+        &self,
+        session: &SessionId,
+        after: Sequence,
+        to: Option<Sequence>,
+        limit: usize,
+    ) -> Result<Vec<GameEvent>, StoreError>;
+
+    /// The last committed sequence (0 for an empty session).
+    async fn head(&self, session: &SessionId) -> Result<Sequence, StoreError>;
+
+    /// The lowest sequence still in the hot window (1 when nothing was trimmed).
+    async fn floor(&self, session: &SessionId) -> Result<Sequence, StoreError>;
+
+    /// Drops events below `sequence` from the hot window (never above head + 1); returns how
+    /// many were removed. The dedup map is kept.
+    async fn trim_below(&self, session: &SessionId, sequence: Sequence) -> Result<u64, StoreError>;
+
+    /// The live state (base values, overrides, last sequence). `None` when the hot state is
+    /// missing.
+    async fn state(&self, session: &SessionId) -> Result<Option<GameSessionState>, StoreError>;
+
+    /// Rebuilds the hot state after a wipe or failover: `state` (a snapshot folded with the
+    /// archived events after it), the hot window `events` (contiguous, ending at the state's
+    /// last sequence), and every known `(id, sequence, content hash)` for dedup. Replaces
+    /// whatever hot state exists, with a new epoch.
+    async fn rehydrate(
+        &self,
+        state: &GameSessionState,
+        events: &[GameEvent],
+        ids: &[(EventId, Sequence, String)],
+    ) -> Result<(), StoreError>;
+
+    /// Deletes the session's hot state (session ended; its snapshot and archive remain).
+    async fn release(&self, session: &SessionId) -> Result<(), StoreError>;
+}
+
+/// The durable archive of every committed event.
+#[async_trait]
+pub trait EventArchive: Send + Sync {
+    /// Stores an event by `(sessionId, sequence)`. Idempotent for the same event id;
+    /// [`ArchiveError::SequenceCollision`] when another id holds that sequence (the counter
+    /// went back: fence the session).
+    async fn insert(&self, event: &GameEvent) -> Result<(), ArchiveError>;
+
+    /// Events with `after < sequence <= to`, at most `limit`, in order.
+    async fn read(
+        &self,
+        session: &SessionId,
+        after: Sequence,
+        to: Option<Sequence>,
+        limit: usize,
+    ) -> Result<Vec<GameEvent>, ArchiveError>;
+
+    /// The highest `n` such that 1..=n are all archived (kept per session and advanced here).
+    async fn archived_through(&self, session: &SessionId) -> Result<Sequence, ArchiveError>;
+
+    /// Every archived `(id, sequence, content hash)` of a session, for rehydrating dedup.
+    async fn ids(
+        &self,
+        session: &SessionId,
+    ) -> Result<Vec<(EventId, Sequence, String)>, ArchiveError>;
+}
+
+/// Campaigns, members, actors, compendium templates and game sessions.
+#[async_trait]
+pub trait CampaignStore: Send + Sync {
+    /// Stores a new campaign.
+    async fn create_campaign(&self, campaign: &Campaign) -> Result<(), StoreError>;
+    /// A campaign by id.
+    async fn campaign(&self, id: &CampaignId) -> Result<Option<Campaign>, StoreError>;
+    /// Campaigns where the user is GM or member.
+    async fn campaigns_of(&self, user: &UserId) -> Result<Vec<Campaign>, StoreError>;
+    /// Adds or updates a member; returns the updated campaign (`None` if it does not exist).
+    async fn put_member(
+        &self,
+        campaign: &CampaignId,
+        user: &UserId,
+        role: MemberRole,
+    ) -> Result<Option<Campaign>, StoreError>;
+    /// Removes a member; returns whether they were one.
+    async fn remove_member(&self, campaign: &CampaignId, user: &UserId)
+    -> Result<bool, StoreError>;
+
+    /// Stores a new actor.
+    async fn create_actor(&self, actor: &Actor) -> Result<(), StoreError>;
+    /// An actor of a campaign.
+    async fn actor(&self, campaign: &CampaignId, id: &ActorId)
+    -> Result<Option<Actor>, StoreError>;
+    /// The actors of a campaign, by name then id.
+    async fn actors(&self, campaign: &CampaignId) -> Result<Vec<Actor>, StoreError>;
+    /// Replaces an actor; returns whether it existed.
+    async fn update_actor(&self, actor: &Actor) -> Result<bool, StoreError>;
+    /// Deletes an actor; returns whether it existed.
+    async fn delete_actor(&self, campaign: &CampaignId, id: &ActorId) -> Result<bool, StoreError>;
+
+    /// Inserts or replaces compendium templates (the importer).
+    async fn put_compendium(&self, entries: &[CompendiumEntry]) -> Result<(), StoreError>;
+    /// A template by reference (`dnd5e:monsters:goblin`).
+    async fn compendium_entry(
+        &self,
+        reference: &str,
+    ) -> Result<Option<CompendiumEntry>, StoreError>;
+    /// Searches templates by name substring (case-insensitive), category and system, ordered
+    /// by reference, paged by cursor.
+    async fn search_compendium(
+        &self,
+        query: &CompendiumQuery,
+    ) -> Result<CompendiumPage, StoreError>;
+
+    /// Stores a new game session.
+    async fn create_session(&self, session: &GameSession) -> Result<(), StoreError>;
+    /// A game session by id.
+    async fn session(&self, id: &SessionId) -> Result<Option<GameSession>, StoreError>;
+    /// The sessions of a campaign, newest first.
+    async fn sessions(&self, campaign: &CampaignId) -> Result<Vec<GameSession>, StoreError>;
+    /// Replaces a session document (status, archivedThrough); returns whether it existed.
+    async fn update_session(&self, session: &GameSession) -> Result<bool, StoreError>;
+}
+
+/// Snapshots of session state.
+#[async_trait]
+pub trait SnapshotStore: Send + Sync {
+    /// Stores a snapshot (idempotent for the same `(sessionId, upToSequence)`).
+    async fn put(&self, snapshot: &Snapshot) -> Result<(), StoreError>;
+    /// The snapshot with the highest `upToSequence`.
+    async fn latest(&self, session: &SessionId) -> Result<Option<Snapshot>, StoreError>;
+}
+
+/// Live WebSocket connections and their session subscriptions.
+#[async_trait]
+pub trait ConnectionRegistry: Send + Sync {
+    /// Stores a new connection.
+    async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError>;
+    /// A live (not expired) connection.
+    async fn connection(&self, id: &ConnectionId) -> Result<Option<Connection>, StoreError>;
+    /// Subscribes a connection to a session (idempotent).
+    async fn subscribe(&self, subscription: &Subscription) -> Result<(), StoreError>;
+    /// Unsubscribes; returns whether it was subscribed.
+    async fn unsubscribe(
+        &self,
+        connection: &ConnectionId,
+        session: &SessionId,
+    ) -> Result<bool, StoreError>;
+    /// Whether the connection is subscribed to the session (strongly consistent).
+    async fn is_subscribed(
+        &self,
+        connection: &ConnectionId,
+        session: &SessionId,
+    ) -> Result<bool, StoreError>;
+    /// The sessions a connection is subscribed to.
+    async fn subscriptions_of(
+        &self,
+        connection: &ConnectionId,
+    ) -> Result<Vec<SessionId>, StoreError>;
+    /// Every live subscription of a session (all pages; expired ones filtered).
+    async fn session_connections(
+        &self,
+        session: &SessionId,
+    ) -> Result<Vec<Subscription>, StoreError>;
+    /// Removes a connection and all its subscriptions; returns the sessions it was in.
+    async fn remove_connection(&self, id: &ConnectionId) -> Result<Vec<Subscription>, StoreError>;
+    /// Removes every subscription of `user` to any of `sessions` (a member left a campaign);
+    /// returns what was removed.
+    async fn remove_user_subscriptions(
+        &self,
+        user: &UserId,
+        sessions: &[SessionId],
+    ) -> Result<Vec<Subscription>, StoreError>;
+}
+
+/// A token bucket per key, shared by every instance of the service.
+#[async_trait]
+pub trait RateLimiter: Send + Sync {
+    /// Takes one token from `key`'s bucket (refilled at `per_second`, holding at most `burst`);
+    /// `false` when empty.
+    async fn try_acquire(&self, key: &str, per_second: f64, burst: u32)
+    -> Result<bool, StoreError>;
+}
+
+/// What happened to a post.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PostOutcome {
+    /// Handed to the connection.
+    Delivered,
+    /// The connection is gone (410): delete it; not an error.
+    Gone,
+}
+
+/// Pushes bytes to a WebSocket connection (API Gateway `@connections`).
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    /// Posts one frame.
+    async fn post(
+        &self,
+        connection: &ConnectionId,
+        data: &[u8],
+    ) -> Result<PostOutcome, NotifyError>;
+}
+
+/// Heads of several sessions at once (for `pong`).
+pub async fn heads(
+    log: &dyn EventLog,
+    sessions: &[SessionId],
+) -> Result<BTreeMap<SessionId, Sequence>, StoreError> {
+    let mut out = BTreeMap::new();
+    for s in sessions {
+        out.insert(s.clone(), log.head(s).await?);
+    }
+    Ok(out)
+}
