@@ -1,10 +1,15 @@
-//! Shared helpers for the end-to-end, contract and reliability suites.
+//! Shared helpers and contract bodies for the end-to-end, contract and reliability suites.
 //!
 //! # Layout
 //! - [`servers`]: where the real test servers listen, and whether a suite must use them.
+//! - [`private`]: private server instances for fault tests (kill, restart, wipe).
+//! - [`contract`]: one generic contract body per port, run against the memory adapter and the
+//!   real one by the files in `tests/tests/`.
 //!
 //! The README's test command (`bash infra/test.sh`) starts Redis, nx-27017 (MongoDB wire) and
 //! moto (DynamoDB) on loopback and sets `DLAB_TEST_SERVERS=1`. With it set, a real-server test
 //! that cannot reach its server fails; without it, such a test skips and says how to run it.
 
+pub mod contract;
+pub mod private;
 pub mod servers;
