@@ -22,3 +22,12 @@ pub use ports::{
     CampaignStore, CommitRequest, Committed, ConnectionRegistry, EventArchive, EventLog, Notifier,
     PostOutcome, RateLimiter, SnapshotStore,
 };
+
+#[cfg(feature = "apigw")]
+pub mod apigw;
+#[cfg(feature = "dynamo")]
+pub mod dynamo;
+#[cfg(feature = "mongo")]
+pub mod mongo;
+#[cfg(feature = "redis")]
+pub mod redis;
