@@ -156,3 +156,19 @@ pub enum NotifyError {
     #[error("posting to connection failed")]
     Failed(#[source] BoxError),
 }
+
+/// A configuration problem at start-up.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// A required environment variable is not set.
+    #[error("environment variable {0} is required")]
+    Missing(&'static str),
+    /// A variable is set to something unusable.
+    #[error("environment variable {name} is invalid: {reason}")]
+    Invalid {
+        /// The variable.
+        name: &'static str,
+        /// Why.
+        reason: String,
+    },
+}

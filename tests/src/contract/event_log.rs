@@ -1,1 +1,579 @@
-//! (in progress)
+//! The `EventLog` contract: gap-free sequences, idempotent submit, compare-and-set without
+//! lost updates, contiguous reads, trimming, and rehydration after a wipe.
+//!
+//! Every body takes a [`LogHarness`], so the same checks run against the memory adapter and
+//! Redis. Each test uses its own session id (uuid), so bodies can run in parallel on one server.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use dlab_core::changes::{ACTOR_ADDED, parse_changes};
+use dlab_core::compaction::fold;
+use dlab_core::event::GameEvent;
+use dlab_core::ids::{EventId, InstanceId, Sequence, SessionId, UserId};
+use dlab_store::{CommitError, CommitRequest, EventLog, StoreError};
+use serde_json::{Value, json};
+
+/// An adapter under test, with a way to lose a session's hot state as a wiped Redis would.
+#[async_trait]
+pub trait LogHarness: Send + Sync {
+    /// The log.
+    fn log(&self) -> Arc<dyn EventLog>;
+    /// Drops the session's hot state behind the log's back.
+    async fn wipe(&self, session: &SessionId);
+}
+
+/// A fresh session id, initialised in the log.
+pub async fn new_session(log: &dyn EventLog) -> SessionId {
+    let session = SessionId::new(format!("s-{}", uuid::Uuid::new_v4()));
+    log.init_session(&session).await.expect("init session");
+    session
+}
+
+/// A commit request for a new event.
+pub fn request(session: &SessionId, user: &str, event_type: &str, payload: Value) -> CommitRequest {
+    request_with_id(
+        session,
+        &uuid::Uuid::new_v4().to_string(),
+        user,
+        event_type,
+        payload,
+    )
+}
+
+/// A commit request with a chosen id (for dedup).
+pub fn request_with_id(
+    session: &SessionId,
+    id: &str,
+    user: &str,
+    event_type: &str,
+    payload: Value,
+) -> CommitRequest {
+    let event = GameEvent {
+        id: EventId::new(id),
+        sequence: Sequence::ZERO,
+        timestamp: 1_700_000_000_000,
+        client_timestamp: None,
+        user_id: UserId::new(user),
+        session_id: session.clone(),
+        event_type: event_type.to_owned(),
+        payload,
+        checksum: None,
+    };
+    let changes = parse_changes(&event.event_type, &event.payload).expect("valid changes");
+    CommitRequest { event, changes }
+}
+
+/// `core:session:actor_added` for a goblin with `hp` hit points.
+pub fn add_goblin(session: &SessionId, instance: &str, hp: i64) -> CommitRequest {
+    request(
+        session,
+        "gm",
+        ACTOR_ADDED,
+        json!({"instanceId": instance, "actorId": "actor-goblin",
+               "actor": {"name": "Goblin", "type": "monster",
+                         "attributes": {"hp": {"value": hp, "max": hp}, "ac": 15, "speed": 30},
+                         "features": [{"name": "Nimble Escape"}]}}),
+    )
+}
+
+/// A compare-and-set hit.
+pub fn hit(session: &SessionId, user: &str, instance: &str, from: i64, to: i64) -> CommitRequest {
+    request(
+        session,
+        user,
+        "plugin:dnd5e:attack",
+        json!({"target": {"instanceId": instance},
+               "stateChanges": {"attributes.hp.value": {"from": from, "to": to}}}),
+    )
+}
+
+/// An atomic add.
+pub fn inc(session: &SessionId, user: &str, instance: &str, by: i64) -> CommitRequest {
+    request(
+        session,
+        user,
+        "plugin:dnd5e:attack",
+        json!({"target": {"instanceId": instance},
+               "stateChanges": {"attributes.hp.value": {"op": "inc", "by": by}}}),
+    )
+}
+
+async fn all_events(log: &dyn EventLog, session: &SessionId) -> Vec<GameEvent> {
+    log.read(session, Sequence::ZERO, None, 100_000)
+        .await
+        .expect("read")
+}
+
+async fn hp(log: &dyn EventLog, session: &SessionId, instance: &str) -> Value {
+    log.state(session)
+        .await
+        .expect("state")
+        .expect("hot state")
+        .current(&InstanceId::new(instance), "attributes.hp.value")
+        .expect("instance")
+}
+
+/// 200 concurrent commits from 20 tasks → sequences exactly 1..200.
+pub async fn concurrent_commits_are_gap_free(h: &dyn LogHarness) {
+    let log = h.log();
+    let session = new_session(log.as_ref()).await;
+    let mut tasks = Vec::new();
+    for t in 0..20 {
+        let log = log.clone();
+        let session = session.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            for i in 0..10 {
+                let c = log
+                    .commit(request(
+                        &session,
+                        &format!("u{t}"),
+                        "core:chat",
+                        json!({"text": i}),
+                    ))
+                    .await
+                    .expect("commit");
+                assert!(!c.duplicate);
+                seqs.push(c.sequence.get());
+            }
+            seqs
+        }));
+    }
+    let mut seen = BTreeSet::new();
+    for t in tasks {
+        for s in t.await.expect("task") {
+            assert!(seen.insert(s), "sequence {s} given twice");
+        }
+    }
+    assert_eq!(seen, (1..=200).collect::<BTreeSet<u64>>());
+    let events = all_events(log.as_ref(), &session).await;
+    let seqs: Vec<u64> = events.iter().map(|e| e.sequence.get()).collect();
+    assert_eq!(
+        seqs,
+        (1..=200).collect::<Vec<u64>>(),
+        "stored log is 1..200 in order"
+    );
+    assert_eq!(log.head(&session).await.unwrap(), Sequence(200));
+}
+
+/// A re-submitted id returns the original sequence and stores nothing; other content → invalid.
+pub async fn resubmitted_id_is_a_duplicate(h: &dyn LogHarness) {
+    let log = h.log();
+    let session = new_session(log.as_ref()).await;
+    let id = uuid::Uuid::new_v4().to_string();
+    let first = log
+        .commit(request_with_id(
+            &session,
+            &id,
+            "u1",
+            "core:chat",
+            json!({"text": "hi", "n": 1}),
+        ))
+        .await
+        .unwrap();
+    log.commit(request(
+        &session,
+        "u1",
+        "core:chat",
+        json!({"text": "other"}),
+    ))
+    .await
+    .unwrap();
+    // Same content, spelled differently (key order, 1.0) → same canonical hash.
+    let payload: Value = serde_json::from_str(r#"{"n": 1.0, "text": "hi"}"#).unwrap();
+    let again = log
+        .commit(request_with_id(&session, &id, "u1", "core:chat", payload))
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.sequence, first.sequence);
+    assert_eq!(
+        again.event.as_ref().map(|e| &e.id),
+        Some(&EventId::new(&id))
+    );
+    assert_eq!(
+        again.event.as_ref().map(|e| e.sequence),
+        Some(first.sequence)
+    );
+    assert_eq!(
+        log.head(&session).await.unwrap(),
+        Sequence(2),
+        "nothing new stored"
+    );
+    let err = log
+        .commit(request_with_id(
+            &session,
+            &id,
+            "u1",
+            "core:chat",
+            json!({"text": "changed"}),
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CommitError::Invalid(_)), "{err:?}");
+    assert_eq!(log.head(&session).await.unwrap(), Sequence(2));
+}
+
+/// A stale `from` is a conflict carrying every path's current value, and stores nothing; all
+/// paths of an event apply together or not at all.
+pub async fn compare_and_set_is_all_or_nothing(h: &dyn LogHarness) {
+    let log = h.log();
+    let session = new_session(log.as_ref()).await;
+    log.commit(add_goblin(&session, "goblin1", 15))
+        .await
+        .unwrap();
+    log.commit(hit(&session, "p1", "goblin1", 15, 7))
+        .await
+        .unwrap();
+    let before = log.state(&session).await.unwrap();
+    let err = log
+        .commit(request(
+            &session,
+            "p2",
+            "plugin:dnd5e:attack",
+            json!({"target": {"instanceId": "goblin1"},
+                   "stateChanges": {"attributes.hp.value": {"from": 15, "to": 10},
+                                    "attributes.ac": {"from": 15, "to": 12},
+                                    "conditions": {"to": ["prone"]}}}),
+        ))
+        .await
+        .unwrap_err();
+    let CommitError::Conflict { current } = err else {
+        panic!("expected a conflict, got {err:?}");
+    };
+    assert_eq!(current["attributes.hp.value"], json!(7));
+    assert_eq!(current["attributes.ac"], json!(15));
+    assert_eq!(current["conditions"], Value::Null);
+    assert_eq!(current.len(), 3);
+    assert_eq!(
+        log.state(&session).await.unwrap(),
+        before,
+        "nothing changed"
+    );
+    assert_eq!(log.head(&session).await.unwrap(), Sequence(2));
+    // Rebased with a new id, it applies, both paths at once.
+    log.commit(request(
+        &session,
+        "p2",
+        "plugin:dnd5e:attack",
+        json!({"target": {"instanceId": "goblin1"},
+               "stateChanges": {"attributes.hp.value": {"from": 7, "to": 2},
+                                "attributes.ac": {"from": 15, "to": 12}}}),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(hp(log.as_ref(), &session, "goblin1").await, json!(2));
+}
+
+/// Fifty concurrent `inc` of −1 give an exact result.
+pub async fn concurrent_incs_lose_nothing(h: &dyn LogHarness) {
+    let log = h.log();
+    let session = new_session(log.as_ref()).await;
+    log.commit(add_goblin(&session, "g", 100)).await.unwrap();
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let log = log.clone();
+            let session = session.clone();
+            tokio::spawn(async move {
+                log.commit(inc(&session, &format!("p{i}"), "g", -1))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(hp(log.as_ref(), &session, "g").await, json!(50));
+    assert_eq!(log.head(&session).await.unwrap(), Sequence(51));
+}
+
+/// Twenty players race compare-and-set hits on one goblin, rebasing on every conflict: the log
+/// stays 1..N with no gap, every hit lands exactly once, and the live state equals the
+/// projection of the log.
+pub async fn racing_rebased_hits_stay_gap_free(h: &dyn LogHarness) {
+    let log = h.log();
+    let session = new_session(log.as_ref()).await;
+    log.commit(add_goblin(&session, "g", 1_000)).await.unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|p| {
+            let log = log.clone();
+            let session = session.clone();
+            tokio::spawn(async move {
+                let mut view = 1_000;
+                let mut landed = 0;
+                let mut conflicts = 0;
+                while landed < 5 {
+                    match log
+                        .commit(hit(&session, &format!("p{p}"), "g", view, view - 1))
+                        .await
+                    {
+                        Ok(_) => {
+                            landed += 1;
+                            view -= 1;
+                        }
+                        Err(CommitError::Conflict { current }) => {
+                            conflicts += 1;
+                            assert!(conflicts < 10_000, "no progress");
+                            view = current["attributes.hp.value"].as_i64().unwrap();
+                        }
+                        Err(other) => panic!("{other:?}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let events = all_events(log.as_ref(), &session).await;
+    let seqs: Vec<u64> = events.iter().map(|e| e.sequence.get()).collect();
+    assert_eq!(seqs, (1..=101).collect::<Vec<u64>>());
+    assert_eq!(log.head(&session).await.unwrap(), Sequence(101));
+    assert_eq!(hp(log.as_ref(), &session, "g").await, json!(900));
+    let (expected, _) = fold(&session, None, None, &events, 0).expect("projection");
+    assert_eq!(log.state(&session).await.unwrap().unwrap(), expected.state);
+}
+
+/// Unknown instances, `inc` on a non-integer and duplicate adds are invalid and store nothing.
+pub async fn invalid_changes_store_nothing(h: &dyn LogHarness) {
+    let log = h.log();
+    let session = new_session(log.as_ref()).await;
+    log.commit(add_goblin(&session, "g", 10)).await.unwrap();
+    for bad in [
+        hit(&session, "p", "nobody", 1, 0),
+        add_goblin(&session, "g", 10),
+        request(
+            &session,
+            "p",
+            "plugin:x:y",
+            json!({"target": {"instanceId": "g"}, "stateChanges": {"name": {"op": "inc", "by": 1}}}),
+        ),
+        request(
+            &session,
+            "gm",
+            "core:gm_override",
+            json!({"finalState": {"ghost": {"a": 1}}}),
+        ),
+        request(
+            &session,
+            "gm",
+            "core:session:actor_removed",
+            json!({"instanceId": "ghost"}),
+        ),
+    ] {
+        let err = log.commit(bad).await.unwrap_err();
+        assert!(matches!(err, CommitError::Invalid(_)), "{err:?}");
+    }
+    assert_eq!(log.head(&session).await.unwrap(), Sequence(1));
+}
+
+/// The adapter's live state equals the domain projection of its own log, for every kind of
+/// change (CAS, inc, blind, force-set, `$session`, add and remove).
+pub async fn state_matches_the_projection(h: &dyn LogHarness) {
+    let log = h.log();
+    let session = new_session(log.as_ref()).await;
+    let steps = vec![
+        add_goblin(&session, "g1", 15),
+        add_goblin(&session, "g2", 7),
+        hit(&session, "p1", "g1", 15, 7),
+        inc(&session, "p2", "g2", -3),
+        request(
+            &session,
+            "p1",
+            "core:token:move",
+            json!({"target": {"instanceId": "g1"}, "stateChanges": {"position.x": {"to": 3}, "position.y": {"to": 4.5}}}),
+        ),
+        request(
+            &session,
+            "gm",
+            "core:gm_override",
+            json!({"finalState": {"g2": {"conditions": ["prone"], "attributes.hp.value": 1}}}),
+        ),
+        request(
+            &session,
+            "gm",
+            "plugin:dnd5e:round",
+            json!({"target": {"instanceId": "$session"},
+                   "stateChanges": {"encounter.round": {"op": "inc", "by": 1}, "environment.lighting": {"to": "dim"}}}),
+        ),
+        request(&session, "p1", "core:chat", json!({"text": "ouch"})),
+        add_goblin(&session, "g3", 9),
+        request(
+            &session,
+            "gm",
+            "core:session:actor_removed",
+            json!({"instanceId": "g3"}),
+        ),
+        request(
+            &session,
+            "p1",
+            "plugin:x:y",
+            json!({"target": {"instanceId": "g1"}, "stateChanges": {"notes": {"from": null, "to": {"Odd Key": 1}}}}),
+        ),
+    ];
+    for s in steps {
+        log.commit(s).await.expect("commit");
+    }
+    let events = all_events(log.as_ref(), &session).await;
+    assert_eq!(events.len(), 11);
+    let (expected, _) = fold(&session, None, None, &events, 0).expect("projection");
+    let actual = log.state(&session).await.unwrap().expect("hot state");
+    assert_eq!(actual, expected.state);
+    assert_eq!(
+        actual.current(&InstanceId::new("g2"), "attributes.hp.value"),
+        Some(json!(1))
+    );
+    assert_eq!(actual.encounter()["round"], json!(1));
+    assert!(!actual.has_instance(&InstanceId::new("g3")));
+}
+
+/// Reads are contiguous and ordered; a trim raises the floor and reads below it are refused.
+pub async fn reads_and_trims(h: &dyn LogHarness) {
+    let log = h.log();
+    let session = new_session(log.as_ref()).await;
+    assert_eq!(log.head(&session).await.unwrap(), Sequence(0));
+    assert_eq!(log.floor(&session).await.unwrap(), Sequence(1));
+    assert!(
+        log.read(&session, Sequence(0), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    for i in 0..10 {
+        log.commit(request(&session, "u", "core:chat", json!({"i": i})))
+            .await
+            .unwrap();
+    }
+    let page = log
+        .read(&session, Sequence(2), Some(Sequence(8)), 3)
+        .await
+        .unwrap();
+    let seqs: Vec<u64> = page.iter().map(|e| e.sequence.get()).collect();
+    assert_eq!(seqs, vec![3, 4, 5]);
+    let page = log
+        .read(&session, Sequence(6), Some(Sequence(8)), 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        page.iter().map(|e| e.sequence.get()).collect::<Vec<_>>(),
+        vec![7, 8]
+    );
+    assert_eq!(page[0].payload, json!({"i": 6}));
+
+    assert_eq!(log.trim_below(&session, Sequence(6)).await.unwrap(), 5);
+    assert_eq!(log.floor(&session).await.unwrap(), Sequence(6));
+    assert_eq!(
+        log.trim_below(&session, Sequence(4)).await.unwrap(),
+        0,
+        "never lowers"
+    );
+    assert!(matches!(
+        log.read(&session, Sequence(3), None, 10).await,
+        Err(StoreError::BelowFloor {
+            floor: Sequence(6),
+            ..
+        })
+    ));
+    let rest = log.read(&session, Sequence(5), None, 10).await.unwrap();
+    assert_eq!(rest.first().map(|e| e.sequence), Some(Sequence(6)));
+    assert_eq!(rest.len(), 5);
+    // Never trims above head + 1.
+    log.trim_below(&session, Sequence(1_000)).await.unwrap();
+    assert_eq!(log.floor(&session).await.unwrap(), Sequence(11));
+    assert!(
+        log.read(&session, Sequence(10), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Dedup survives trimming: the original sequence is still known.
+    let c = log
+        .commit(request(&session, "u", "core:chat", json!({"i": 10})))
+        .await
+        .unwrap();
+    assert_eq!(c.sequence, Sequence(11));
+}
+
+/// A wiped session refuses commits; rehydration restores state, dedup and the counter, so
+/// sequences continue without reuse.
+pub async fn wiped_hot_state_is_refused_then_rehydrated(h: &dyn LogHarness) {
+    let log = h.log();
+    let session = new_session(log.as_ref()).await;
+    log.commit(add_goblin(&session, "g", 15)).await.unwrap();
+    let first_id = uuid::Uuid::new_v4().to_string();
+    log.commit(request_with_id(&session, &first_id, "p1", "plugin:dnd5e:attack",
+        json!({"target": {"instanceId": "g"}, "stateChanges": {"attributes.hp.value": {"from": 15, "to": 9}}})))
+        .await
+        .unwrap();
+    log.commit(inc(&session, "p2", "g", -2)).await.unwrap();
+    let before = log.state(&session).await.unwrap().unwrap();
+    let events = all_events(log.as_ref(), &session).await;
+
+    h.wipe(&session).await;
+    let err = log.commit(inc(&session, "p2", "g", -1)).await.unwrap_err();
+    assert!(matches!(err, CommitError::HotStateMissing(_)), "{err:?}");
+    assert!(log.state(&session).await.unwrap().is_none());
+    assert!(matches!(
+        log.head(&session).await,
+        Err(StoreError::HotStateMissing(_))
+    ));
+
+    // Rebuild from a snapshot of the first event plus the rest as the hot window.
+    let (snapshot, _) = fold(&session, None, None, &events[..1], 0).unwrap();
+    let mut state = snapshot.state.clone();
+    for e in &events[1..] {
+        state.apply(e).unwrap();
+    }
+    let ids: Vec<_> = events
+        .iter()
+        .map(|e| (e.id.clone(), e.sequence, e.content_hash()))
+        .collect();
+    log.rehydrate(&state, &events[1..], &ids).await.unwrap();
+    assert_eq!(log.state(&session).await.unwrap().unwrap(), before);
+    assert_eq!(log.head(&session).await.unwrap(), Sequence(3));
+    assert_eq!(log.floor(&session).await.unwrap(), Sequence(2));
+
+    let dup = log.commit(request_with_id(&session, &first_id, "p1", "plugin:dnd5e:attack",
+        json!({"target": {"instanceId": "g"}, "stateChanges": {"attributes.hp.value": {"from": 15, "to": 9}}})))
+        .await
+        .unwrap();
+    assert!(dup.duplicate);
+    assert_eq!(dup.sequence, Sequence(2));
+    let next = log.commit(inc(&session, "p2", "g", -1)).await.unwrap();
+    assert_eq!(next.sequence, Sequence(4), "no sequence reused");
+    assert_eq!(hp(log.as_ref(), &session, "g").await, json!(6));
+}
+
+/// Init is idempotent; release drops the hot state.
+pub async fn init_is_idempotent_and_release_drops(h: &dyn LogHarness) {
+    let log = h.log();
+    let session = new_session(log.as_ref()).await;
+    log.commit(request(&session, "u", "core:chat", json!({})))
+        .await
+        .unwrap();
+    log.init_session(&session).await.unwrap();
+    assert_eq!(log.head(&session).await.unwrap(), Sequence(1));
+    log.release(&session).await.unwrap();
+    assert!(matches!(
+        log.commit(request(&session, "u", "core:chat", json!({})))
+            .await,
+        Err(CommitError::HotStateMissing(_))
+    ));
+}
+
+/// Runs every body.
+pub async fn run_all(h: &dyn LogHarness) {
+    concurrent_commits_are_gap_free(h).await;
+    resubmitted_id_is_a_duplicate(h).await;
+    compare_and_set_is_all_or_nothing(h).await;
+    concurrent_incs_lose_nothing(h).await;
+    racing_rebased_hits_stay_gap_free(h).await;
+    invalid_changes_store_nothing(h).await;
+    state_matches_the_projection(h).await;
+    reads_and_trims(h).await;
+    wiped_hot_state_is_refused_then_rehydrated(h).await;
+    init_is_idempotent_and_release_drops(h).await;
+}
