@@ -3,6 +3,8 @@
 //! # Layout
 //! - [`servers`]: where the real test servers listen, and whether a suite must use them.
 //! - [`private`]: private server instances for fault tests (kill, restart, wipe).
+//! - [`ws_world`]: a seeded table (campaign, members, session, goblin) and WebSocket clients
+//!   driving the Lambda handlers with real API Gateway event JSON.
 //! - [`contract`]: one generic contract body per port, run against the memory adapter and the
 //!   real one by the files in `tests/tests/`.
 //!
@@ -13,3 +15,5 @@
 pub mod contract;
 pub mod private;
 pub mod servers;
+pub mod ws_cases;
+pub mod ws_world;

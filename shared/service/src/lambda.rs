@@ -1,0 +1,239 @@
+//! The Lambda edge: API Gateway WebSocket events in, use cases out.
+//!
+//! The raw event (all `Option`s) becomes a typed [`WsEvent`] in one function; the handler then
+//! answers 200 (or 401 on a refused `$connect`). Clients hear from the server only through
+//! `@connections` posts. The management endpoint is `APIGW_MANAGEMENT_ENDPOINT` when set, else
+//! `https://{domainName}/{stage}` from the event; one client per endpoint is kept for the
+//! life of the execution environment.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use aws_lambda_events::encodings::Body;
+use dlab_core::ids::ConnectionId;
+use dlab_store::Notifier;
+use dlab_store::apigw::ApiGatewayNotifier;
+use thiserror::Error;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::deps::Deps;
+use crate::error::ServiceError;
+use crate::ws;
+
+/// What a WebSocket route asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WsRoute {
+    /// `$connect`, with the `?token=` value.
+    Connect {
+        /// The connect ticket or token.
+        token: Option<String>,
+    },
+    /// `$disconnect`.
+    Disconnect,
+    /// A message on any other route.
+    Message {
+        /// The frame's text.
+        body: String,
+    },
+}
+
+/// A parsed API Gateway WebSocket event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WsEvent {
+    /// The connection.
+    pub connection_id: ConnectionId,
+    /// What it asks.
+    pub route: WsRoute,
+    /// `requestContext.domainName`, for the management endpoint.
+    pub domain_name: Option<String>,
+    /// `requestContext.stage`.
+    pub stage: Option<String>,
+}
+
+impl WsEvent {
+    /// `https://{domainName}/{stage}`, when both are known.
+    pub fn management_endpoint(&self) -> Option<String> {
+        Some(format!(
+            "https://{}/{}",
+            self.domain_name.as_deref()?,
+            self.stage.as_deref()?
+        ))
+    }
+}
+
+/// The event cannot be handled at all (not a WebSocket event).
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum EdgeError {
+    /// `requestContext.connectionId` is missing.
+    #[error("requestContext.connectionId is missing")]
+    NoConnectionId,
+    /// `requestContext.eventType` is missing or unknown.
+    #[error("requestContext.eventType is missing or unknown")]
+    UnknownEventType,
+}
+
+/// Parses the raw event, once.
+pub fn parse_ws_event(request: &ApiGatewayWebsocketProxyRequest) -> Result<WsEvent, EdgeError> {
+    let ctx = &request.request_context;
+    let connection_id = ctx
+        .connection_id
+        .clone()
+        .filter(|c| !c.is_empty())
+        .map(ConnectionId::new)
+        .ok_or(EdgeError::NoConnectionId)?;
+    let route = match ctx.event_type.as_deref() {
+        Some("CONNECT") => WsRoute::Connect {
+            token: request
+                .query_string_parameters
+                .first("token")
+                .map(str::to_owned),
+        },
+        Some("DISCONNECT") => WsRoute::Disconnect,
+        Some("MESSAGE") => WsRoute::Message {
+            body: request.body.clone().unwrap_or_default(),
+        },
+        _ => return Err(EdgeError::UnknownEventType),
+    };
+    Ok(WsEvent {
+        connection_id,
+        route,
+        domain_name: ctx.domain_name.clone(),
+        stage: ctx.stage.clone(),
+    })
+}
+
+/// Runs the use case of a parsed event; returns the HTTP status for API Gateway.
+pub async fn handle(deps: &Deps, event: WsEvent) -> u16 {
+    match event.route {
+        WsRoute::Connect { token } => {
+            match ws::connect(deps, &event.connection_id, token.as_deref()).await {
+                Ok(_) => 200,
+                Err(ServiceError::Auth(e)) => {
+                    info!(connection = %event.connection_id, reason = %e, "connect refused");
+                    401
+                }
+                Err(e) => {
+                    warn!(connection = %event.connection_id, error = %e, "connect failed");
+                    500
+                }
+            }
+        }
+        WsRoute::Disconnect => {
+            if let Err(e) = ws::disconnect(deps, &event.connection_id).await {
+                warn!(connection = %event.connection_id, error = %e, "disconnect failed");
+            }
+            200
+        }
+        WsRoute::Message { body } => {
+            ws::message(deps, &event.connection_id, &body).await;
+            200
+        }
+    }
+}
+
+/// A response with only a status code (API Gateway ignores route response bodies here).
+pub fn response(status: u16) -> ApiGatewayProxyResponse {
+    let mut r = ApiGatewayProxyResponse::default();
+    r.status_code = i64::from(status);
+    if status >= 400 {
+        r.body = Some(Body::Text(String::new()));
+    }
+    r
+}
+
+/// Where a handler's posts go.
+enum Notifiers {
+    /// Always this notifier (tests, the local gateway).
+    Fixed,
+    /// An API Gateway management client per endpoint (pinned, or derived from the event).
+    PerEndpoint {
+        pinned: Option<String>,
+        sdk: aws_config::SdkConfig,
+        cache: Mutex<HashMap<String, Arc<dyn Notifier>>>,
+    },
+}
+
+/// The Lambda side of the WebSocket API: dependencies built once, a notifier per endpoint.
+pub struct WsLambda {
+    deps: Deps,
+    notifiers: Notifiers,
+}
+
+impl WsLambda {
+    /// Builds every client from the configuration (cold start).
+    pub async fn from_config(config: Config) -> Result<Self, dlab_store::StoreError> {
+        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let endpoint = config
+            .apigw_endpoint
+            .clone()
+            .unwrap_or_else(|| "https://localhost".to_owned());
+        let initial: Arc<dyn Notifier> =
+            Arc::new(ApiGatewayNotifier::from_endpoint(&sdk, endpoint));
+        let deps = Deps::from_config(&config, initial).await?;
+        Ok(Self {
+            deps,
+            notifiers: Notifiers::PerEndpoint {
+                pinned: config.apigw_endpoint,
+                sdk,
+                cache: Mutex::new(HashMap::new()),
+            },
+        })
+    }
+
+    /// Wraps ready dependencies whose notifier is used for every post.
+    pub fn with_deps(deps: Deps) -> Self {
+        Self {
+            deps,
+            notifiers: Notifiers::Fixed,
+        }
+    }
+
+    /// The dependencies.
+    pub fn deps(&self) -> &Deps {
+        &self.deps
+    }
+
+    fn deps_for(&self, event: &WsEvent) -> Deps {
+        let mut deps = self.deps.clone();
+        if let Notifiers::PerEndpoint { pinned, sdk, cache } = &self.notifiers
+            && let Some(endpoint) = pinned.clone().or_else(|| event.management_endpoint())
+        {
+            let mut map = cache.lock().expect("notifier cache");
+            deps.notifier = map
+                .entry(endpoint.clone())
+                .or_insert_with(|| Arc::new(ApiGatewayNotifier::from_endpoint(sdk, endpoint)))
+                .clone();
+        }
+        deps
+    }
+
+    /// Handles one raw event.
+    pub async fn handle(
+        &self,
+        request: ApiGatewayWebsocketProxyRequest,
+    ) -> ApiGatewayProxyResponse {
+        let event = match parse_ws_event(&request) {
+            Ok(e) => e,
+            Err(e) => {
+                warn!(error = %e, "not a WebSocket event");
+                return response(400);
+            }
+        };
+        let deps = self.deps_for(&event);
+        response(handle(&deps, event).await)
+    }
+}
+
+/// Structured JSON logs for Lambda (CloudWatch), level from `RUST_LOG` (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(false)
+        .without_time()
+        .try_init();
+}

@@ -1,0 +1,23 @@
+//! Use cases of the Dungeon Lab event server: every decision, written against the ports, so
+//! the Lambda functions and the local gateway only wire.
+//!
+//! # Layout
+//! - [`config`]: typed configuration from the environment.
+//! - [`auth`]: JWT verification (HS256 or RS256 via JWKS) and connect tickets.
+//! - [`deps`]: the ports, authenticator and settings, built once per cold start.
+//! - [`error`]: use-case errors and their wire codes.
+//! - [`pipeline`]: commit → archive → confirm → broadcast, rehydration, contiguous reads.
+//! - [`ws`]: the WebSocket use cases (connect, disconnect, subscribe, submit, replay, ping,
+//!   unsubscribe, ephemeral).
+//! - [`lambda`]: API Gateway WebSocket events in, use cases out.
+
+pub mod auth;
+pub mod config;
+pub mod deps;
+pub mod error;
+pub mod lambda;
+pub mod pipeline;
+pub mod ws;
+
+pub use deps::Deps;
+pub use error::ServiceError;

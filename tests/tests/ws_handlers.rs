@@ -1,0 +1,38 @@
+//! WebSocket handlers driven by API Gateway event JSON, against the memory backend.
+//! (The same cases run against the real servers in `ws_handlers_real.rs`.)
+
+use dlab_tests::ws_cases;
+use dlab_tests::ws_world::memory_world;
+
+macro_rules! cases {
+    ($($name:ident),* $(,)?) => {
+        $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            ws_cases::$name(&memory_world()).await;
+        })*
+    };
+}
+
+cases!(
+    attack_is_confirmed_and_broadcast,
+    concurrent_attacks_rebase_to_two,
+    reconnect_with_since_gets_exactly_the_missing_events,
+    duplicate_submit_is_confirmed_and_rebroadcast,
+    ping_unsubscribe_and_request_ids,
+    ephemeral_is_relayed_not_stored,
+    snapshot_required_when_since_is_ahead,
+    bad_input_is_refused_and_changes_nothing,
+    conflict_carries_current,
+    flood_is_rate_limited,
+    bad_tokens_are_refused_at_connect,
+);
+
+#[tokio::test]
+async fn gone_connections_are_removed() {
+    let world = memory_world();
+    ws_cases::gone_connections_are_removed(&world, async |c| {
+        // Close the channel behind the server's back: the next post answers Gone.
+        c.drop_link();
+    })
+    .await;
+}
