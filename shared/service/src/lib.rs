@@ -9,12 +9,15 @@
 //! - [`pipeline`]: commit → archive → confirm → broadcast, rehydration, contiguous reads.
 //! - [`ws`]: the WebSocket use cases (connect, disconnect, subscribe, submit, replay, ping,
 //!   unsubscribe, ephemeral).
+//! - [`http`]: the GM HTTP API (one axum `Router`, shared by the `http-api` Lambda and the
+//!   local gateway) and its OpenAPI document.
 //! - [`lambda`]: API Gateway WebSocket events in, use cases out.
 
 pub mod auth;
 pub mod config;
 pub mod deps;
 pub mod error;
+pub mod http;
 pub mod lambda;
 pub mod pipeline;
 pub mod ws;
