@@ -444,32 +444,36 @@ pub async fn conflict_carries_current(world: &World) {
     assert_eq!(head(world, &t.session).await, Sequence(1));
 }
 
-/// A flood over the limit is refused with `rate_limited`.
+/// A flood over the limit is refused with `rate_limited`: twice the burst, sent at once.
 pub async fn flood_is_rate_limited(world: &World) {
     let t = world.seed().await;
     let mut p1 = world.connect(&t.players[0]).await;
     p1.subscribe(&t.session, 0).await;
     let burst = world.deps().settings.rate_burst as usize;
-    for i in 0..burst + 5 {
-        let (_, e) = event(&t.session, "core:chat", json!({"i": i}));
-        p1.send(json!({"action": "submit", "event": e})).await;
-    }
+    let total = burst * 2;
+    let messages: Vec<Value> = (0..total)
+        .map(|i| json!({"action": "submit", "event": event(&t.session, "core:chat", json!({"i": i})).1}))
+        .collect();
+    futures::future::join_all(messages.into_iter().map(|m| p1.send(m))).await;
     let mut confirmed = 0;
     let mut limited = 0;
-    for _ in 0..burst + 5 {
-        let f = p1.next().await;
+    for _ in 0..total {
+        let f = p1.submit_outcome().await;
         match f["event"].as_str().unwrap() {
             "event:confirmed" => confirmed += 1,
-            "event:error" => {
-                assert_eq!(f["data"]["code"], "rate_limited");
+            _ => {
+                assert_eq!(f["data"]["code"], "rate_limited", "{f}");
                 limited += 1;
             }
-            other => panic!("unexpected {other}"),
         }
     }
-    assert!(limited >= 4, "limited {limited}, confirmed {confirmed}");
-    assert!(confirmed >= burst, "the burst is allowed");
-    assert_eq!(head(world, &t.session).await.get() as usize, 1 + confirmed);
+    assert!(limited > 0, "nothing was limited ({confirmed} confirmed)");
+    assert!(confirmed >= burst, "the burst is allowed ({confirmed})");
+    assert_eq!(
+        head(world, &t.session).await.get() as usize,
+        1 + confirmed,
+        "refused events are not stored"
+    );
 }
 
 /// Tokens: another key, expired ticket, garbage, missing → 401 at `$connect`.

@@ -436,3 +436,106 @@ pub fn hit_message(session: &SessionId, from: i64, to: i64) -> (String, Value) {
                     "stateChanges": {"attributes.hp.value": {"from": from, "to": to}}}}});
     (id, msg)
 }
+
+/// Connections registered in the local gateway's hub; the server's posts travel through the
+/// real `aws-sdk-apigatewaymanagement` client and the gateway's `@connections` endpoint.
+pub struct HubTransport {
+    /// The hub the `@connections` endpoint serves.
+    pub hub: local_gateway::ConnectionHub,
+}
+
+struct HubLink {
+    rx: tokio::sync::mpsc::Receiver<local_gateway::connections::Outbound>,
+}
+
+#[async_trait]
+impl Link for HubLink {
+    async fn next_frame(&mut self, wait: Duration) -> Option<Value> {
+        match tokio::time::timeout(wait, self.rx.recv()).await.ok()?? {
+            local_gateway::connections::Outbound::Text(t) => {
+                Some(serde_json::from_str(&t).expect("frames are JSON"))
+            }
+            local_gateway::connections::Outbound::Binary(b) => panic!("binary frame {b:?}"),
+        }
+    }
+}
+
+#[async_trait]
+impl Transport for HubTransport {
+    async fn open(&self) -> (ConnectionId, Box<dyn Link>) {
+        let (id, rx) = self
+            .hub
+            .register(local_gateway::connections::Identity::default());
+        self.hub.open(&id).expect("fresh connection");
+        (id, Box::new(HubLink { rx }))
+    }
+}
+
+/// A world on the real servers: Redis (log, rate limiter), MongoDB (archive, campaigns,
+/// snapshots, in a database of its own), DynamoDB on moto (connections, in a table of its own),
+/// and the local gateway's `@connections` endpoint behind the real management API client.
+/// `None` (after printing why) when the servers are not required and not reachable.
+pub async fn real_world() -> Option<(World, local_gateway::ConnectionHub)> {
+    use crate::servers::{Server, require};
+    for s in Server::ALL {
+        if !require(s) {
+            return None;
+        }
+    }
+    let hub = local_gateway::ConnectionHub::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = local_gateway::router(hub.clone());
+    tokio::spawn(async move { local_gateway::serve(listener, router).await });
+
+    let aws = aws_test_config().await;
+    let notifier =
+        dlab_store::apigw::ApiGatewayNotifier::from_endpoint(&aws, format!("http://{addr}"));
+    let redis = dlab_store::redis::RedisConfig::new(Server::Redis.url())
+        .connect()
+        .await
+        .expect("Redis");
+    let mut mongo_cfg = dlab_store::mongo::MongoConfig::new(Server::Mongo.url());
+    mongo_cfg.database = format!("dlab_ws_{}", uuid::Uuid::new_v4().simple());
+    let mongo = dlab_store::mongo::MongoStores::connect(&mongo_cfg)
+        .await
+        .expect("MongoDB");
+    let dynamo = aws_sdk_dynamodb::Client::new(&aws);
+    let table = format!("connections-{}", uuid::Uuid::new_v4().simple());
+    dlab_store::dynamo::create_table(&dynamo, &table)
+        .await
+        .expect("create table");
+    let deps = Deps {
+        log: Arc::new(dlab_store::redis::RedisEventLog::new(redis.clone())),
+        archive: Arc::new(mongo.archive()),
+        campaigns: Arc::new(mongo.campaigns()),
+        snapshots: Arc::new(mongo.snapshots()),
+        registry: Arc::new(dlab_store::dynamo::DynamoConnectionRegistry::new(
+            dynamo, table,
+        )),
+        limiter: Arc::new(dlab_store::redis::RedisRateLimiter::new(redis)),
+        notifier: Arc::new(notifier),
+        auth: dlab_service::auth::Authenticator::with_secret(SECRET),
+        settings: dlab_service::config::Settings::default(),
+    };
+    let world = World::new(deps, Arc::new(HubTransport { hub: hub.clone() }));
+    Some((world, hub))
+}
+
+/// SDK configuration for the local test servers (moto), with test credentials.
+pub async fn aws_test_config() -> aws_config::SdkConfig {
+    use aws_config::{BehaviorVersion, Region};
+    let endpoint = crate::servers::Server::Moto.url();
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test",
+            "test",
+            None,
+            None,
+            "dlab-tests",
+        ))
+        .load()
+        .await
+}

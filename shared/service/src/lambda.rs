@@ -150,7 +150,7 @@ enum Notifiers {
     /// An API Gateway management client per endpoint (pinned, or derived from the event).
     PerEndpoint {
         pinned: Option<String>,
-        sdk: aws_config::SdkConfig,
+        sdk: Box<aws_config::SdkConfig>,
         cache: Mutex<HashMap<String, Arc<dyn Notifier>>>,
     },
 }
@@ -176,7 +176,7 @@ impl WsLambda {
             deps,
             notifiers: Notifiers::PerEndpoint {
                 pinned: config.apigw_endpoint,
-                sdk,
+                sdk: Box::new(sdk),
                 cache: Mutex::new(HashMap::new()),
             },
         })

@@ -524,7 +524,10 @@ impl CampaignStore for MemoryCampaignStore {
         let mut data = self.data.lock().await;
         match data.sessions.get_mut(&session.id) {
             Some(slot) => {
+                // Like the Mongo adapter: archivedThrough only ever moves forward.
+                let archived_through = slot.archived_through.max(session.archived_through);
                 *slot = session.clone();
+                slot.archived_through = archived_through;
                 Ok(true)
             }
             None => Ok(false),

@@ -1,1 +1,1192 @@
-//! (in progress)
+//! MongoDB adapters: the durable event archive, campaign data and snapshots.
+//!
+//! One [`mongodb::Client`] is built at cold start ([`MongoStores::connect`]) and shared by the
+//! three adapters; the driver pools connections behind it.
+//!
+//! # Layout
+//! - [`MongoConfig`]: connection string, database and timeouts, read once from the environment.
+//! - [`MongoStores`]: the shared client, index creation, and the adapters built from it.
+//! - [`MongoEventArchive`]: collection `events`; progress in `sessions.archivedThrough`.
+//! - [`MongoCampaignStore`]: collections `campaigns`, `actors`, `compendium`, `sessions`.
+//! - [`MongoSnapshotStore`]: collection `snapshots`.
+//!
+//! # Storage
+//!
+//! Documents carry their queried fields natively (ids, sequences, names) and, where the value is
+//! open JSON (event payloads, actor stat blocks, compendium data, session state), the exact
+//! document as a JSON string in field `json`. BSON cannot hold every JSON value (integers above
+//! `i64::MAX`, `$`-prefixed keys in some operations) and some servers narrow number types on the
+//! way back, so the JSON string is the authoritative copy and round-trips exactly. Campaigns and
+//! sessions are fully typed and stored as plain BSON documents with `_id` = their id.
+//!
+//! Numbers are always read back through serde types, never `get_i64`: MongoDB-compatible
+//! servers may answer a small `Int64` as `Int32`, and serde's integer visitors accept both.
+//!
+//! # Timeouts
+//!
+//! The submit path (commit → archive write → confirm) must not wait on an unreachable MongoDB:
+//! [`EventArchive::insert`] as a whole (server selection, the insert and any collision lookup)
+//! is bounded by [`MongoConfig::operation_timeout`] and fails as [`StoreError::Unavailable`]; the
+//! commit stands and backfill copies the event later. Every other operation is bounded by the
+//! driver's server selection and connect timeouts.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use dlab_core::actor::{Actor, CompendiumEntry};
+use dlab_core::compaction::Snapshot;
+use dlab_core::event::GameEvent;
+use dlab_core::ids::{ActorId, CampaignId, EventId, Sequence, SessionId, UserId};
+use futures::{StreamExt, TryStreamExt};
+use mongodb::bson::{self, Document, doc};
+use mongodb::error::{ErrorKind, WriteFailure};
+use mongodb::options::{ClientOptions, IndexOptions, ReturnDocument};
+use mongodb::{Client, Collection, Database, IndexModel};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use thiserror::Error;
+use tracing::{debug, info, warn};
+
+use crate::error::{ArchiveError, StoreError};
+use crate::model::{Campaign, CompendiumPage, CompendiumQuery, GameSession, Member, MemberRole};
+use crate::ports::{CampaignStore, EventArchive, SnapshotStore};
+
+/// The MongoDB connection string (required), e.g. `mongodb+srv://…` on Atlas.
+pub const MONGODB_URI_VAR: &str = "MONGODB_URI";
+/// The database name (default [`DEFAULT_DATABASE`]).
+pub const MONGODB_DATABASE_VAR: &str = "MONGODB_DATABASE";
+/// Server selection timeout in milliseconds (default [`DEFAULT_SERVER_SELECTION_TIMEOUT`]).
+pub const MONGODB_SERVER_SELECTION_TIMEOUT_MS_VAR: &str = "MONGODB_SERVER_SELECTION_TIMEOUT_MS";
+/// Bound of the archive write on the submit path in milliseconds (default
+/// [`DEFAULT_OPERATION_TIMEOUT`]).
+pub const MONGODB_OPERATION_TIMEOUT_MS_VAR: &str = "MONGODB_OPERATION_TIMEOUT_MS";
+/// TCP/TLS connect timeout in milliseconds (default [`DEFAULT_CONNECT_TIMEOUT`]).
+pub const MONGODB_CONNECT_TIMEOUT_MS_VAR: &str = "MONGODB_CONNECT_TIMEOUT_MS";
+
+/// The database used when [`MONGODB_DATABASE_VAR`] is unset.
+pub const DEFAULT_DATABASE: &str = "dungeon_lab";
+/// The archive write's bound on the submit path: a slow or unreachable MongoDB costs a submit at
+/// most this long.
+pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_millis(300);
+/// How long any other operation waits for a usable server. Longer than the submit bound so a
+/// cold start's first TLS handshake to Atlas is not cut short; the submit path is bounded by
+/// [`DEFAULT_OPERATION_TIMEOUT`] whatever this is.
+pub const DEFAULT_SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long opening one connection may take.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Collection of archived events.
+pub const EVENTS: &str = "events";
+/// Collection of game sessions (with the archive's `archivedThrough`).
+pub const SESSIONS: &str = "sessions";
+/// Collection of campaigns.
+pub const CAMPAIGNS: &str = "campaigns";
+/// Collection of campaign actors.
+pub const ACTORS: &str = "actors";
+/// Collection of compendium templates.
+pub const COMPENDIUM: &str = "compendium";
+/// Collection of session snapshots.
+pub const SNAPSHOTS: &str = "snapshots";
+
+const BACKEND: &str = "mongodb";
+const DUPLICATE_KEY: i32 = 11000;
+/// Sequences read per round trip while advancing `archivedThrough`.
+const PROGRESS_CHUNK: i64 = 1000;
+/// Concurrent upserts of a compendium import.
+const IMPORT_CONCURRENCY: usize = 16;
+/// Attempts of a member-list compare-and-set that races with other writers.
+const MEMBER_ATTEMPTS: usize = 16;
+
+/// A missing or malformed MongoDB setting.
+#[derive(Debug, Error)]
+pub enum MongoConfigError {
+    /// A required variable is unset or empty. Edge: the function fails at cold start.
+    #[error("{0} is not set: give the MongoDB connection string, e.g. mongodb://127.0.0.1:27118")]
+    Missing(&'static str),
+    /// A variable does not parse. Edge: the function fails at cold start.
+    #[error("{variable} must be {expected}, got {value:?}")]
+    Invalid {
+        /// The variable.
+        variable: &'static str,
+        /// Its value.
+        value: String,
+        /// What it should be.
+        expected: &'static str,
+    },
+}
+
+/// Where MongoDB is and how long to wait for it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MongoConfig {
+    /// Connection string (may hold credentials: never logged, redacted in `Debug`).
+    pub uri: String,
+    /// Database holding every collection.
+    pub database: String,
+    /// How long an operation waits for a usable server (the driver's `serverSelectionTimeoutMS`).
+    pub server_selection_timeout: Duration,
+    /// Bound of the whole archive write on the submit path.
+    pub operation_timeout: Duration,
+    /// How long opening one connection may take (the driver's `connectTimeoutMS`).
+    pub connect_timeout: Duration,
+}
+
+impl MongoConfig {
+    /// A configuration with the default database and timeouts.
+    pub fn new(uri: impl Into<String>) -> Self {
+        Self {
+            uri: uri.into(),
+            database: DEFAULT_DATABASE.to_owned(),
+            server_selection_timeout: DEFAULT_SERVER_SELECTION_TIMEOUT,
+            operation_timeout: DEFAULT_OPERATION_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+        }
+    }
+
+    /// Reads [`MONGODB_URI_VAR`] (required), [`MONGODB_DATABASE_VAR`] and the optional
+    /// `*_TIMEOUT_MS` variables.
+    pub fn from_env() -> Result<Self, MongoConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Same as [`MongoConfig::from_env`], reading variables through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, MongoConfigError> {
+        let present = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let uri = present(MONGODB_URI_VAR).ok_or(MongoConfigError::Missing(MONGODB_URI_VAR))?;
+        let mut config = Self::new(uri);
+        if let Some(database) = present(MONGODB_DATABASE_VAR) {
+            config.database = database;
+        }
+        let millis = |variable: &'static str, default: Duration| match present(variable) {
+            None => Ok(default),
+            Some(value) => match value.trim().parse::<u64>() {
+                Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
+                _ => Err(MongoConfigError::Invalid {
+                    variable,
+                    value,
+                    expected: "a positive whole number of milliseconds",
+                }),
+            },
+        };
+        config.server_selection_timeout = millis(
+            MONGODB_SERVER_SELECTION_TIMEOUT_MS_VAR,
+            DEFAULT_SERVER_SELECTION_TIMEOUT,
+        )?;
+        config.operation_timeout =
+            millis(MONGODB_OPERATION_TIMEOUT_MS_VAR, DEFAULT_OPERATION_TIMEOUT)?;
+        config.connect_timeout = millis(MONGODB_CONNECT_TIMEOUT_MS_VAR, DEFAULT_CONNECT_TIMEOUT)?;
+        Ok(config)
+    }
+}
+
+impl fmt::Debug for MongoConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MongoConfig")
+            .field("uri", &redact(&self.uri))
+            .field("database", &self.database)
+            .field("server_selection_timeout", &self.server_selection_timeout)
+            .field("operation_timeout", &self.operation_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
+}
+
+/// The connection string without its user information.
+fn redact(uri: &str) -> String {
+    match uri.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+                None => uri.to_owned(),
+            }
+        }
+        None => uri.to_owned(),
+    }
+}
+
+/// The shared client and database, from which the adapters are made.
+#[derive(Debug, Clone)]
+pub struct MongoStores {
+    client: Client,
+    database: Database,
+    operation_timeout: Duration,
+}
+
+impl MongoStores {
+    /// Builds the client and creates every index (idempotent). Use at the cold start of a
+    /// process that may fail when MongoDB is down.
+    pub async fn connect(config: &MongoConfig) -> Result<Self, StoreError> {
+        let stores = Self::open(config).await?;
+        stores.ensure_indexes().await?;
+        Ok(stores)
+    }
+
+    /// Builds the client without contacting the server (no index creation), so a process whose
+    /// main work does not need MongoDB (the submit path) can start while it is down. Indexes are
+    /// then created by whichever process calls [`MongoStores::connect`] or
+    /// [`MongoStores::ensure_indexes`].
+    pub async fn open(config: &MongoConfig) -> Result<Self, StoreError> {
+        let mut options = ClientOptions::parse(&config.uri)
+            .await
+            .map_err(|e| StoreError::unavailable(BACKEND, "parse connection string", e))?;
+        options.app_name = Some("dungeon-lab".to_owned());
+        options.server_selection_timeout = Some(config.server_selection_timeout);
+        options.connect_timeout = Some(config.connect_timeout);
+        let client = Client::with_options(options)
+            .map_err(|e| StoreError::unavailable(BACKEND, "build client", e))?;
+        let database = client.database(&config.database);
+        Ok(Self {
+            client,
+            database,
+            operation_timeout: config.operation_timeout,
+        })
+    }
+
+    /// Creates every index the adapters rely on. Idempotent: an existing index with the same keys
+    /// and options is left as it is.
+    pub async fn ensure_indexes(&self) -> Result<(), StoreError> {
+        let unique = || IndexOptions::builder().unique(true).build();
+        let plan: [(&str, Vec<IndexModel>); 6] = [
+            (
+                EVENTS,
+                vec![
+                    index(doc! {"sessionId": 1, "sequence": 1}, Some(unique())),
+                    index(doc! {"sessionId": 1, "id": 1}, Some(unique())),
+                ],
+            ),
+            (
+                SESSIONS,
+                vec![index(doc! {"campaignId": 1, "createdAt": -1}, None)],
+            ),
+            (
+                CAMPAIGNS,
+                vec![
+                    index(doc! {"gmUserId": 1}, None),
+                    index(doc! {"members.userId": 1}, None),
+                ],
+            ),
+            (
+                ACTORS,
+                vec![index(doc! {"campaignId": 1, "id": 1}, Some(unique()))],
+            ),
+            (
+                COMPENDIUM,
+                vec![index(doc! {"system": 1, "category": 1}, None)],
+            ),
+            (
+                SNAPSHOTS,
+                vec![index(
+                    doc! {"sessionId": 1, "upToSequence": -1},
+                    Some(unique()),
+                )],
+            ),
+        ];
+        for (collection, indexes) in plan {
+            self.database
+                .collection::<Document>(collection)
+                .create_indexes(indexes)
+                .await
+                .map_err(|e| StoreError::unavailable(BACKEND, "create indexes", e))?;
+        }
+        info!(database = %self.database.name(), "mongodb indexes ensured");
+        Ok(())
+    }
+
+    /// The shared client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The database holding every collection.
+    pub fn database(&self) -> &Database {
+        &self.database
+    }
+
+    /// The event archive.
+    pub fn archive(&self) -> MongoEventArchive {
+        MongoEventArchive {
+            events: self.database.collection(EVENTS),
+            sessions: self.database.collection(SESSIONS),
+            operation_timeout: self.operation_timeout,
+        }
+    }
+
+    /// The campaign store.
+    pub fn campaigns(&self) -> MongoCampaignStore {
+        MongoCampaignStore {
+            campaigns: self.database.collection(CAMPAIGNS),
+            actors: self.database.collection(ACTORS),
+            compendium: self.database.collection(COMPENDIUM),
+            sessions: self.database.collection(SESSIONS),
+        }
+    }
+
+    /// The snapshot store.
+    pub fn snapshots(&self) -> MongoSnapshotStore {
+        MongoSnapshotStore {
+            snapshots: self.database.collection(SNAPSHOTS),
+        }
+    }
+}
+
+fn index(keys: Document, options: Option<IndexOptions>) -> IndexModel {
+    IndexModel::builder().keys(keys).options(options).build()
+}
+
+/// Whether a driver error is a unique-index violation (code 11000).
+fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
+    match error.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(e)) => e.code == DUPLICATE_KEY,
+        ErrorKind::Command(e) => e.code == DUPLICATE_KEY,
+        _ => false,
+    }
+}
+
+fn unavailable(operation: &'static str) -> impl Fn(mongodb::error::Error) -> StoreError {
+    move |e| StoreError::unavailable(BACKEND, operation, e)
+}
+
+/// A count or sequence as BSON's signed 64-bit integer.
+fn to_i64(value: u64, what: &'static str) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|e| StoreError::corrupt(BACKEND, what, e))
+}
+
+/// A `u64` bound of a query, saturating (a bound above `i64::MAX` matches everything stored).
+fn bound(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn decode<T: DeserializeOwned>(doc: Document, what: &'static str) -> Result<T, StoreError> {
+    bson::from_document(doc).map_err(|e| StoreError::corrupt(BACKEND, what, e))
+}
+
+fn encode<T: serde::Serialize>(value: &T, what: &'static str) -> Result<Document, StoreError> {
+    bson::to_document(value).map_err(|e| StoreError::corrupt(BACKEND, what, e))
+}
+
+fn to_json<T: serde::Serialize>(value: &T, what: &'static str) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::corrupt(BACKEND, what, e))
+}
+
+/// The field every open-JSON document keeps its exact copy in.
+#[derive(Deserialize)]
+struct JsonField {
+    json: String,
+}
+
+fn decode_json<T: DeserializeOwned>(doc: Document, what: &'static str) -> Result<T, StoreError> {
+    let JsonField { json } = decode(doc, what)?;
+    serde_json::from_str(&json).map_err(|e| StoreError::corrupt(BACKEND, what, e))
+}
+
+async fn collect(
+    cursor: mongodb::Cursor<Document>,
+    operation: &'static str,
+) -> Result<Vec<Document>, StoreError> {
+    cursor.try_collect().await.map_err(unavailable(operation))
+}
+
+/// The compare-and-set counter of a campaign document's member list.
+#[derive(Deserialize)]
+struct Revision {
+    #[serde(default)]
+    revision: Option<u64>,
+}
+
+/// Where an archived event sits, as read back for collision checks, progress and dedup.
+#[derive(Deserialize)]
+struct ArchivedId {
+    id: String,
+    sequence: u64,
+}
+
+#[derive(Deserialize)]
+struct ArchivedHash {
+    id: String,
+    sequence: u64,
+    hash: String,
+}
+
+#[derive(Deserialize)]
+struct ArchivedSequence {
+    sequence: u64,
+}
+
+#[derive(Deserialize)]
+struct Progress {
+    #[serde(rename = "archivedThrough", default)]
+    archived_through: u64,
+}
+
+/// The durable archive in MongoDB.
+///
+/// One document per event in `events`: `sessionId`, `sequence`, `id`, `type`, `userId`,
+/// `timestamp`, `hash` (the content hash, for rehydrating dedup) and `json` (the exact event).
+/// Unique indexes on `(sessionId, sequence)` and `(sessionId, id)` make the insert its own
+/// collision check. `archivedThrough` is kept in the session's `sessions` document (`_id` = the
+/// session id) and only ever raised (`$max`); when the archive gets there before the session
+/// document exists, it upserts a document holding just `archivedThrough`, which
+/// [`MongoCampaignStore::create_session`] later completes.
+#[derive(Debug, Clone)]
+pub struct MongoEventArchive {
+    events: Collection<Document>,
+    sessions: Collection<Document>,
+    operation_timeout: Duration,
+}
+
+impl MongoEventArchive {
+    async fn insert_unbounded(&self, event: &GameEvent) -> Result<(), ArchiveError> {
+        let document = doc! {
+            "sessionId": event.session_id.as_str(),
+            "sequence": to_i64(event.sequence.get(), "event sequence")?,
+            "id": event.id.as_str(),
+            "type": event.event_type.as_str(),
+            "userId": event.user_id.as_str(),
+            "timestamp": to_i64(event.timestamp, "event timestamp")?,
+            "hash": event.content_hash(),
+            "json": to_json(event, "event")?,
+        };
+        match self.events.insert_one(document).await {
+            Ok(_) => {
+                debug!(session = %event.session_id, seq = event.sequence.get(), "event archived");
+                Ok(())
+            }
+            Err(e) if is_duplicate_key(&e) => self.explain_duplicate(event, e).await,
+            Err(e) => Err(StoreError::unavailable(BACKEND, "archive insert", e).into()),
+        }
+    }
+
+    /// Decides what a unique-index violation means: the same event again (fine), another event
+    /// at this sequence, or this event at another sequence.
+    async fn explain_duplicate(
+        &self,
+        event: &GameEvent,
+        original: mongodb::error::Error,
+    ) -> Result<(), ArchiveError> {
+        let session = event.session_id.as_str();
+        let sequence = to_i64(event.sequence.get(), "event sequence")?;
+        let projection = doc! {"_id": 0, "id": 1, "sequence": 1};
+        let at_sequence = self
+            .events
+            .find_one(doc! {"sessionId": session, "sequence": sequence})
+            .projection(projection.clone())
+            .await
+            .map_err(unavailable("archive collision lookup"))?;
+        if let Some(held) = at_sequence {
+            let held: ArchivedId = decode(held, "archived event id")?;
+            if held.id == event.id.as_str() {
+                debug!(
+                    session,
+                    seq = event.sequence.get(),
+                    "event already archived"
+                );
+                return Ok(());
+            }
+            warn!(
+                session,
+                seq = event.sequence.get(),
+                id = %event.id,
+                existing = %held.id,
+                "archive sequence collision: the sequence counter went back"
+            );
+            return Err(ArchiveError::SequenceCollision {
+                session: event.session_id.clone(),
+                sequence: event.sequence,
+                existing: held.id,
+            });
+        }
+        let with_id = self
+            .events
+            .find_one(doc! {"sessionId": session, "id": event.id.as_str()})
+            .projection(projection)
+            .await
+            .map_err(unavailable("archive collision lookup"))?;
+        if let Some(other) = with_id {
+            let other: ArchivedId = decode(other, "archived event id")?;
+            warn!(
+                session,
+                seq = event.sequence.get(),
+                id = %event.id,
+                existing = other.sequence,
+                "archive id collision: the event is archived at another sequence"
+            );
+            return Err(ArchiveError::IdCollision {
+                session: event.session_id.clone(),
+                id: other.id,
+                existing: Sequence(other.sequence),
+            });
+        }
+        // The conflicting document is gone again (retention, a concurrent delete): retryable.
+        Err(StoreError::unavailable(BACKEND, "archive insert", original).into())
+    }
+
+    /// Raises the stored `archivedThrough` to at least `through`; returns the stored value.
+    async fn raise_progress(&self, session: &SessionId, through: u64) -> Result<u64, StoreError> {
+        let value = to_i64(through, "archivedThrough")?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = self
+                .sessions
+                .find_one_and_update(
+                    doc! {"_id": session.as_str()},
+                    doc! {"$max": {"archivedThrough": value}},
+                )
+                .upsert(true)
+                .return_document(ReturnDocument::After)
+                .projection(doc! {"_id": 0, "archivedThrough": 1})
+                .await;
+            match result {
+                Ok(Some(doc)) => {
+                    return Ok(decode::<Progress>(doc, "archivedThrough")?.archived_through);
+                }
+                Ok(None) => return Ok(through),
+                // Two upserts of a missing document raced; the other one created it.
+                Err(e) if is_duplicate_key(&e) && attempt < 2 => continue,
+                Err(e) => return Err(StoreError::unavailable(BACKEND, "store archivedThrough", e)),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl EventArchive for MongoEventArchive {
+    async fn insert(&self, event: &GameEvent) -> Result<(), ArchiveError> {
+        match tokio::time::timeout(self.operation_timeout, self.insert_unbounded(event)).await {
+            Ok(result) => result,
+            Err(elapsed) => {
+                warn!(
+                    session = %event.session_id,
+                    seq = event.sequence.get(),
+                    timeout_ms = self.operation_timeout.as_millis() as u64,
+                    "archive insert timed out"
+                );
+                Err(StoreError::unavailable(BACKEND, "archive insert", elapsed).into())
+            }
+        }
+    }
+
+    async fn read(
+        &self,
+        session: &SessionId,
+        after: Sequence,
+        to: Option<Sequence>,
+        limit: usize,
+    ) -> Result<Vec<GameEvent>, ArchiveError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut range = doc! {"$gt": bound(after.get())};
+        if let Some(to) = to {
+            range.insert("$lte", bound(to.get()));
+        }
+        let cursor = self
+            .events
+            .find(doc! {"sessionId": session.as_str(), "sequence": range})
+            .sort(doc! {"sequence": 1})
+            .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+            .projection(doc! {"_id": 0, "json": 1})
+            .await
+            .map_err(unavailable("archive read"))?;
+        let docs = collect(cursor, "archive read").await?;
+        docs.into_iter()
+            .map(|d| decode_json::<GameEvent>(d, "archived event").map_err(ArchiveError::from))
+            .collect()
+    }
+
+    async fn archived_through(&self, session: &SessionId) -> Result<Sequence, ArchiveError> {
+        let stored = self
+            .sessions
+            .find_one(doc! {"_id": session.as_str()})
+            .projection(doc! {"_id": 0, "archivedThrough": 1})
+            .await
+            .map_err(unavailable("read archivedThrough"))?
+            .map(|d| decode::<Progress>(d, "archivedThrough"))
+            .transpose()?
+            .map_or(0, |p| p.archived_through);
+        let mut through = stored;
+        loop {
+            let cursor = self
+                .events
+                .find(doc! {"sessionId": session.as_str(), "sequence": {"$gt": bound(through)}})
+                .sort(doc! {"sequence": 1})
+                .limit(PROGRESS_CHUNK)
+                .projection(doc! {"_id": 0, "sequence": 1})
+                .await
+                .map_err(unavailable("advance archivedThrough"))?;
+            let docs = collect(cursor, "advance archivedThrough").await?;
+            let full = docs.len() as i64 == PROGRESS_CHUNK;
+            let mut contiguous = true;
+            for d in docs {
+                let ArchivedSequence { sequence } = decode(d, "archived sequence")?;
+                if sequence != through + 1 {
+                    contiguous = false;
+                    break;
+                }
+                through = sequence;
+            }
+            if !(contiguous && full) {
+                break;
+            }
+        }
+        if through > stored {
+            through = self.raise_progress(session, through).await?;
+            debug!(session = %session, through, "archivedThrough advanced");
+        }
+        Ok(Sequence(through))
+    }
+
+    async fn ids(
+        &self,
+        session: &SessionId,
+    ) -> Result<Vec<(EventId, Sequence, String)>, ArchiveError> {
+        let cursor = self
+            .events
+            .find(doc! {"sessionId": session.as_str()})
+            .sort(doc! {"sequence": 1})
+            .projection(doc! {"_id": 0, "id": 1, "sequence": 1, "hash": 1})
+            .await
+            .map_err(unavailable("archive ids"))?;
+        let docs = collect(cursor, "archive ids").await?;
+        docs.into_iter()
+            .map(|d| {
+                let ArchivedHash { id, sequence, hash } = decode(d, "archived event id")?;
+                Ok((EventId::new(id), Sequence(sequence), hash))
+            })
+            .collect()
+    }
+}
+
+/// Campaigns, members, actors, compendium templates and game sessions in MongoDB.
+///
+/// - `campaigns`: the [`Campaign`] document with `_id` = its id and a `revision` counter. A
+///   member change rewrites the whole `members` list with a compare-and-set on `revision`
+///   (retried on a race), so concurrent changes are never lost. Array update operators
+///   (`members.$`, `$push` of documents, `$ne` on an array path) are avoided: the nx-27017 test
+///   server gets them wrong, and the list is small.
+/// - `actors`: `campaignId`, `id`, `name`, `type`, `compendiumRef` and the exact actor as `json`;
+///   unique `(campaignId, id)`.
+/// - `compendium`: `_id` = `ref`, with `system`, `category`, `name` and the exact entry as `json`.
+/// - `sessions`: the [`GameSession`] document with `_id` = its id. `archivedThrough` belongs to
+///   the archive: it is only ever raised (`$max`), so an update carrying an older value does not
+///   lower it, and reads return the stored value.
+#[derive(Debug, Clone)]
+pub struct MongoCampaignStore {
+    campaigns: Collection<Document>,
+    actors: Collection<Document>,
+    compendium: Collection<Document>,
+    sessions: Collection<Document>,
+}
+
+impl MongoCampaignStore {
+    fn actor_document(actor: &Actor) -> Result<Document, StoreError> {
+        let mut document = doc! {
+            "campaignId": actor.campaign_id.as_str(),
+            "id": actor.id.as_str(),
+            "name": actor.name.as_str(),
+            "type": actor.actor_type.as_str(),
+        };
+        if let Some(reference) = &actor.compendium_ref {
+            document.insert("compendiumRef", reference.as_str());
+        }
+        document.insert("json", to_json(actor, "actor")?);
+        Ok(document)
+    }
+
+    /// Applies `edit` to a campaign's member list (it returns whether it changed anything) and
+    /// stores the list with a compare-and-set on the document's `revision`, re-reading and
+    /// re-applying when another writer got there first. Returns the campaign as stored, `None`
+    /// when it does not exist.
+    async fn edit_members(
+        &self,
+        campaign: &CampaignId,
+        mut edit: impl FnMut(&mut Vec<Member>) -> bool + Send,
+    ) -> Result<Option<Campaign>, StoreError> {
+        for _ in 0..MEMBER_ATTEMPTS {
+            let Some(document) = self
+                .campaigns
+                .find_one(doc! {"_id": campaign.as_str()})
+                .await
+                .map_err(unavailable("read campaign"))?
+            else {
+                return Ok(None);
+            };
+            let Revision { revision } = decode(document.clone(), "campaign revision")?;
+            let mut current: Campaign = decode(document, "campaign")?;
+            if !edit(&mut current.members) {
+                return Ok(Some(current));
+            }
+            let members = bson::to_bson(&current.members)
+                .map_err(|e| StoreError::corrupt(BACKEND, "campaign members", e))?;
+            let filter = match revision {
+                Some(r) => doc! {"_id": campaign.as_str(), "revision": to_i64(r, "revision")?},
+                None => doc! {"_id": campaign.as_str(), "revision": {"$exists": false}},
+            };
+            let next = to_i64(revision.map_or(1, |r| r + 1), "revision")?;
+            let result = self
+                .campaigns
+                .update_one(
+                    filter,
+                    doc! {"$set": {"members": members, "revision": next}},
+                )
+                .await
+                .map_err(unavailable("update members"))?;
+            if result.matched_count > 0 {
+                return Ok(Some(current));
+            }
+            debug!(campaign = %campaign, "member update raced another writer; retrying");
+        }
+        Err(StoreError::unavailable(
+            BACKEND,
+            "update members",
+            "the campaign kept changing under the update",
+        ))
+    }
+
+    fn actor_key(campaign: &CampaignId, id: &ActorId) -> Document {
+        doc! {"campaignId": campaign.as_str(), "id": id.as_str()}
+    }
+
+    async fn put_entry(&self, entry: &CompendiumEntry) -> Result<(), StoreError> {
+        let document = doc! {
+            "_id": entry.reference.as_str(),
+            "system": entry.system.as_str(),
+            "category": entry.category.as_str(),
+            "name": entry.name.as_str(),
+            "json": to_json(entry, "compendium entry")?,
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self
+                .compendium
+                .replace_one(doc! {"_id": entry.reference.as_str()}, &document)
+                .upsert(true)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                // Two upserts of a new reference raced; the other one inserted it.
+                Err(e) if is_duplicate_key(&e) && attempt < 2 => continue,
+                Err(e) => return Err(StoreError::unavailable(BACKEND, "put compendium", e)),
+            }
+        }
+    }
+
+    /// The session's fields for `$set`, and its `archivedThrough` for `$max`.
+    fn session_update(session: &GameSession) -> Result<Document, StoreError> {
+        let mut fields = encode(session, "session")?;
+        fields.remove("archivedThrough");
+        Ok(doc! {
+            "$set": fields,
+            "$max": {"archivedThrough": to_i64(session.archived_through, "archivedThrough")?},
+        })
+    }
+}
+
+#[async_trait]
+impl CampaignStore for MongoCampaignStore {
+    async fn create_campaign(&self, campaign: &Campaign) -> Result<(), StoreError> {
+        let mut document = encode(campaign, "campaign")?;
+        document.insert("_id", campaign.id.as_str());
+        document.insert("revision", 0_i64);
+        match self.campaigns.insert_one(document).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_duplicate_key(&e) => Err(StoreError::AlreadyExists(format!(
+                "campaign {}",
+                campaign.id
+            ))),
+            Err(e) => Err(StoreError::unavailable(BACKEND, "create campaign", e)),
+        }
+    }
+
+    async fn campaign(&self, id: &CampaignId) -> Result<Option<Campaign>, StoreError> {
+        self.campaigns
+            .find_one(doc! {"_id": id.as_str()})
+            .await
+            .map_err(unavailable("read campaign"))?
+            .map(|d| decode(d, "campaign"))
+            .transpose()
+    }
+
+    async fn campaigns_of(&self, user: &UserId) -> Result<Vec<Campaign>, StoreError> {
+        let cursor = self
+            .campaigns
+            .find(doc! {"$or": [{"gmUserId": user.as_str()}, {"members.userId": user.as_str()}]})
+            .sort(doc! {"createdAt": 1, "_id": 1})
+            .await
+            .map_err(unavailable("list campaigns"))?;
+        collect(cursor, "list campaigns")
+            .await?
+            .into_iter()
+            .map(|d| decode(d, "campaign"))
+            .collect()
+    }
+
+    async fn put_member(
+        &self,
+        campaign: &CampaignId,
+        user: &UserId,
+        role: MemberRole,
+    ) -> Result<Option<Campaign>, StoreError> {
+        self.edit_members(campaign, |members| {
+            match members.iter_mut().find(|m| &m.user_id == user) {
+                Some(m) if m.role == role => return false,
+                Some(m) => m.role = role,
+                None => members.push(Member {
+                    user_id: user.clone(),
+                    role,
+                }),
+            }
+            true
+        })
+        .await
+    }
+
+    async fn remove_member(
+        &self,
+        campaign: &CampaignId,
+        user: &UserId,
+    ) -> Result<bool, StoreError> {
+        let mut was_member = false;
+        self.edit_members(campaign, |members| {
+            let before = members.len();
+            members.retain(|m| &m.user_id != user);
+            was_member = members.len() != before;
+            was_member
+        })
+        .await?;
+        Ok(was_member)
+    }
+
+    async fn create_actor(&self, actor: &Actor) -> Result<(), StoreError> {
+        match self.actors.insert_one(Self::actor_document(actor)?).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_duplicate_key(&e) => {
+                Err(StoreError::AlreadyExists(format!("actor {}", actor.id)))
+            }
+            Err(e) => Err(StoreError::unavailable(BACKEND, "create actor", e)),
+        }
+    }
+
+    async fn actor(
+        &self,
+        campaign: &CampaignId,
+        id: &ActorId,
+    ) -> Result<Option<Actor>, StoreError> {
+        self.actors
+            .find_one(Self::actor_key(campaign, id))
+            .projection(doc! {"_id": 0, "json": 1})
+            .await
+            .map_err(unavailable("read actor"))?
+            .map(|d| decode_json(d, "actor"))
+            .transpose()
+    }
+
+    async fn actors(&self, campaign: &CampaignId) -> Result<Vec<Actor>, StoreError> {
+        let cursor = self
+            .actors
+            .find(doc! {"campaignId": campaign.as_str()})
+            .sort(doc! {"name": 1, "id": 1})
+            .projection(doc! {"_id": 0, "json": 1})
+            .await
+            .map_err(unavailable("list actors"))?;
+        collect(cursor, "list actors")
+            .await?
+            .into_iter()
+            .map(|d| decode_json(d, "actor"))
+            .collect()
+    }
+
+    async fn update_actor(&self, actor: &Actor) -> Result<bool, StoreError> {
+        let result = self
+            .actors
+            .replace_one(
+                Self::actor_key(&actor.campaign_id, &actor.id),
+                Self::actor_document(actor)?,
+            )
+            .await
+            .map_err(unavailable("update actor"))?;
+        Ok(result.matched_count > 0)
+    }
+
+    async fn delete_actor(&self, campaign: &CampaignId, id: &ActorId) -> Result<bool, StoreError> {
+        let result = self
+            .actors
+            .delete_one(Self::actor_key(campaign, id))
+            .await
+            .map_err(unavailable("delete actor"))?;
+        Ok(result.deleted_count > 0)
+    }
+
+    async fn put_compendium(&self, entries: &[CompendiumEntry]) -> Result<(), StoreError> {
+        let puts: Vec<_> = entries.iter().map(|e| self.put_entry(e)).collect();
+        futures::stream::iter(puts)
+            .buffer_unordered(IMPORT_CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await?;
+        debug!(count = entries.len(), "compendium entries stored");
+        Ok(())
+    }
+
+    async fn compendium_entry(
+        &self,
+        reference: &str,
+    ) -> Result<Option<CompendiumEntry>, StoreError> {
+        self.compendium
+            .find_one(doc! {"_id": reference})
+            .projection(doc! {"_id": 0, "json": 1})
+            .await
+            .map_err(unavailable("read compendium entry"))?
+            .map(|d| decode_json(d, "compendium entry"))
+            .transpose()
+    }
+
+    async fn search_compendium(
+        &self,
+        query: &CompendiumQuery,
+    ) -> Result<CompendiumPage, StoreError> {
+        let limit = query.limit.clamp(1, 100);
+        let mut filter = doc! {"_id": {"$gt": query.cursor.as_deref().unwrap_or_default()}};
+        if let Some(system) = &query.system {
+            filter.insert("system", system.as_str());
+        }
+        if let Some(category) = &query.category {
+            filter.insert("category", category.as_str());
+        }
+        if let Some(q) = query.q.as_deref().filter(|q| !q.is_empty()) {
+            filter.insert("name", doc! {"$regex": escape_regex(q), "$options": "i"});
+        }
+        let cursor = self
+            .compendium
+            .find(filter)
+            .sort(doc! {"_id": 1})
+            .limit(limit as i64 + 1)
+            .projection(doc! {"_id": 0, "json": 1})
+            .await
+            .map_err(unavailable("search compendium"))?;
+        let mut items: Vec<CompendiumEntry> = collect(cursor, "search compendium")
+            .await?
+            .into_iter()
+            .map(|d| decode_json(d, "compendium entry"))
+            .collect::<Result<_, _>>()?;
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|e| e.reference.clone())
+        } else {
+            None
+        };
+        Ok(CompendiumPage { items, next_cursor })
+    }
+
+    async fn create_session(&self, session: &GameSession) -> Result<(), StoreError> {
+        let mut document = encode(session, "session")?;
+        document.insert("_id", session.id.as_str());
+        match self.sessions.insert_one(document).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_duplicate_key(&e) => {
+                // The archive may have recorded progress before the session document existed:
+                // complete that document; a real session (with a campaign) is a duplicate.
+                let adopted = self
+                    .sessions
+                    .update_one(
+                        doc! {"_id": session.id.as_str(), "campaignId": {"$exists": false}},
+                        Self::session_update(session)?,
+                    )
+                    .await
+                    .map_err(unavailable("create session"))?;
+                if adopted.matched_count > 0 {
+                    Ok(())
+                } else {
+                    Err(StoreError::AlreadyExists(format!("session {}", session.id)))
+                }
+            }
+            Err(e) => Err(StoreError::unavailable(BACKEND, "create session", e)),
+        }
+    }
+
+    async fn session(&self, id: &SessionId) -> Result<Option<GameSession>, StoreError> {
+        self.sessions
+            .find_one(doc! {"_id": id.as_str(), "campaignId": {"$exists": true}})
+            .await
+            .map_err(unavailable("read session"))?
+            .map(|d| decode(d, "session"))
+            .transpose()
+    }
+
+    async fn sessions(&self, campaign: &CampaignId) -> Result<Vec<GameSession>, StoreError> {
+        let cursor = self
+            .sessions
+            .find(doc! {"campaignId": campaign.as_str()})
+            .sort(doc! {"createdAt": -1, "_id": -1})
+            .await
+            .map_err(unavailable("list sessions"))?;
+        collect(cursor, "list sessions")
+            .await?
+            .into_iter()
+            .map(|d| decode(d, "session"))
+            .collect()
+    }
+
+    async fn update_session(&self, session: &GameSession) -> Result<bool, StoreError> {
+        let result = self
+            .sessions
+            .update_one(
+                doc! {"_id": session.id.as_str(), "campaignId": {"$exists": true}},
+                Self::session_update(session)?,
+            )
+            .await
+            .map_err(unavailable("update session"))?;
+        Ok(result.matched_count > 0)
+    }
+}
+
+/// `q` as a regular expression matching itself literally: every metacharacter escaped.
+fn escape_regex(q: &str) -> String {
+    let mut out = String::with_capacity(q.len() * 2);
+    for c in q.chars() {
+        if "\\.+*?()|[]{}^$#&-~/".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Snapshots in MongoDB: `snapshots` documents with `sessionId`, `upToSequence`, `checksum`,
+/// `createdAt` and the exact snapshot as `json`; unique `(sessionId, upToSequence)`. A put of an
+/// existing `(sessionId, upToSequence)` replaces it (the fold is deterministic, so it is the same
+/// state). The 16 MB document limit bounds a snapshot's size.
+#[derive(Debug, Clone)]
+pub struct MongoSnapshotStore {
+    snapshots: Collection<Document>,
+}
+
+#[async_trait]
+impl SnapshotStore for MongoSnapshotStore {
+    async fn put(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        let up_to = to_i64(snapshot.up_to_sequence.get(), "snapshot sequence")?;
+        let key = doc! {"sessionId": snapshot.session_id.as_str(), "upToSequence": up_to};
+        let document = doc! {
+            "sessionId": snapshot.session_id.as_str(),
+            "upToSequence": up_to,
+            "checksum": snapshot.checksum.as_str(),
+            "createdAt": to_i64(snapshot.created_at, "snapshot time")?,
+            "json": to_json(snapshot, "snapshot")?,
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self
+                .snapshots
+                .replace_one(key.clone(), &document)
+                .upsert(true)
+                .await
+            {
+                Ok(_) => {
+                    debug!(session = %snapshot.session_id, up_to, "snapshot stored");
+                    return Ok(());
+                }
+                // Two puts of a new snapshot raced; the other one inserted it.
+                Err(e) if is_duplicate_key(&e) && attempt < 2 => continue,
+                Err(e) => return Err(StoreError::unavailable(BACKEND, "put snapshot", e)),
+            }
+        }
+    }
+
+    async fn latest(&self, session: &SessionId) -> Result<Option<Snapshot>, StoreError> {
+        self.snapshots
+            .find_one(doc! {"sessionId": session.as_str()})
+            .sort(doc! {"upToSequence": -1})
+            .projection(doc! {"_id": 0, "json": 1})
+            .await
+            .map_err(unavailable("read snapshot"))?
+            .map(|d| decode_json(d, "snapshot"))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn given_no_uri_then_the_error_names_the_variable() {
+        let err = MongoConfig::from_lookup(lookup(&[])).unwrap_err();
+        assert!(matches!(err, MongoConfigError::Missing(MONGODB_URI_VAR)));
+        assert!(err.to_string().contains("MONGODB_URI"));
+        let err = MongoConfig::from_lookup(lookup(&[(MONGODB_URI_VAR, "  ")])).unwrap_err();
+        assert!(matches!(err, MongoConfigError::Missing(MONGODB_URI_VAR)));
+    }
+
+    #[test]
+    fn given_only_a_uri_then_defaults_apply() {
+        let config =
+            MongoConfig::from_lookup(lookup(&[(MONGODB_URI_VAR, "mongodb://h:1")])).unwrap();
+        assert_eq!(config.uri, "mongodb://h:1");
+        assert_eq!(config.database, DEFAULT_DATABASE);
+        assert_eq!(config.operation_timeout, DEFAULT_OPERATION_TIMEOUT);
+        assert_eq!(
+            config.server_selection_timeout,
+            DEFAULT_SERVER_SELECTION_TIMEOUT
+        );
+        assert_eq!(config.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
+    }
+
+    #[test]
+    fn given_timeouts_then_they_are_read_and_bad_ones_are_named() {
+        let config = MongoConfig::from_lookup(lookup(&[
+            (MONGODB_URI_VAR, "mongodb://h:1"),
+            (MONGODB_DATABASE_VAR, "other"),
+            (MONGODB_OPERATION_TIMEOUT_MS_VAR, "150"),
+            (MONGODB_SERVER_SELECTION_TIMEOUT_MS_VAR, "700"),
+            (MONGODB_CONNECT_TIMEOUT_MS_VAR, "900"),
+        ]))
+        .unwrap();
+        assert_eq!(config.database, "other");
+        assert_eq!(config.operation_timeout, Duration::from_millis(150));
+        assert_eq!(config.server_selection_timeout, Duration::from_millis(700));
+        assert_eq!(config.connect_timeout, Duration::from_millis(900));
+        for bad in ["0", "-1", "soon", "1.5"] {
+            let err = MongoConfig::from_lookup(lookup(&[
+                (MONGODB_URI_VAR, "mongodb://h:1"),
+                (MONGODB_OPERATION_TIMEOUT_MS_VAR, bad),
+            ]))
+            .unwrap_err();
+            assert!(
+                err.to_string().contains(MONGODB_OPERATION_TIMEOUT_MS_VAR),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn credentials_never_appear_in_debug_output() {
+        let config = MongoConfig::new("mongodb+srv://user:s3cret@cluster.example.net/?w=majority");
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(
+            shown.contains("***@cluster.example.net/?w=majority"),
+            "{shown}"
+        );
+        assert_eq!(
+            redact("mongodb://127.0.0.1:27118"),
+            "mongodb://127.0.0.1:27118"
+        );
+    }
+
+    #[test]
+    fn regex_metacharacters_are_escaped() {
+        assert_eq!(escape_regex("Goblin (Boss)"), r"Goblin \(Boss\)");
+        assert_eq!(escape_regex(r"a.b*c\d"), r"a\.b\*c\\d");
+        assert_eq!(escape_regex("Élan"), "Élan");
+    }
+}

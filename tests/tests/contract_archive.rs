@@ -1,0 +1,167 @@
+//! The [`EventArchive`](dlab_store::EventArchive) contract against the memory adapter and
+//! MongoDB (nx-27017 in tests), plus MongoDB's own rules: a bounded submit path and a stored
+//! `archivedThrough` that outlives the events it counts.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use dlab_core::ids::Sequence;
+use dlab_store::EventArchive;
+use dlab_store::memory::MemoryEventArchive;
+use dlab_store::mongo::{EVENTS, MongoConfig, MongoStores};
+use dlab_tests::contract::archive as contract;
+use dlab_tests::servers::{Server, require};
+use futures::{StreamExt, TryStreamExt};
+use mongodb::bson::doc;
+
+/// One database per run of this binary; the bodies use their own session ids inside it.
+fn database() -> &'static str {
+    static NAME: OnceLock<String> = OnceLock::new();
+    NAME.get_or_init(|| format!("dlab_ct_archive_{}", uuid::Uuid::new_v4().simple()))
+}
+
+/// The shared MongoDB test server, or `None` (after saying why) when the test should skip.
+async fn mongo() -> Option<MongoStores> {
+    if !require(Server::Mongo) {
+        return None;
+    }
+    let mut config = MongoConfig::new(Server::Mongo.url());
+    config.database = database().to_owned();
+    Some(
+        MongoStores::connect(&config)
+            .await
+            .unwrap_or_else(|e| panic!("connect to {}: {e:?}", Server::Mongo.name())),
+    )
+}
+
+macro_rules! against_both {
+    ($($body:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $body() {
+                    super::contract::$body(&dlab_store::memory::MemoryEventArchive::new()).await;
+                }
+            )*
+        }
+        mod mongo {
+            $(
+                #[tokio::test]
+                async fn $body() {
+                    let Some(stores) = super::mongo().await else { return };
+                    super::contract::$body(&stores.archive()).await;
+                }
+            )*
+        }
+    };
+}
+
+against_both!(
+    insert_is_idempotent_for_the_same_id,
+    another_id_at_a_taken_sequence_is_a_sequence_collision,
+    the_same_id_at_another_sequence_is_an_id_collision,
+    sessions_are_independent,
+    reads_are_ordered_ranges,
+    archived_through_finds_the_first_gap_and_never_decreases,
+    ids_carry_content_hashes,
+);
+
+#[tokio::test]
+async fn memory_racing_inserts_admit_one_event_per_sequence() {
+    let archive = MemoryEventArchive::new();
+    contract::racing_inserts_admit_one_event_per_sequence(&archive, &archive).await;
+}
+
+/// Two clients, as two Lambda instances would have: the unique index decides, not the adapter.
+#[tokio::test]
+async fn mongo_racing_inserts_admit_one_event_per_sequence() {
+    let (Some(a), Some(b)) = (mongo().await, mongo().await) else {
+        return;
+    };
+    contract::racing_inserts_admit_one_event_per_sequence(&a.archive(), &b.archive()).await;
+}
+
+/// MongoDB down must not hang a submit: the insert fails as `Unavailable` within the operation
+/// timeout (300 ms by default). Needs no server: nothing listens on port 1.
+#[tokio::test]
+async fn mongo_unreachable_fails_an_insert_fast() {
+    let config = MongoConfig::new("mongodb://127.0.0.1:1/?directConnection=true");
+    assert_eq!(config.operation_timeout, Duration::from_millis(300));
+    let stores = MongoStores::open(&config)
+        .await
+        .expect("opening a client does not contact the server");
+    let took =
+        contract::unreachable_backend_fails_fast(&stores.archive(), Duration::from_secs(2)).await;
+    println!(
+        "insert against an unreachable MongoDB failed after {} ms",
+        took.as_millis()
+    );
+}
+
+/// `archivedThrough` is stored, so it never goes down even when archived events are removed
+/// (a retention period) — recomputing from the events alone would fall back to 0.
+#[tokio::test]
+async fn mongo_archived_through_survives_removed_events() {
+    let Some(stores) = mongo().await else { return };
+    let archive = stores.archive();
+    let session = contract::unique_session();
+    for seq in 1..=4 {
+        archive
+            .insert(&contract::event(&session, seq, &contract::unique_id()))
+            .await
+            .expect("insert");
+    }
+    assert_eq!(
+        archive.archived_through(&session).await.unwrap(),
+        Sequence(4)
+    );
+    let removed = stores
+        .database()
+        .collection::<mongodb::bson::Document>(EVENTS)
+        .delete_many(doc! {"sessionId": session.as_str(), "sequence": {"$lte": 3}})
+        .await
+        .expect("delete");
+    assert_eq!(removed.deleted_count, 3);
+    assert_eq!(
+        archive.archived_through(&session).await.unwrap(),
+        Sequence(4)
+    );
+    archive
+        .insert(&contract::event(&session, 5, &contract::unique_id()))
+        .await
+        .expect("insert");
+    assert_eq!(
+        archive.archived_through(&session).await.unwrap(),
+        Sequence(5)
+    );
+}
+
+/// The watermark advances across more events than one read of the progress scan returns.
+#[tokio::test]
+async fn mongo_archived_through_advances_over_many_events() {
+    let Some(stores) = mongo().await else { return };
+    let archive = stores.archive();
+    let session = contract::unique_session();
+    let total = 2_105;
+    let events: Vec<_> = (1..=total)
+        .filter(|seq| *seq != 2_050)
+        .map(|seq| contract::event(&session, seq, &contract::unique_id()))
+        .collect();
+    futures::stream::iter(events.iter().map(|e| archive.insert(e)))
+        .buffer_unordered(8)
+        .try_collect::<Vec<()>>()
+        .await
+        .expect("insert");
+    assert_eq!(
+        archive.archived_through(&session).await.unwrap(),
+        Sequence(2_049)
+    );
+    archive
+        .insert(&contract::event(&session, 2_050, &contract::unique_id()))
+        .await
+        .expect("insert");
+    assert_eq!(
+        archive.archived_through(&session).await.unwrap(),
+        Sequence(total)
+    );
+}

@@ -1,0 +1,44 @@
+//! The WebSocket handler cases against the real servers: Redis, MongoDB (nx-27017), DynamoDB
+//! (moto), and the local gateway's `@connections` endpoint reached by the real management API
+//! client.
+
+use dlab_tests::ws_cases;
+use dlab_tests::ws_world::real_world;
+
+macro_rules! cases {
+    ($($name:ident),* $(,)?) => {
+        $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            if let Some((world, _hub)) = real_world().await {
+                ws_cases::$name(&world).await;
+            }
+        })*
+    };
+}
+
+cases!(
+    attack_is_confirmed_and_broadcast,
+    concurrent_attacks_rebase_to_two,
+    reconnect_with_since_gets_exactly_the_missing_events,
+    duplicate_submit_is_confirmed_and_rebroadcast,
+    ping_unsubscribe_and_request_ids,
+    ephemeral_is_relayed_not_stored,
+    snapshot_required_when_since_is_ahead,
+    bad_input_is_refused_and_changes_nothing,
+    conflict_carries_current,
+    flood_is_rate_limited,
+    bad_tokens_are_refused_at_connect,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gone_connections_are_removed() {
+    let Some((world, hub)) = real_world().await else {
+        return;
+    };
+    ws_cases::gone_connections_are_removed(&world, async |c| {
+        // The socket vanished without a close: the gateway forgets it, so `@connections`
+        // answers 410 Gone to the next post.
+        assert!(hub.remove(&c.id));
+    })
+    .await;
+}
