@@ -146,8 +146,8 @@ pub struct Config {
     pub issuer: Option<String>,
     /// Redis URL.
     pub redis_url: String,
-    /// MongoDB URI.
-    pub mongodb_uri: String,
+    /// MongoDB connection and timeouts (`MONGODB_URI`, `MONGODB_DATABASE`, `MONGODB_*_TIMEOUT_MS`).
+    pub mongo: dlab_store::mongo::MongoConfig,
     /// DynamoDB connections table.
     pub connections_table: String,
     /// Management endpoint, if pinned.
@@ -162,7 +162,13 @@ impl Config {
             jwt: JwtConfig::from_env()?,
             issuer: non_empty(JWT_ISSUER),
             redis_url: required(REDIS_URL)?,
-            mongodb_uri: required(MONGODB_URI)?,
+            mongo: dlab_store::mongo::MongoConfig::from_env().map_err(|e| match e {
+                dlab_store::mongo::MongoConfigError::Missing(name) => ConfigError::Missing(name),
+                other => ConfigError::Invalid {
+                    name: MONGODB_URI,
+                    reason: other.to_string(),
+                },
+            })?,
             connections_table: required(CONNECTIONS_TABLE)?,
             apigw_endpoint: non_empty(APIGW_MANAGEMENT_ENDPOINT),
         })

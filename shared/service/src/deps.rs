@@ -81,10 +81,7 @@ impl Deps {
         let redis = dlab_store::redis::RedisConfig::new(&config.redis_url)
             .connect()
             .await?;
-        let mongo = dlab_store::mongo::MongoStores::connect(&dlab_store::mongo::MongoConfig::new(
-            &config.mongodb_uri,
-        ))
-        .await?;
+        let mongo = dlab_store::mongo::MongoStores::connect(&config.mongo).await?;
         let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         let dynamo = aws_sdk_dynamodb::Client::new(&aws);
         Ok(Self {
