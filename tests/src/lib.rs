@@ -5,6 +5,8 @@
 //! - [`private`]: private server instances for fault tests (kill, restart, wipe).
 //! - [`ws_world`]: a seeded table (campaign, members, session, goblin) and WebSocket clients
 //!   driving the Lambda handlers with real API Gateway event JSON.
+//! - [`http_cases`]: the HTTP API driven in-process through its router, one function per
+//!   case.
 //! - [`contract`]: one generic contract body per port, run against the memory adapter and the
 //!   real one by the files in `tests/tests/`.
 //!
@@ -13,6 +15,7 @@
 //! that cannot reach its server fails; without it, such a test skips and says how to run it.
 
 pub mod contract;
+pub mod http_cases;
 pub mod private;
 pub mod servers;
 pub mod ws_cases;

@@ -12,12 +12,16 @@
 //!   routes and a minimal `/ws` route.
 //! - [`router`] / [`serve`]: the axum router of both, and how to run it on a listener.
 //!
-//! This is the library part only. The full gateway (the `$connect` / `$disconnect` /
-//! `$default` routes invoking the same handlers as the Lambdas, the HTTP API, a binary) comes
-//! later and builds on [`ConnectionHub::register`] / [`ConnectionHub::open`], which already
-//! model API Gateway's connecting-then-open lifecycle.
+//! - [`gateway`]: API Gateway's WebSocket semantics (`$connect` before the upgrade, route
+//!   selection, limits, timeouts, `$disconnect`) invoking the same handler as the Lambdas.
+//! - [`app`]: the whole gateway on one port: WebSocket at `/`, the HTTP API, `@connections`,
+//!   `POST /dev/token`; memory backend by default, real servers by option.
+//! - [`demo`]: `--demo` seed data.
 
+pub mod app;
 pub mod connections;
+pub mod demo;
+pub mod gateway;
 
 use std::net::SocketAddr;
 
@@ -34,4 +38,37 @@ pub async fn serve(listener: TcpListener, router: Router) -> std::io::Result<()>
         router.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .await
+}
+
+/// What the gateway prints at start: URLs and how to get tokens.
+pub fn banner(running: &app::Running) -> String {
+    let mut out = format!(
+        "Dungeon Lab local gateway\n  WebSocket: {ws}?token=<connect ticket or token>\n  HTTP API:  {http}  (OpenAPI: {http}/openapi.json)\n",
+        ws = running.ws_url(),
+        http = running.http_url()
+    );
+    if running.dev_tokens {
+        out.push_str(&format!(
+            "  Tokens:    curl -s -X POST {http}/dev/token -H 'content-type: application/json' -d '{{\"userId\":\"alice\"}}'\n",
+            http = running.http_url()
+        ));
+    } else {
+        out.push_str("  Tokens:    dev tokens are off; sign HS256 tokens with JWT_SECRET\n");
+    }
+    if let Some(demo) = &running.demo {
+        out.push_str(&format!(
+            "  Demo:      campaign {} / session {}\n",
+            demo.campaign, demo.session
+        ));
+        for (user, token) in &demo.tokens {
+            out.push_str(&format!("    {user}: {token}\n"));
+        }
+        out.push_str(&format!(
+            "  Try:       websocat '{}?token=<alice token>' then send {{\"action\":\"subscribe\",\"sessionId\":\"{}\",\"since\":0}}\n",
+            running.ws_url(),
+            demo.session
+        ));
+    }
+    out.push_str("Press Ctrl-C to stop.");
+    out
 }

@@ -1,0 +1,273 @@
+//! Assembles the gateway: backends (memory by default, or the real servers), the same handlers
+//! as the Lambdas, the HTTP API, `@connections`, dev tokens and demo data, on one port.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use dlab_core::ids::UserId;
+use dlab_service::Deps;
+use dlab_service::auth::Authenticator;
+use dlab_service::config::Settings;
+use dlab_service::lambda::WsLambda;
+use dlab_store::memory::{
+    MemoryCampaignStore, MemoryConnectionRegistry, MemoryEventArchive, MemoryEventLog,
+    MemoryRateLimiter, MemorySnapshotStore,
+};
+use serde::Deserialize;
+use serde_json::json;
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::connections::{ConnectionHub, management};
+use crate::gateway::{Limits, STAGE, WsGateway};
+
+/// Which real server backs each port (`None`: memory).
+#[derive(Debug, Clone, Default)]
+pub struct Backends {
+    /// Redis URL for the event log and rate limiter.
+    pub redis: Option<String>,
+    /// MongoDB URI for the archive, campaigns and snapshots.
+    pub mongo: Option<String>,
+    /// DynamoDB endpoint (e.g. moto or LocalStack) for connections.
+    pub dynamodb_endpoint: Option<String>,
+    /// DynamoDB table of connections (created when missing).
+    pub connections_table: String,
+}
+
+/// Everything the gateway needs to start.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Backends.
+    pub backends: Backends,
+    /// Serve `POST /dev/token` (refused on a non-loopback address).
+    pub dev_tokens: bool,
+    /// Seed a demo campaign.
+    pub demo: bool,
+    /// Connection timeouts.
+    pub limits: Limits,
+    /// HS256 secret for tokens (a random one per run when `None`).
+    pub jwt_secret: Option<String>,
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, Error)]
+pub enum StartError {
+    /// The port could not be bound.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A backend could not be reached.
+    #[error(transparent)]
+    Store(#[from] dlab_store::StoreError),
+}
+
+/// A running gateway.
+pub struct Running {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// Whether `/dev/token` is served.
+    pub dev_tokens: bool,
+    /// Demo tokens, when seeded: (user, token).
+    pub demo: Option<crate::demo::Demo>,
+    /// The dependencies (tests inspect them).
+    pub deps: Deps,
+    /// The live connections.
+    pub hub: ConnectionHub,
+    shutdown: watch::Sender<bool>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// `ws://addr/`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/", self.addr)
+    }
+
+    /// `http://addr`.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Closes every socket with a close frame, runs `$disconnect` for each, and stops.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for _ in 0..100 {
+            if self.hub.ids().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.server.abort();
+        let _ = self.server.await;
+    }
+}
+
+async fn aws_config(endpoint: &str) -> aws_config::SdkConfig {
+    // Local endpoints accept any signature; the SDK still signs, so give it credentials.
+    let key = std::env::var("AWS_ACCESS_KEY_ID").unwrap_or_else(|_| "local".into());
+    let secret = std::env::var("AWS_SECRET_ACCESS_KEY").unwrap_or_else(|_| "local".into());
+    let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(region))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            key,
+            secret,
+            None,
+            None,
+            "local-gateway",
+        ))
+        .load()
+        .await
+}
+
+async fn build_deps(
+    options: &Options,
+    addr: SocketAddr,
+    auth: Authenticator,
+) -> Result<Deps, StartError> {
+    let own = format!("http://{addr}");
+    let notifier =
+        dlab_store::apigw::ApiGatewayNotifier::from_endpoint(&aws_config(&own).await, own);
+    let mut deps = Deps {
+        log: Arc::new(MemoryEventLog::new()),
+        archive: Arc::new(MemoryEventArchive::new()),
+        campaigns: Arc::new(MemoryCampaignStore::new()),
+        snapshots: Arc::new(MemorySnapshotStore::new()),
+        registry: Arc::new(MemoryConnectionRegistry::new()),
+        limiter: Arc::new(MemoryRateLimiter::new()),
+        notifier: Arc::new(notifier),
+        auth,
+        settings: Settings::from_env().unwrap_or_default(),
+    };
+    let b = &options.backends;
+    if let Some(url) = &b.redis {
+        let conn = dlab_store::redis::RedisConfig::new(url).connect().await?;
+        deps.log = Arc::new(dlab_store::redis::RedisEventLog::new(conn.clone()));
+        deps.limiter = Arc::new(dlab_store::redis::RedisRateLimiter::new(conn));
+    }
+    if let Some(uri) = &b.mongo {
+        let mut cfg = dlab_store::mongo::MongoConfig::new(uri);
+        if let Ok(db) = std::env::var("MONGODB_DATABASE") {
+            cfg.database = db;
+        }
+        let mongo = dlab_store::mongo::MongoStores::connect(&cfg).await?;
+        deps.archive = Arc::new(mongo.archive());
+        deps.campaigns = Arc::new(mongo.campaigns());
+        deps.snapshots = Arc::new(mongo.snapshots());
+    }
+    if let Some(endpoint) = &b.dynamodb_endpoint {
+        let client = aws_sdk_dynamodb::Client::new(&aws_config(endpoint).await);
+        dlab_store::dynamo::create_table(&client, &b.connections_table).await?;
+        deps.registry = Arc::new(dlab_store::dynamo::DynamoConnectionRegistry::new(
+            client,
+            b.connections_table.clone(),
+        ));
+    }
+    Ok(deps)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DevTokenRequest {
+    user_id: String,
+}
+
+async fn dev_token(
+    State(auth): State<Authenticator>,
+    body: Result<Json<DevTokenRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    match body {
+        Ok(Json(req)) if !req.user_id.trim().is_empty() && req.user_id.len() <= 128 => {
+            let token = auth.issue_user_token(&UserId::new(req.user_id), Duration::from_secs(12 * 3600));
+            Json(json!({"token": token})).into_response()
+        }
+        _ => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": {"code": "invalid_message", "message": "body must be {\"userId\": \"<1-128 characters>\"}"}})),
+        )
+            .into_response(),
+    }
+}
+
+/// Binds, builds and serves the gateway.
+pub async fn start(options: Options) -> Result<Running, StartError> {
+    let listener = TcpListener::bind(options.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: options.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: options.listen,
+        source,
+    })?;
+    let secret = options.jwt_secret.clone().unwrap_or_else(|| {
+        format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        )
+    });
+    let auth = Authenticator::with_secret(&secret);
+    let deps = build_deps(&options, addr, auth.clone()).await?;
+    let dev_tokens = options.dev_tokens && addr.ip().is_loopback();
+    if options.dev_tokens && !dev_tokens {
+        warn!(%addr, "dev tokens are refused on a non-loopback address");
+    }
+    let demo = if options.demo {
+        Some(crate::demo::seed(&deps).await?)
+    } else {
+        None
+    };
+    let hub = ConnectionHub::new();
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let lambda = Arc::new(WsLambda::with_deps(deps.clone()));
+    let ws = WsGateway::new(
+        hub.clone(),
+        lambda,
+        options.limits,
+        addr.to_string(),
+        shutdown_rx,
+    );
+    let mut app = Router::new()
+        .merge(ws.routes())
+        .merge(management::routes().with_state(hub.clone()))
+        .merge(dlab_service::http::router_with(
+            deps.clone(),
+            dlab_service::http::HttpSettings::from_env().unwrap_or_default(),
+        ));
+    if dev_tokens {
+        app = app.merge(
+            Router::new()
+                .route("/dev/token", post(dev_token))
+                .with_state(auth),
+        );
+    }
+    let server = tokio::spawn(crate::serve(listener, app));
+    info!(%addr, stage = STAGE, dev_tokens, "local gateway listening");
+    Ok(Running {
+        addr,
+        dev_tokens,
+        demo,
+        deps,
+        hub,
+        shutdown,
+        server,
+    })
+}

@@ -1,0 +1,128 @@
+//! `--demo`: a campaign with a GM and two players, a session with a few actors, and tokens, so a
+//! newcomer can connect at once.
+
+use std::time::Duration;
+
+use dlab_core::actor::create_custom;
+use dlab_core::changes::{ACTOR_ADDED, parse_changes};
+use dlab_core::event::GameEvent;
+use dlab_core::ids::{ActorId, CampaignId, EventId, Sequence, SessionId, UserId};
+use dlab_service::Deps;
+use dlab_store::model::{Campaign, GameSession, Member, MemberRole, SessionStatus, now_ms};
+use dlab_store::{CommitRequest, StoreError};
+use serde_json::json;
+
+/// The seeded ids and the users' tokens.
+#[derive(Debug, Clone)]
+pub struct Demo {
+    /// The campaign.
+    pub campaign: CampaignId,
+    /// Its session.
+    pub session: SessionId,
+    /// `(user, token)` for the GM and the two players.
+    pub tokens: Vec<(UserId, String)>,
+}
+
+/// Seeds the demo table (idempotent enough for a fresh memory backend; on real servers an
+/// existing demo campaign is reused).
+pub async fn seed(deps: &Deps) -> Result<Demo, StoreError> {
+    let campaign = CampaignId::new("demo-campaign");
+    let session = SessionId::new("demo-session");
+    let gm = UserId::new("gm");
+    let players = [UserId::new("alice"), UserId::new("bob")];
+    let tokens = std::iter::once(&gm)
+        .chain(players.iter())
+        .map(|u| {
+            (
+                u.clone(),
+                deps.auth
+                    .issue_user_token(u, Duration::from_secs(12 * 3600)),
+            )
+        })
+        .collect();
+    if deps.campaigns.campaign(&campaign).await?.is_some() {
+        return Ok(Demo {
+            campaign,
+            session,
+            tokens,
+        });
+    }
+    let now = now_ms();
+    deps.campaigns
+        .create_campaign(&Campaign {
+            id: campaign.clone(),
+            name: "The Lost Mine (demo)".into(),
+            gm_user_id: gm.clone(),
+            members: players
+                .iter()
+                .map(|p| Member {
+                    user_id: p.clone(),
+                    role: MemberRole::Player,
+                })
+                .collect(),
+            created_at: now,
+        })
+        .await?;
+    deps.campaigns
+        .create_session(&GameSession {
+            id: session.clone(),
+            campaign_id: campaign.clone(),
+            name: "Session 1: Goblin Ambush".into(),
+            status: SessionStatus::Active,
+            created_by: gm.clone(),
+            created_at: now,
+            archived_through: 0,
+        })
+        .await?;
+    deps.log.init_session(&session).await?;
+    let actors = [
+        (
+            "goblin1",
+            "Goblin Scout #1",
+            json!({"type": "monster", "attributes": {"hp": {"value": 7, "max": 7}, "ac": 15, "speed": 30}}),
+        ),
+        (
+            "goblin2",
+            "Goblin Scout #2",
+            json!({"type": "monster", "attributes": {"hp": {"value": 7, "max": 7}, "ac": 15, "speed": 30}}),
+        ),
+        (
+            "hero1",
+            "Sildar Hallwinter",
+            json!({"type": "npc", "attributes": {"hp": {"value": 27, "max": 27}, "ac": 16, "speed": 30}}),
+        ),
+    ];
+    for (instance, name, mut data) in actors {
+        data["name"] = json!(name);
+        let actor = create_custom(
+            &data,
+            &campaign,
+            ActorId::new(format!("actor-{instance}")),
+            &gm,
+            now,
+        )
+        .map_err(|e| StoreError::corrupt("demo", "actor", e))?;
+        deps.campaigns.create_actor(&actor).await?;
+        let event = GameEvent {
+            id: EventId::new(uuid::Uuid::new_v4().to_string()),
+            sequence: Sequence::ZERO,
+            timestamp: now_ms(),
+            client_timestamp: None,
+            user_id: gm.clone(),
+            session_id: session.clone(),
+            event_type: ACTOR_ADDED.into(),
+            payload: json!({"instanceId": instance, "actorId": actor.id, "actor": actor.to_value()}),
+            checksum: None,
+        };
+        let changes = parse_changes(&event.event_type, &event.payload)
+            .map_err(|e| StoreError::corrupt("demo", "event", e))?;
+        dlab_service::pipeline::commit(deps, CommitRequest { event, changes })
+            .await
+            .map_err(|e| StoreError::corrupt("demo", "commit", e))?;
+    }
+    Ok(Demo {
+        campaign,
+        session,
+        tokens,
+    })
+}

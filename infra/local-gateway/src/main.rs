@@ -1,0 +1,79 @@
+//! `cargo run --release -p local-gateway`: a working table on one machine, no cloud account.
+//! Wiring only: options from the command line and environment, then [`local_gateway::app::start`].
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use local_gateway::app::{Backends, Options, start};
+use local_gateway::gateway::Limits;
+
+/// The Dungeon Lab local gateway: API Gateway (WebSocket + HTTP + @connections) on one machine,
+/// hosting the same handlers as the Lambdas. Memory backend by default.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Cli {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Redis URL for the event log and rate limiter (default: memory).
+    #[arg(long, env = "REDIS_URL")]
+    redis: Option<String>,
+    /// MongoDB URI for the archive, campaigns and snapshots (default: memory).
+    #[arg(long, env = "MONGODB_URI")]
+    mongo: Option<String>,
+    /// DynamoDB endpoint for connections, e.g. moto or LocalStack (default: memory).
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    dynamodb_endpoint: Option<String>,
+    /// DynamoDB table of connections.
+    #[arg(long, env = "CONNECTIONS_TABLE", default_value = "dlab-connections")]
+    connections_table: String,
+    /// Do not serve `POST /dev/token`.
+    #[arg(long)]
+    no_dev_tokens: bool,
+    /// Seed a demo campaign, session and actors, and print tokens.
+    #[arg(long)]
+    demo: bool,
+    /// Close connections idle this many seconds.
+    #[arg(long, default_value_t = 600)]
+    idle_timeout_secs: u64,
+    /// Close any connection after this many seconds.
+    #[arg(long, default_value_t = 7200)]
+    max_connection_secs: u64,
+    /// HS256 secret for tokens (random per run when unset).
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,aws_config=warn,aws_smithy_runtime=warn".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let running = start(Options {
+        listen: cli.listen,
+        backends: Backends {
+            redis: cli.redis,
+            mongo: cli.mongo,
+            dynamodb_endpoint: cli.dynamodb_endpoint,
+            connections_table: cli.connections_table,
+        },
+        dev_tokens: !cli.no_dev_tokens,
+        demo: cli.demo,
+        limits: Limits {
+            idle_timeout: Duration::from_secs(cli.idle_timeout_secs),
+            max_connection: Duration::from_secs(cli.max_connection_secs),
+        },
+        jwt_secret: cli.jwt_secret,
+    })
+    .await?;
+    println!("{}", local_gateway::banner(&running));
+    tokio::signal::ctrl_c().await?;
+    println!("shutting down: closing sockets and running $disconnect");
+    running.shutdown().await;
+    Ok(())
+}

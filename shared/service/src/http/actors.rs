@@ -1,0 +1,161 @@
+//! Campaign actors: created from a compendium template or by hand, read, patched, deleted.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use dlab_core::actor::{
+    Actor, CompendiumRef, CreateActorRequest, apply_patch, create_custom, create_from_template,
+};
+use dlab_core::ids::{ActorId, CampaignId};
+use dlab_store::model::now_ms;
+use serde_json::Value;
+use tracing::info;
+
+use super::AppState;
+use super::access::campaign_access;
+use super::api::{Page, doc};
+use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiJson, ApiPath, Caller};
+
+/// Creates an actor (any member): `{compendiumRef, name?, customizations?}` copies a template;
+/// any other body is a custom actor laid over the defaults.
+#[utoipa::path(post, path = "/campaigns/{id}/actors", tag = "actors", request_body = doc::CreateActor,
+    params(("id" = String, Path, description = "Campaign id")),
+    responses(
+        (status = 201, description = "The new actor", body = doc::Actor),
+        (status = 400, description = "Invalid body (protected or unknown field, wrong type, bad reference, not an actor template)", body = ErrorBody),
+        (status = 401, description = "Missing, expired or invalid token", body = ErrorBody),
+        (status = 403, description = "Not a member of the campaign", body = ErrorBody),
+        (status = 404, description = "No such campaign, or `Compendium entry not found: <ref>`", body = ErrorBody),
+    ))]
+pub async fn create(
+    State(app): State<AppState>,
+    Caller(user): Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<(StatusCode, Json<Actor>), ApiError> {
+    let deps = app.deps();
+    let access = campaign_access(deps, &user, &CampaignId::new(id)).await?;
+    let campaign = &access.campaign.id;
+    let actor_id = ActorId::new(uuid::Uuid::new_v4().to_string());
+    let now = now_ms();
+    let actor = match CreateActorRequest::from_body(&body)? {
+        CreateActorRequest::FromTemplate(request) => {
+            let reference = CompendiumRef::parse(&request.compendium_ref)?;
+            let template = deps.campaigns.compendium_entry(reference.as_str()).await?;
+            create_from_template(template.as_ref(), &request, campaign, actor_id, &user, now)?
+        }
+        CreateActorRequest::Custom(data) => create_custom(&data, campaign, actor_id, &user, now)?,
+    };
+    deps.campaigns.create_actor(&actor).await?;
+    info!(campaign = %campaign, actor = %actor.id, user = %user, "actor created");
+    Ok((StatusCode::CREATED, Json(actor)))
+}
+
+/// The campaign's actors (members), by name.
+#[utoipa::path(get, path = "/campaigns/{id}/actors", tag = "actors",
+    params(("id" = String, Path, description = "Campaign id")),
+    responses(
+        (status = 200, description = "Every actor of the campaign", body = doc::ActorList),
+        (status = 401, description = "Missing, expired or invalid token", body = ErrorBody),
+        (status = 403, description = "Not a member of the campaign", body = ErrorBody),
+        (status = 404, description = "No such campaign", body = ErrorBody),
+    ))]
+pub async fn list(
+    State(app): State<AppState>,
+    Caller(user): Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Page<Actor>>, ApiError> {
+    let deps = app.deps();
+    let access = campaign_access(deps, &user, &CampaignId::new(id)).await?;
+    Ok(Json(Page::all(
+        deps.campaigns.actors(&access.campaign.id).await?,
+    )))
+}
+
+async fn find(app: &AppState, campaign: &CampaignId, actor: &str) -> Result<Actor, ApiError> {
+    app.deps()
+        .campaigns
+        .actor(campaign, &ActorId::new(actor))
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format!("actor {actor} not found in campaign {campaign}"))
+        })
+}
+
+/// One actor (members).
+#[utoipa::path(get, path = "/campaigns/{id}/actors/{actorId}", tag = "actors",
+    params(("id" = String, Path, description = "Campaign id"),
+           ("actorId" = String, Path, description = "Actor id")),
+    responses(
+        (status = 200, description = "The actor", body = doc::Actor),
+        (status = 401, description = "Missing, expired or invalid token", body = ErrorBody),
+        (status = 403, description = "Not a member of the campaign", body = ErrorBody),
+        (status = 404, description = "No such campaign or actor", body = ErrorBody),
+    ))]
+pub async fn get_one(
+    State(app): State<AppState>,
+    Caller(user): Caller,
+    ApiPath((id, actor)): ApiPath<(String, String)>,
+) -> Result<Json<Actor>, ApiError> {
+    let access = campaign_access(app.deps(), &user, &CampaignId::new(id)).await?;
+    Ok(Json(find(&app, &access.campaign.id, &actor).await?))
+}
+
+/// Patches an actor (a GM or its creator): the body is deep-merged; protected fields may only
+/// repeat their current values. Running sessions keep the copy they were given.
+#[utoipa::path(patch, path = "/campaigns/{id}/actors/{actorId}", tag = "actors", request_body = doc::ActorFields,
+    params(("id" = String, Path, description = "Campaign id"),
+           ("actorId" = String, Path, description = "Actor id")),
+    responses(
+        (status = 200, description = "The patched actor", body = doc::Actor),
+        (status = 400, description = "Invalid patch (protected or unknown field, wrong type)", body = ErrorBody),
+        (status = 401, description = "Missing, expired or invalid token", body = ErrorBody),
+        (status = 403, description = "Neither a GM nor the actor's creator", body = ErrorBody),
+        (status = 404, description = "No such campaign or actor", body = ErrorBody),
+    ))]
+pub async fn patch(
+    State(app): State<AppState>,
+    Caller(user): Caller,
+    ApiPath((id, actor)): ApiPath<(String, String)>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Json<Actor>, ApiError> {
+    let access = campaign_access(app.deps(), &user, &CampaignId::new(id)).await?;
+    let current = find(&app, &access.campaign.id, &actor).await?;
+    access.require_editor(&current, &user)?;
+    let patched = apply_patch(&current, &body, now_ms())?;
+    if !app.deps().campaigns.update_actor(&patched).await? {
+        return Err(ApiError::not_found(format!(
+            "actor {actor} not found in campaign {}",
+            access.campaign.id
+        )));
+    }
+    info!(campaign = %access.campaign.id, actor = %patched.id, user = %user, "actor patched");
+    Ok(Json(patched))
+}
+
+/// Deletes an actor (a GM or its creator). Instances already in sessions stay.
+#[utoipa::path(delete, path = "/campaigns/{id}/actors/{actorId}", tag = "actors",
+    params(("id" = String, Path, description = "Campaign id"),
+           ("actorId" = String, Path, description = "Actor id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "Missing, expired or invalid token", body = ErrorBody),
+        (status = 403, description = "Neither a GM nor the actor's creator", body = ErrorBody),
+        (status = 404, description = "No such campaign or actor", body = ErrorBody),
+    ))]
+pub async fn delete(
+    State(app): State<AppState>,
+    Caller(user): Caller,
+    ApiPath((id, actor)): ApiPath<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let access = campaign_access(app.deps(), &user, &CampaignId::new(id)).await?;
+    let current = find(&app, &access.campaign.id, &actor).await?;
+    access.require_editor(&current, &user)?;
+    app.deps()
+        .campaigns
+        .delete_actor(&access.campaign.id, &current.id)
+        .await?;
+    info!(campaign = %access.campaign.id, actor = %current.id, user = %user, "actor deleted");
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,105 @@
+//! The OpenAPI document of the HTTP API, generated from the handlers' `#[utoipa::path]`
+//! attributes and the schemas of [`super::api`]. Every route but `/healthz` and
+//! `/openapi.json` requires the `bearer` scheme.
+
+use std::sync::OnceLock;
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::api::{
+    AddSessionActor, CreateCampaign, CreateSession, Health, PutMember, Role, TicketBody, doc,
+};
+use super::error::{ErrorBody, ErrorDetail};
+use super::{actors, campaigns, compendium, meta, sessions};
+
+/// Name of the bearer security scheme in the document.
+pub const BEARER: &str = "bearer";
+
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            BEARER,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "A user token (HS256 with the shared secret, or RS256 from the JWKS); \
+                         connect tickets are refused here.",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The document's definition.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Dungeon Lab event server HTTP API",
+        description = "GM and tool API of the Dungeon Lab event server. Errors are \
+            `{\"error\": {\"code\", \"message\"}}`; lists are `{\"items\", \"nextCursor\"}`; \
+            times are milliseconds since the epoch.",
+    ),
+    paths(
+        meta::healthz,
+        meta::openapi_json,
+        meta::connect_ticket,
+        compendium::search,
+        compendium::entry,
+        campaigns::list,
+        campaigns::create,
+        campaigns::get_one,
+        campaigns::put_member,
+        campaigns::remove_member,
+        actors::create,
+        actors::list,
+        actors::get_one,
+        actors::patch,
+        actors::delete,
+        sessions::create,
+        sessions::list,
+        sessions::state,
+        sessions::add_actor,
+        sessions::remove_actor,
+        sessions::runtime_actor,
+        sessions::events,
+        sessions::snapshot,
+    ),
+    components(schemas(
+        ErrorBody, ErrorDetail, Health, TicketBody, CreateCampaign, PutMember, Role,
+        CreateSession, AddSessionActor,
+        doc::Member, doc::Campaign, doc::ActorType, doc::Actor, doc::ActorFields,
+        doc::FromTemplate, doc::CreateActor, doc::CompendiumEntry, doc::SessionStatus,
+        doc::GameSession, doc::GameEvent, doc::Override, doc::ActiveActor,
+        doc::GameSessionState, doc::Snapshot, doc::CampaignList, doc::ActorList,
+        doc::SessionList, doc::EventPage, doc::CompendiumPage, doc::SessionActorChange,
+        doc::RuntimeActor,
+    )),
+    modifiers(&BearerScheme),
+    security(("bearer" = [])),
+    tags(
+        (name = "meta", description = "Health and this document"),
+        (name = "auth", description = "Connect tickets for the WebSocket"),
+        (name = "compendium", description = "Template library"),
+        (name = "campaigns", description = "Campaigns and members"),
+        (name = "actors", description = "Campaign actors"),
+        (name = "sessions", description = "Game sessions, their actors, events and snapshots"),
+    ),
+)]
+pub struct ApiDoc;
+
+/// The document as JSON, built once.
+pub fn json() -> &'static str {
+    static DOC: OnceLock<String> = OnceLock::new();
+    DOC.get_or_init(|| {
+        ApiDoc::openapi()
+            .to_json()
+            .expect("the OpenAPI document serializes")
+    })
+}

@@ -1,0 +1,1669 @@
+//! The HTTP API driven in-process: requests go through the very router the `http-api` Lambda
+//! and the local gateway serve (`tower::ServiceExt::oneshot`), over some dependencies, and
+//! WebSocket connections are read from the notifier's channels.
+//!
+//! Each case is a function of an [`HttpWorld`]; `tests/tests/http_api.rs` runs them against
+//! the memory backend.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Request};
+use dlab_core::actor::CompendiumEntry;
+use dlab_core::compaction::Snapshot;
+use dlab_core::event::GameEvent;
+use dlab_core::ids::{ConnectionId, EventId, Sequence, SessionId, UserId};
+use dlab_service::Deps;
+use dlab_service::auth::{Authenticator, Claims};
+use dlab_service::config::Settings;
+use dlab_service::http::{CorsConfig, HttpSettings, router_with};
+use dlab_store::CommitRequest;
+use dlab_store::memory::{MemoryEventLog, MemoryNotifier};
+use dlab_store::model::{Connection, SessionStatus, Subscription, now_ms};
+use serde_json::{Value, json};
+use tokio::sync::mpsc::UnboundedReceiver;
+use tower::ServiceExt;
+
+/// The secret the test authenticator signs with.
+pub const SECRET: &str = "http-test-secret-do-not-use";
+
+/// The compendium attribution the test router answers with.
+pub const ATTRIBUTION: &str = "Test data: no license needed.";
+
+/// Every route of the contract this API serves, as the OpenAPI document names them.
+pub const ROUTES: [(&str, &str); 23] = [
+    ("get", "/healthz"),
+    ("get", "/openapi.json"),
+    ("post", "/connect-ticket"),
+    ("get", "/compendium"),
+    ("get", "/compendium/{ref}"),
+    ("get", "/campaigns"),
+    ("post", "/campaigns"),
+    ("get", "/campaigns/{id}"),
+    ("post", "/campaigns/{id}/members"),
+    ("delete", "/campaigns/{id}/members/{userId}"),
+    ("post", "/campaigns/{id}/actors"),
+    ("get", "/campaigns/{id}/actors"),
+    ("get", "/campaigns/{id}/actors/{actorId}"),
+    ("patch", "/campaigns/{id}/actors/{actorId}"),
+    ("delete", "/campaigns/{id}/actors/{actorId}"),
+    ("post", "/campaigns/{id}/sessions"),
+    ("get", "/campaigns/{id}/sessions"),
+    ("get", "/sessions/{id}"),
+    ("post", "/sessions/{id}/actors"),
+    ("delete", "/sessions/{id}/actors/{instanceId}"),
+    ("get", "/sessions/{id}/actors/{instanceId}"),
+    ("get", "/sessions/{id}/events"),
+    ("get", "/sessions/{id}/snapshot"),
+];
+
+/// Routes open without a token.
+pub const PUBLIC_ROUTES: [&str; 2] = ["/healthz", "/openapi.json"];
+
+/// An answer: status, headers and the body as JSON (`null` when empty, a string when not JSON).
+#[derive(Debug, Clone)]
+pub struct Resp {
+    /// HTTP status.
+    pub status: u16,
+    /// Response headers.
+    pub headers: HeaderMap,
+    /// Parsed body.
+    pub body: Value,
+}
+
+impl Resp {
+    /// Asserts the status and returns the body.
+    #[track_caller]
+    pub fn ok(&self, status: u16) -> &Value {
+        assert_eq!(self.status, status, "unexpected answer: {}", self.body);
+        &self.body
+    }
+
+    /// Asserts an error answer `{"error": {code, message}}` with this status and code; returns
+    /// the message.
+    #[track_caller]
+    pub fn error(&self, status: u16, code: &str) -> String {
+        assert_eq!(self.status, status, "unexpected answer: {}", self.body);
+        let err = self.body["error"].as_object().unwrap_or_else(|| {
+            panic!("no error object in {}", self.body);
+        });
+        assert_eq!(
+            err.len(),
+            2,
+            "error has exactly code and message: {}",
+            self.body
+        );
+        assert_eq!(err["code"], code, "{}", self.body);
+        err["message"]
+            .as_str()
+            .expect("message is a string")
+            .to_owned()
+    }
+}
+
+/// Users of a seeded table.
+#[derive(Debug, Clone)]
+pub struct People {
+    /// The campaign's owner.
+    pub gm: UserId,
+    /// A player member.
+    pub player: UserId,
+    /// A user of no campaign here.
+    pub stranger: UserId,
+}
+
+/// A seeded table: campaign (GM + one player), one session, the goblin template.
+#[derive(Debug, Clone)]
+pub struct Seeded {
+    /// The users.
+    pub people: People,
+    /// The campaign id.
+    pub campaign: String,
+    /// The session id.
+    pub session: String,
+}
+
+/// The router over some dependencies.
+pub struct HttpWorld {
+    /// The dependencies (inspect stores, registry, log).
+    pub deps: Deps,
+    /// Posts to connections land here.
+    pub notifier: MemoryNotifier,
+    /// The memory event log, for wiping the hot state.
+    pub log: Arc<MemoryEventLog>,
+    /// The router under test.
+    pub app: Router,
+}
+
+/// A memory world: every port in memory, the compendium attribution [`ATTRIBUTION`].
+pub fn memory_world() -> HttpWorld {
+    let (mut deps, notifier) =
+        Deps::memory_with_channels(Authenticator::with_secret(SECRET), Settings::default());
+    let log = Arc::new(MemoryEventLog::new());
+    deps.log = log.clone();
+    let app = router_with(
+        deps.clone(),
+        HttpSettings {
+            cors: CorsConfig::Origins(vec!["https://gm.example.org".into()]),
+            attribution: ATTRIBUTION.into(),
+            ..HttpSettings::default()
+        },
+    );
+    HttpWorld {
+        deps,
+        notifier,
+        log,
+        app,
+    }
+}
+
+/// The goblin template.
+pub fn goblin_template() -> CompendiumEntry {
+    CompendiumEntry {
+        reference: "dnd5e:monsters:goblin".into(),
+        system: "dnd5e".into(),
+        category: "monsters".into(),
+        name: "Goblin".into(),
+        data: json!({
+            "type": "monster",
+            "attributes": {"hp": {"value": 7, "max": 7}, "ac": 15, "speed": 30,
+                           "abilities": {"dex": 14}, "skills": {"stealth": 6}},
+            "equipment": [{"name": "Scimitar"}, {"name": "Shortbow"}],
+            "features": [{"name": "Nimble Escape"}]
+        }),
+    }
+}
+
+fn entry(reference: &str, name: &str) -> CompendiumEntry {
+    let parts: Vec<&str> = reference.split(':').collect();
+    CompendiumEntry {
+        reference: reference.into(),
+        system: parts[0].into(),
+        category: parts[1].into(),
+        name: name.into(),
+        data: json!({"level": 1}),
+    }
+}
+
+impl HttpWorld {
+    /// A fresh user id.
+    pub fn user(&self, prefix: &str) -> UserId {
+        UserId::new(format!(
+            "{prefix}-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        ))
+    }
+
+    /// A user token valid for five minutes.
+    pub fn token(&self, user: &UserId) -> String {
+        self.deps
+            .auth
+            .issue_user_token(user, Duration::from_secs(300))
+    }
+
+    /// Sends a request with an optional bearer token and raw body.
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> Resp {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let body = match body {
+            Some(b) => {
+                req = req.header("content-type", "application/json");
+                Body::from(b.to_owned())
+            }
+            None => Body::empty(),
+        };
+        let resp = self
+            .app
+            .clone()
+            .oneshot(req.body(body).unwrap())
+            .await
+            .expect("the router never fails");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// `GET` as `user`.
+    pub async fn get(&self, path: &str, user: &UserId) -> Resp {
+        self.raw("GET", path, Some(&self.token(user)), None).await
+    }
+
+    /// `DELETE` as `user`.
+    pub async fn delete(&self, path: &str, user: &UserId) -> Resp {
+        self.raw("DELETE", path, Some(&self.token(user)), None)
+            .await
+    }
+
+    /// `POST` of a JSON body as `user`.
+    pub async fn post(&self, path: &str, user: &UserId, body: Value) -> Resp {
+        self.raw(
+            "POST",
+            path,
+            Some(&self.token(user)),
+            Some(&body.to_string()),
+        )
+        .await
+    }
+
+    /// `PATCH` of a JSON body as `user`.
+    pub async fn patch(&self, path: &str, user: &UserId, body: Value) -> Resp {
+        self.raw(
+            "PATCH",
+            path,
+            Some(&self.token(user)),
+            Some(&body.to_string()),
+        )
+        .await
+    }
+
+    /// A campaign (GM + one player), a session and the goblin template, all through the API
+    /// (the template through the store: the importer's job).
+    pub async fn seed(&self) -> Seeded {
+        let people = People {
+            gm: self.user("gm"),
+            player: self.user("player"),
+            stranger: self.user("stranger"),
+        };
+        self.deps
+            .campaigns
+            .put_compendium(&[goblin_template()])
+            .await
+            .unwrap();
+        let campaign = self
+            .post("/campaigns", &people.gm, json!({"name": "Lost Mine"}))
+            .await
+            .ok(201)["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        self.post(
+            &format!("/campaigns/{campaign}/members"),
+            &people.gm,
+            json!({"userId": people.player, "role": "player"}),
+        )
+        .await
+        .ok(200);
+        let session = self
+            .post(
+                &format!("/campaigns/{campaign}/sessions"),
+                &people.gm,
+                json!({"name": "Session 1"}),
+            )
+            .await
+            .ok(201)["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        Seeded {
+            people,
+            campaign,
+            session,
+        }
+    }
+
+    /// Opens a WebSocket connection of `user` subscribed to `session` (registry + notifier
+    /// channel, as `$connect` and `subscribe` leave them).
+    pub async fn live_connection(
+        &self,
+        user: &UserId,
+        session: &str,
+    ) -> (ConnectionId, UnboundedReceiver<Vec<u8>>) {
+        let id = ConnectionId::new(format!(
+            "c{}=",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        ));
+        let rx = self.notifier.open(&id);
+        let expires_at = now_ms() + 3_600_000;
+        self.deps
+            .registry
+            .put_connection(&Connection {
+                id: id.clone(),
+                user_id: user.clone(),
+                connected_at: now_ms(),
+                expires_at,
+            })
+            .await
+            .unwrap();
+        self.deps
+            .registry
+            .subscribe(&Subscription {
+                connection_id: id.clone(),
+                session_id: SessionId::new(session),
+                user_id: user.clone(),
+                expires_at,
+            })
+            .await
+            .unwrap();
+        (id, rx)
+    }
+
+    /// Commits a chat event to a session (as a client submit would).
+    pub async fn chat(&self, session: &str, user: &UserId, text: &str) -> GameEvent {
+        let event = GameEvent {
+            id: EventId::new(uuid::Uuid::new_v4().to_string()),
+            sequence: Sequence::ZERO,
+            timestamp: now_ms(),
+            client_timestamp: None,
+            user_id: user.clone(),
+            session_id: SessionId::new(session),
+            event_type: "core:chat".into(),
+            payload: json!({"text": text}),
+            checksum: None,
+        };
+        let changes = dlab_core::changes::parse_changes(&event.event_type, &event.payload).unwrap();
+        dlab_service::pipeline::commit(&self.deps, CommitRequest { event, changes })
+            .await
+            .unwrap()
+            .event
+            .unwrap()
+    }
+}
+
+/// The next frame posted to a connection, within a few seconds.
+pub async fn next_frame(rx: &mut UnboundedReceiver<Vec<u8>>) -> Value {
+    let bytes = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("a frame within 5 s")
+        .expect("the channel is open");
+    serde_json::from_slice(&bytes).expect("frames are JSON")
+}
+
+/// The next frame named `event`, skipping others.
+pub async fn expect_frame(rx: &mut UnboundedReceiver<Vec<u8>>, event: &str) -> Value {
+    loop {
+        let frame = next_frame(rx).await;
+        if frame["event"] == event {
+            return frame["data"].clone();
+        }
+    }
+}
+
+fn concrete(path: &str) -> String {
+    path.replace("{ref}", "dnd5e:monsters:goblin")
+        .replace("{id}", "x")
+        .replace("{userId}", "u")
+        .replace("{actorId}", "a")
+        .replace("{instanceId}", "i")
+}
+
+fn signed(claims: &Claims, secret: &str) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cases.
+
+/// `/healthz` and `/openapi.json` answer without a token.
+pub async fn public_routes_need_no_token(w: &HttpWorld) {
+    let health = w.raw("GET", "/healthz", None, None).await;
+    assert_eq!(health.ok(200), &json!({"status": "ok"}));
+    let doc = w.raw("GET", "/openapi.json", None, None).await;
+    assert!(doc.ok(200)["openapi"].as_str().unwrap().starts_with("3."));
+    assert_eq!(doc.headers["content-type"], "application/json");
+}
+
+/// Every other route refuses a missing, malformed, garbage, expired, foreign-signed token and
+/// a connect ticket with 401 `unauthorized` (and `WWW-Authenticate: Bearer`).
+pub async fn every_protected_route_needs_a_valid_bearer(w: &HttpWorld) {
+    let user = w.user("u");
+    let now = now_ms() / 1000;
+    let expired = signed(
+        &Claims {
+            sub: user.to_string(),
+            exp: now - 120,
+            iat: now - 180,
+            aud: None,
+        },
+        SECRET,
+    );
+    let foreign = signed(
+        &Claims {
+            sub: user.to_string(),
+            exp: now + 300,
+            iat: now,
+            aud: None,
+        },
+        "another-secret",
+    );
+    let ticket = w.deps.auth.issue_ticket(&user).ticket;
+    for (method, path) in ROUTES {
+        if PUBLIC_ROUTES.contains(&path) {
+            continue;
+        }
+        let uri = concrete(path);
+        let method = method.to_uppercase();
+        let body = (method == "POST" || method == "PATCH").then_some("{}");
+        let missing = w.raw(&method, &uri, None, body).await;
+        let message = missing.error(401, "unauthorized");
+        assert_eq!(message, "a token is required", "{method} {uri}");
+        assert_eq!(missing.headers["www-authenticate"], "Bearer");
+        for (what, token) in [
+            ("garbage", "not.a.jwt"),
+            ("expired", expired.as_str()),
+            ("foreign", foreign.as_str()),
+            ("ticket", ticket.as_str()),
+        ] {
+            let resp = w.raw(&method, &uri, Some(token), body).await;
+            assert_eq!(
+                resp.status, 401,
+                "{what} token on {method} {uri}: {}",
+                resp.body
+            );
+            resp.error(401, "unauthorized");
+        }
+        let basic = {
+            let req = Request::builder()
+                .method(method.as_str())
+                .uri(&uri)
+                .header("authorization", "Basic dXNlcjpwYXNz")
+                .body(Body::empty())
+                .unwrap();
+            w.app.clone().oneshot(req).await.unwrap().status().as_u16()
+        };
+        assert_eq!(basic, 401, "Basic auth on {method} {uri}");
+    }
+    let expired_msg = w
+        .raw("GET", "/campaigns", Some(&expired), None)
+        .await
+        .error(401, "unauthorized");
+    assert_eq!(expired_msg, "the token has expired");
+}
+
+/// A connect ticket is issued for the caller and opens a WebSocket, not the HTTP API.
+pub async fn connect_ticket_is_for_the_websocket(w: &HttpWorld) {
+    let user = w.user("alice");
+    let resp = w
+        .raw("POST", "/connect-ticket", Some(&w.token(&user)), None)
+        .await;
+    let body = resp.ok(200);
+    let ticket = body["ticket"].as_str().unwrap();
+    let expires_at = body["expiresAt"].as_u64().unwrap();
+    assert!(expires_at > now_ms() && expires_at <= now_ms() + 120_000);
+    assert_eq!(
+        w.deps.auth.verify_connect(Some(ticket)).await.unwrap(),
+        user
+    );
+    w.raw("GET", "/campaigns", Some(ticket), None)
+        .await
+        .error(401, "unauthorized");
+}
+
+/// Campaigns: create (caller becomes GM), read, list; 404 unknown, 403 outsider.
+pub async fn campaigns_are_created_listed_and_guarded(w: &HttpWorld) {
+    let t = w.seed().await;
+    let c = w
+        .get(&format!("/campaigns/{}", t.campaign), &t.people.gm)
+        .await;
+    let c = c.ok(200);
+    assert_eq!(c["name"], "Lost Mine");
+    assert_eq!(c["gmUserId"], json!(t.people.gm));
+    assert!(uuid::Uuid::parse_str(c["id"].as_str().unwrap()).is_ok());
+    assert_eq!(
+        c["members"],
+        json!([{"userId": t.people.player, "role": "player"}])
+    );
+    w.get(&format!("/campaigns/{}", t.campaign), &t.people.player)
+        .await
+        .ok(200);
+    let list = w.get("/campaigns", &t.people.player).await;
+    assert_eq!(list.ok(200)["nextCursor"], Value::Null);
+    assert_eq!(list.body["items"].as_array().unwrap().len(), 1);
+    assert_eq!(list.body["items"][0]["id"], json!(t.campaign));
+    let empty = w.get("/campaigns", &t.people.stranger).await;
+    assert_eq!(empty.ok(200), &json!({"items": [], "nextCursor": null}));
+    w.get(&format!("/campaigns/{}", t.campaign), &t.people.stranger)
+        .await
+        .error(403, "forbidden");
+    let msg = w
+        .get("/campaigns/no-such-campaign", &t.people.gm)
+        .await
+        .error(404, "not_found");
+    assert!(msg.contains("no-such-campaign"), "{msg}");
+    w.post("/campaigns", &t.people.gm, json!({"name": "   "}))
+        .await
+        .error(400, "invalid_message");
+    w.post("/campaigns", &t.people.gm, json!({"name": "x".repeat(201)}))
+        .await
+        .error(400, "invalid_message");
+}
+
+/// Members: GM only; the owner cannot be added or removed; role and userId are checked.
+pub async fn members_are_managed_by_gms(w: &HttpWorld) {
+    let t = w.seed().await;
+    let members = format!("/campaigns/{}/members", t.campaign);
+    let newcomer = w.user("newcomer");
+    w.post(
+        &members,
+        &t.people.player,
+        json!({"userId": newcomer, "role": "player"}),
+    )
+    .await
+    .error(403, "forbidden");
+    w.post(
+        &members,
+        &t.people.stranger,
+        json!({"userId": newcomer, "role": "player"}),
+    )
+    .await
+    .error(403, "forbidden");
+    w.post(
+        "/campaigns/nope/members",
+        &t.people.gm,
+        json!({"userId": newcomer, "role": "player"}),
+    )
+    .await
+    .error(404, "not_found");
+    let bad_role = w
+        .post(
+            &members,
+            &t.people.gm,
+            json!({"userId": newcomer, "role": "wizard"}),
+        )
+        .await
+        .error(400, "invalid_message");
+    assert!(bad_role.contains("role"), "{bad_role}");
+    let bad_type = w
+        .post(&members, &t.people.gm, json!({"userId": 42, "role": "gm"}))
+        .await
+        .error(400, "invalid_message");
+    assert!(bad_type.contains("userId"), "{bad_type}");
+    let missing = w
+        .post(&members, &t.people.gm, json!({"role": "gm"}))
+        .await
+        .error(400, "invalid_message");
+    assert!(missing.contains("userId"), "{missing}");
+    w.post(
+        &members,
+        &t.people.gm,
+        json!({"userId": t.people.gm, "role": "player"}),
+    )
+    .await
+    .error(400, "invalid_message");
+
+    // A co-GM counts as GM.
+    let cogm = w.user("cogm");
+    let c = w
+        .post(
+            &members,
+            &t.people.gm,
+            json!({"userId": cogm, "role": "gm"}),
+        )
+        .await;
+    assert!(
+        c.ok(200)["members"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"userId": cogm, "role": "gm"}))
+    );
+    w.post(
+        &members,
+        &cogm,
+        json!({"userId": newcomer, "role": "player"}),
+    )
+    .await
+    .ok(200);
+    w.get(&format!("/campaigns/{}", t.campaign), &newcomer)
+        .await
+        .ok(200);
+
+    w.delete(&format!("{members}/{}", t.people.gm), &cogm)
+        .await
+        .error(400, "invalid_message");
+    w.delete(&format!("{members}/{}", newcomer), &t.people.player)
+        .await
+        .error(403, "forbidden");
+    w.delete(&format!("{members}/{}", t.people.stranger), &t.people.gm)
+        .await
+        .error(404, "not_found");
+    let gone = w.delete(&format!("{members}/{newcomer}"), &cogm).await;
+    assert_eq!(gone.status, 204);
+    assert_eq!(gone.body, Value::Null);
+    w.get(&format!("/campaigns/{}", t.campaign), &newcomer)
+        .await
+        .error(403, "forbidden");
+}
+
+/// Removing a member drops their live subscriptions: the connection gets
+/// `session:unsubscribed`, the others `presence left`, and the registry forgets it.
+pub async fn removing_a_member_unsubscribes_their_connections(w: &HttpWorld) {
+    let t = w.seed().await;
+    let (player_conn, mut player_rx) = w.live_connection(&t.people.player, &t.session).await;
+    let (gm_conn, mut gm_rx) = w.live_connection(&t.people.gm, &t.session).await;
+    let session = SessionId::new(t.session.as_str());
+    assert!(
+        w.deps
+            .registry
+            .is_subscribed(&player_conn, &session)
+            .await
+            .unwrap()
+    );
+
+    let resp = w
+        .delete(
+            &format!("/campaigns/{}/members/{}", t.campaign, t.people.player),
+            &t.people.gm,
+        )
+        .await;
+    assert_eq!(resp.status, 204, "{}", resp.body);
+
+    let frame = next_frame(&mut player_rx).await;
+    assert_eq!(
+        frame,
+        json!({"event": "session:unsubscribed", "data": {"sessionId": t.session}})
+    );
+    assert!(
+        !w.deps
+            .registry
+            .is_subscribed(&player_conn, &session)
+            .await
+            .unwrap()
+    );
+    assert!(
+        w.deps
+            .registry
+            .is_subscribed(&gm_conn, &session)
+            .await
+            .unwrap()
+    );
+    let presence = expect_frame(&mut gm_rx, "presence").await;
+    assert_eq!(
+        presence,
+        json!({"sessionId": t.session, "userId": t.people.player, "status": "left"})
+    );
+    // Later events no longer reach the removed member.
+    w.chat(&t.session, &t.people.gm, "bye").await;
+    let add = w
+        .post(
+            &format!("/campaigns/{}/actors", t.campaign),
+            &t.people.gm,
+            json!({"name": "Bob"}),
+        )
+        .await;
+    let actor = add.ok(201)["id"].clone();
+    w.post(
+        &format!("/sessions/{}/actors", t.session),
+        &t.people.gm,
+        json!({"actorId": actor}),
+    )
+    .await
+    .ok(201);
+    expect_frame(&mut gm_rx, "event:applied").await;
+    assert!(player_rx.try_recv().is_err(), "no frame after removal");
+}
+
+/// Compendium search (paged, filtered, with attribution) and lookup.
+pub async fn compendium_is_searched_and_read(w: &HttpWorld) {
+    let user = w.user("reader");
+    let mut entries = vec![goblin_template()];
+    for i in 0..5 {
+        entries.push(entry(
+            &format!("dnd5e:spells:spell-{i}"),
+            &format!("Spell {i}"),
+        ));
+    }
+    entries.push(entry("pf2e:monsters:goblin-warrior", "Goblin Warrior"));
+    w.deps.campaigns.put_compendium(&entries).await.unwrap();
+
+    let all = w.get("/compendium", &user).await;
+    let body = all.ok(200);
+    assert_eq!(body["attribution"], ATTRIBUTION);
+    assert_eq!(body["items"].as_array().unwrap().len(), 7);
+    assert_eq!(body["nextCursor"], Value::Null);
+    assert_eq!(body["items"][0]["ref"], "dnd5e:monsters:goblin");
+
+    let goblins = w.get("/compendium?q=GOBLIN", &user).await;
+    assert_eq!(goblins.ok(200)["items"].as_array().unwrap().len(), 2);
+    let dnd_goblins = w
+        .get("/compendium?q=goblin&system=dnd5e&type=monsters", &user)
+        .await;
+    assert_eq!(
+        dnd_goblins.ok(200)["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["ref"].clone())
+            .collect::<Vec<_>>(),
+        vec![json!("dnd5e:monsters:goblin")]
+    );
+
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/compendium?type=spells&limit=2&cursor={c}"),
+            None => "/compendium?type=spells&limit=2".to_owned(),
+        };
+        let page = w.get(&path, &user).await;
+        let body = page.ok(200).clone();
+        assert!(body["items"].as_array().unwrap().len() <= 2);
+        assert_eq!(body["attribution"], ATTRIBUTION);
+        seen.extend(
+            body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["ref"].clone()),
+        );
+        match body["nextCursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 5);
+
+    for bad in ["0", "101", "abc", "-1", "2.5"] {
+        let msg = w
+            .get(&format!("/compendium?limit={bad}"), &user)
+            .await
+            .error(400, "invalid_message");
+        assert!(msg.contains("limit"), "{msg}");
+    }
+    w.get("/compendium?limit=100", &user).await.ok(200);
+    w.get("/compendium?limit=1", &user).await.ok(200);
+
+    let goblin = w.get("/compendium/dnd5e:monsters:goblin", &user).await;
+    assert_eq!(goblin.ok(200)["name"], "Goblin");
+    assert_eq!(goblin.body["data"]["attributes"]["ac"], 15);
+    let missing = w
+        .get("/compendium/dnd5e:monsters:beholder", &user)
+        .await
+        .error(404, "not_found");
+    assert_eq!(
+        missing,
+        "Compendium entry not found: dnd5e:monsters:beholder"
+    );
+    w.get("/compendium/not-a-ref", &user)
+        .await
+        .error(400, "invalid_message");
+}
+
+/// Campaign actors: from a template (a full copy), custom, read, patched and deleted under the
+/// GM-or-creator rule.
+pub async fn actors_are_created_patched_and_deleted(w: &HttpWorld) {
+    let t = w.seed().await;
+    let actors = format!("/campaigns/{}/actors", t.campaign);
+
+    let goblin = w
+        .post(
+            &actors,
+            &t.people.gm,
+            json!({"compendiumRef": "dnd5e:monsters:goblin", "name": "Goblin Scout",
+                   "customizations": {"attributes": {"hp": {"max": 12}}}}),
+        )
+        .await;
+    let goblin = goblin.ok(201).clone();
+    assert_eq!(goblin["name"], "Goblin Scout");
+    assert_eq!(goblin["type"], "monster");
+    assert_eq!(goblin["compendiumRef"], "dnd5e:monsters:goblin");
+    assert_eq!(goblin["campaignId"], json!(t.campaign));
+    assert_eq!(goblin["createdBy"], json!(t.people.gm));
+    assert_eq!(goblin["attributes"]["hp"], json!({"value": 7, "max": 12}));
+    assert_eq!(goblin["attributes"]["abilities"]["dex"], 14);
+    assert_eq!(goblin["equipment"].as_array().unwrap().len(), 2);
+
+    let missing = w
+        .post(
+            &actors,
+            &t.people.gm,
+            json!({"compendiumRef": "dnd5e:monsters:beholder"}),
+        )
+        .await
+        .error(404, "not_found");
+    assert_eq!(
+        missing,
+        "Compendium entry not found: dnd5e:monsters:beholder"
+    );
+    w.post(&actors, &t.people.gm, json!({"compendiumRef": "Not A Ref"}))
+        .await
+        .error(400, "invalid_message");
+
+    let mine = w
+        .post(
+            &actors,
+            &t.people.player,
+            json!({"name": "Aria", "type": "character",
+                   "attributes": {"hp": {"value": 12, "max": 12}}}),
+        )
+        .await;
+    let mine = mine.ok(201).clone();
+    assert_eq!(mine["attributes"]["ac"], 10);
+    assert!(mine.get("compendiumRef").is_none());
+    let wrong = w
+        .post(
+            &actors,
+            &t.people.player,
+            json!({"attributes": {"ac": "x"}}),
+        )
+        .await
+        .error(400, "invalid_message");
+    assert!(wrong.contains("attributes.ac"), "{wrong}");
+    w.post(&actors, &t.people.player, json!({"id": "mine"}))
+        .await
+        .error(400, "invalid_message");
+    w.post(&actors, &t.people.stranger, json!({"name": "Sneaky"}))
+        .await
+        .error(403, "forbidden");
+    w.post(
+        "/campaigns/nope/actors",
+        &t.people.gm,
+        json!({"name": "Lost"}),
+    )
+    .await
+    .error(404, "not_found");
+
+    let list = w.get(&actors, &t.people.player).await;
+    let names: Vec<&str> = list.ok(200)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["Aria", "Goblin Scout"]);
+    assert_eq!(list.body["nextCursor"], Value::Null);
+    w.get(&actors, &t.people.stranger)
+        .await
+        .error(403, "forbidden");
+
+    let goblin_path = format!("{actors}/{}", goblin["id"].as_str().unwrap());
+    let mine_path = format!("{actors}/{}", mine["id"].as_str().unwrap());
+    assert_eq!(w.get(&goblin_path, &t.people.player).await.ok(200), &goblin);
+    w.get(&format!("{actors}/nope"), &t.people.gm)
+        .await
+        .error(404, "not_found");
+    w.get(&goblin_path, &t.people.stranger)
+        .await
+        .error(403, "forbidden");
+
+    // Players may not edit the GM's goblin; the GM may edit anything; creators their own.
+    w.patch(&goblin_path, &t.people.player, json!({"name": "Mine now"}))
+        .await
+        .error(403, "forbidden");
+    let patched = w
+        .patch(
+            &mine_path,
+            &t.people.player,
+            json!({"attributes": {"hp": {"value": 5}}}),
+        )
+        .await;
+    assert_eq!(
+        patched.ok(200)["attributes"]["hp"],
+        json!({"value": 5, "max": 12})
+    );
+    w.patch(&mine_path, &t.people.gm, json!({"name": "Aria the Bold"}))
+        .await
+        .ok(200);
+    let protected = w
+        .patch(&mine_path, &t.people.gm, json!({"campaignId": "elsewhere"}))
+        .await
+        .error(400, "invalid_message");
+    assert!(protected.contains("campaignId"), "{protected}");
+    let mut fetched = w.get(&mine_path, &t.people.gm).await.body;
+    fetched["name"] = json!("Round Trip");
+    assert_eq!(
+        w.patch(&mine_path, &t.people.gm, fetched).await.ok(200)["name"],
+        "Round Trip"
+    );
+    w.patch(
+        &mine_path,
+        &t.people.gm,
+        json!({"attributes": {"ac": "high"}}),
+    )
+    .await
+    .error(400, "invalid_message");
+    w.patch(
+        &format!("{actors}/nope"),
+        &t.people.gm,
+        json!({"name": "x"}),
+    )
+    .await
+    .error(404, "not_found");
+
+    w.delete(&goblin_path, &t.people.player)
+        .await
+        .error(403, "forbidden");
+    assert_eq!(w.delete(&mine_path, &t.people.player).await.status, 204);
+    w.get(&mine_path, &t.people.gm)
+        .await
+        .error(404, "not_found");
+    assert_eq!(w.delete(&goblin_path, &t.people.gm).await.status, 204);
+    w.delete(&goblin_path, &t.people.gm)
+        .await
+        .error(404, "not_found");
+}
+
+/// Sessions: GM creates (with hot state), members list and read; 404 and 403 otherwise.
+pub async fn sessions_are_created_and_read(w: &HttpWorld) {
+    let t = w.seed().await;
+    let sessions = format!("/campaigns/{}/sessions", t.campaign);
+    w.post(&sessions, &t.people.player, json!({"name": "Mine"}))
+        .await
+        .error(403, "forbidden");
+    w.post(&sessions, &t.people.gm, json!({"name": 7}))
+        .await
+        .error(400, "invalid_message");
+    let second = w
+        .post(&sessions, &t.people.gm, json!({"name": "Session 2"}))
+        .await;
+    let second = second.ok(201).clone();
+    assert_eq!(second["status"], "active");
+    assert_eq!(second["campaignId"], json!(t.campaign));
+    assert_eq!(second["createdBy"], json!(t.people.gm));
+    let id = SessionId::new(second["id"].as_str().unwrap());
+    assert_eq!(w.deps.log.head(&id).await.unwrap(), Sequence::ZERO);
+
+    let list = w.get(&sessions, &t.people.player).await;
+    assert_eq!(list.ok(200)["items"].as_array().unwrap().len(), 2);
+    assert_eq!(list.body["nextCursor"], Value::Null);
+    w.get(&sessions, &t.people.stranger)
+        .await
+        .error(403, "forbidden");
+
+    let state = w
+        .get(&format!("/sessions/{}", t.session), &t.people.player)
+        .await;
+    let state = state.ok(200);
+    assert_eq!(state["sessionId"], json!(t.session));
+    assert_eq!(state["campaignId"], json!(t.campaign));
+    assert_eq!(state["lastEventSequence"], 0);
+    assert_eq!(state["activeActors"], json!({}));
+    assert_eq!(state["encounter"]["round"], 0);
+    assert_eq!(state["environment"]["lighting"], "bright");
+    let msg = w
+        .get("/sessions/no-such-session", &t.people.gm)
+        .await
+        .error(404, "session_not_found");
+    assert!(msg.contains("no-such-session"), "{msg}");
+    w.get(&format!("/sessions/{}", t.session), &t.people.stranger)
+        .await
+        .error(403, "forbidden");
+}
+
+/// Adding an actor commits `core:session:actor_added` and broadcasts it; the session holds the
+/// actor's base values; later edits of the campaign actor do not reach it (invariant 7);
+/// removing commits `actor_removed`.
+pub async fn adding_an_actor_commits_broadcasts_and_copies(w: &HttpWorld) {
+    let t = w.seed().await;
+    w.chat(&t.session, &t.people.gm, "welcome").await;
+    let (_conn, mut rx) = w.live_connection(&t.people.player, &t.session).await;
+    let actor = w
+        .post(
+            &format!("/campaigns/{}/actors", t.campaign),
+            &t.people.gm,
+            json!({"compendiumRef": "dnd5e:monsters:goblin"}),
+        )
+        .await
+        .ok(201)
+        .clone();
+    let actor_id = actor["id"].as_str().unwrap();
+
+    let added = w
+        .post(
+            &format!("/sessions/{}/actors", t.session),
+            &t.people.gm,
+            json!({"actorId": actor_id}),
+        )
+        .await;
+    let added = added.ok(201).clone();
+    let instance = added["instanceId"].as_str().unwrap().to_owned();
+    assert!(instance.starts_with("goblin-"), "{instance}");
+    assert_eq!(instance.len(), "goblin-".len() + 4);
+    assert!(dlab_core::changes::parse_instance(&instance).is_ok());
+    let event = &added["event"];
+    assert_eq!(event["sequence"], 2);
+    assert_eq!(event["type"], "core:session:actor_added");
+    assert_eq!(event["userId"], json!(t.people.gm));
+    assert_eq!(event["sessionId"], json!(t.session));
+    assert!(uuid::Uuid::parse_str(event["id"].as_str().unwrap()).is_ok());
+    assert_eq!(
+        event["payload"],
+        json!({"instanceId": instance, "actorId": actor_id, "actor": actor})
+    );
+
+    let applied = expect_frame(&mut rx, "event:applied").await;
+    assert_eq!(&applied, event);
+    assert_eq!(applied["payload"]["actor"], actor);
+    let archived = w
+        .deps
+        .archive
+        .read(&SessionId::new(t.session.as_str()), Sequence(1), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(serde_json::to_value(&archived[0]).unwrap(), *event);
+
+    let state = w
+        .get(&format!("/sessions/{}", t.session), &t.people.player)
+        .await;
+    let state = state.ok(200).clone();
+    assert_eq!(state["lastEventSequence"], 2);
+    let active = &state["activeActors"][&instance];
+    assert_eq!(active["actorId"], json!(actor_id));
+    assert_eq!(active["addedBy"], json!(t.people.gm));
+    assert_eq!(active["actor"], actor);
+    assert_eq!(active["overrides"], json!({}));
+
+    let runtime_path = format!("/sessions/{}/actors/{instance}", t.session);
+    let runtime = w.get(&runtime_path, &t.people.player).await;
+    let runtime = runtime.ok(200).clone();
+    assert_eq!(runtime["instanceId"], json!(instance));
+    assert_eq!(runtime["attributes"]["hp"]["value"], 7);
+    assert_eq!(runtime["name"], "Goblin");
+    w.get(
+        &format!("/sessions/{}/actors/nobody", t.session),
+        &t.people.gm,
+    )
+    .await
+    .error(404, "not_found");
+    w.get(&runtime_path, &t.people.stranger)
+        .await
+        .error(403, "forbidden");
+
+    // Invariant 7: editing the campaign actor leaves the running session alone.
+    w.patch(
+        &format!("/campaigns/{}/actors/{actor_id}", t.campaign),
+        &t.people.gm,
+        json!({"name": "Renamed Goblin", "attributes": {"hp": {"value": 99, "max": 99}}}),
+    )
+    .await
+    .ok(200);
+    let after = w
+        .get(&format!("/sessions/{}", t.session), &t.people.gm)
+        .await;
+    assert_eq!(after.ok(200)["activeActors"][&instance]["actor"], actor);
+    assert_eq!(w.get(&runtime_path, &t.people.gm).await.ok(200), &runtime);
+
+    // An explicit instance id, and the same one again.
+    let named = w
+        .post(
+            &format!("/sessions/{}/actors", t.session),
+            &t.people.gm,
+            json!({"actorId": actor_id, "instanceId": "boss_1"}),
+        )
+        .await;
+    assert_eq!(named.ok(201)["instanceId"], "boss_1");
+    assert_eq!(
+        named.body["event"]["payload"]["actor"]["name"],
+        "Renamed Goblin"
+    );
+    expect_frame(&mut rx, "event:applied").await;
+    let taken = w
+        .post(
+            &format!("/sessions/{}/actors", t.session),
+            &t.people.gm,
+            json!({"actorId": actor_id, "instanceId": "boss_1"}),
+        )
+        .await
+        .error(409, "conflict");
+    assert!(taken.contains("boss_1"), "{taken}");
+
+    // Removal.
+    w.delete(&runtime_path, &t.people.player)
+        .await
+        .error(403, "forbidden");
+    let removed = w.delete(&runtime_path, &t.people.gm).await;
+    let removed = removed.ok(200).clone();
+    assert_eq!(removed["instanceId"], json!(instance));
+    assert_eq!(removed["event"]["type"], "core:session:actor_removed");
+    assert_eq!(removed["event"]["payload"], json!({"instanceId": instance}));
+    assert_eq!(removed["event"]["sequence"], 4);
+    assert_eq!(
+        expect_frame(&mut rx, "event:applied").await,
+        removed["event"]
+    );
+    w.get(&runtime_path, &t.people.gm)
+        .await
+        .error(404, "not_found");
+    w.delete(&runtime_path, &t.people.gm)
+        .await
+        .error(404, "not_found");
+    assert_eq!(
+        w.deps
+            .log
+            .head(&SessionId::new(t.session.as_str()))
+            .await
+            .unwrap(),
+        Sequence(4),
+        "refused requests commit nothing"
+    );
+}
+
+/// Only actors of the session's own campaign may join it; bad instance ids and players are
+/// refused; an ended session takes no actors; nothing is committed by a refusal.
+pub async fn session_actor_rules(w: &HttpWorld) {
+    let t = w.seed().await;
+    let other = w.seed().await;
+    let foreign = w
+        .post(
+            &format!("/campaigns/{}/actors", other.campaign),
+            &other.people.gm,
+            json!({"name": "Foreigner"}),
+        )
+        .await
+        .ok(201)["id"]
+        .clone();
+    let add = format!("/sessions/{}/actors", t.session);
+    let msg = w
+        .post(&add, &t.people.gm, json!({"actorId": foreign}))
+        .await
+        .error(404, "not_found");
+    assert!(msg.contains(&t.campaign), "{msg}");
+    w.post(&add, &t.people.gm, json!({"actorId": "nope"}))
+        .await
+        .error(404, "not_found");
+
+    let local = w
+        .post(
+            &format!("/campaigns/{}/actors", t.campaign),
+            &t.people.gm,
+            json!({"name": "Local Hero!!"}),
+        )
+        .await
+        .ok(201)["id"]
+        .clone();
+    w.post(&add, &t.people.player, json!({"actorId": local}))
+        .await
+        .error(403, "forbidden");
+    w.post(&add, &t.people.stranger, json!({"actorId": local}))
+        .await
+        .error(403, "forbidden");
+    w.post(
+        "/sessions/nope/actors",
+        &t.people.gm,
+        json!({"actorId": local}),
+    )
+    .await
+    .error(404, "session_not_found");
+    for bad in ["$session", "has space", "", &"x".repeat(65)] {
+        let msg = w
+            .post(
+                &add,
+                &t.people.gm,
+                json!({"actorId": local, "instanceId": bad}),
+            )
+            .await
+            .error(400, "invalid_message");
+        assert!(msg.contains("instanceId"), "{msg}");
+    }
+    w.post(&add, &t.people.gm, json!({"actorId": 5}))
+        .await
+        .error(400, "invalid_message");
+    w.post(&add, &t.people.gm, json!({"actorId": local, "extra": true}))
+        .await
+        .error(400, "invalid_message");
+    let session = SessionId::new(t.session.as_str());
+    assert_eq!(w.deps.log.head(&session).await.unwrap(), Sequence::ZERO);
+
+    let ok = w.post(&add, &t.people.gm, json!({"actorId": local})).await;
+    assert!(
+        ok.ok(201)["instanceId"]
+            .as_str()
+            .unwrap()
+            .starts_with("local-hero-")
+    );
+
+    let mut doc = w.deps.campaigns.session(&session).await.unwrap().unwrap();
+    doc.status = SessionStatus::Ended;
+    w.deps.campaigns.update_session(&doc).await.unwrap();
+    w.post(&add, &t.people.gm, json!({"actorId": local}))
+        .await
+        .error(409, "conflict");
+}
+
+/// An actor document larger than one event payload cannot join a session (413).
+pub async fn an_actor_too_large_for_an_event_is_refused(w: &HttpWorld) {
+    let t = w.seed().await;
+    let features: Vec<Value> = (0..300)
+        .map(|i| json!({"name": format!("Feature {i}"), "text": "x".repeat(100)}))
+        .collect();
+    let big = w
+        .post(
+            &format!("/campaigns/{}/actors", t.campaign),
+            &t.people.gm,
+            json!({"name": "Tarrasque", "features": features}),
+        )
+        .await
+        .ok(201)["id"]
+        .clone();
+    w.post(
+        &format!("/sessions/{}/actors", t.session),
+        &t.people.gm,
+        json!({"actorId": big}),
+    )
+    .await
+    .error(413, "payload_too_large");
+}
+
+/// Events are paged with `after` and `limit`; `nextCursor` is the last sequence while more
+/// exist.
+pub async fn events_are_paged(w: &HttpWorld) {
+    let t = w.seed().await;
+    for i in 0..5 {
+        w.chat(&t.session, &t.people.player, &format!("line {i}"))
+            .await;
+    }
+    let base = format!("/sessions/{}/events", t.session);
+    let all = w.get(&base, &t.people.player).await;
+    let all = all.ok(200).clone();
+    assert_eq!(all["items"].as_array().unwrap().len(), 5);
+    assert_eq!(all["nextCursor"], Value::Null);
+
+    let mut seqs = Vec::new();
+    let mut after = "0".to_owned();
+    let mut pages = 0;
+    loop {
+        let page = w
+            .get(&format!("{base}?after={after}&limit=2"), &t.people.gm)
+            .await;
+        let page = page.ok(200).clone();
+        pages += 1;
+        seqs.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["sequence"].as_u64().unwrap()),
+        );
+        match page["nextCursor"].as_str() {
+            Some(c) => after = c.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
+    assert_eq!(pages, 3);
+    let tail = w.get(&format!("{base}?after=3"), &t.people.gm).await;
+    assert_eq!(tail.ok(200)["items"][0]["sequence"], 4);
+    let beyond = w.get(&format!("{base}?after=99"), &t.people.gm).await;
+    assert_eq!(beyond.ok(200), &json!({"items": [], "nextCursor": null}));
+    for bad in ["limit=0", "limit=1001", "limit=x", "after=-1", "after=one"] {
+        let msg = w
+            .get(&format!("{base}?{bad}"), &t.people.gm)
+            .await
+            .error(400, "invalid_message");
+        let name = bad.split('=').next().unwrap();
+        assert!(msg.contains(name), "{msg}");
+    }
+    w.get(&format!("{base}?limit=1000"), &t.people.gm)
+        .await
+        .ok(200);
+    w.get(&base, &t.people.stranger)
+        .await
+        .error(403, "forbidden");
+    w.get("/sessions/nope/events", &t.people.gm)
+        .await
+        .error(404, "session_not_found");
+}
+
+/// The latest snapshot, or 404 before the first one.
+pub async fn snapshot_is_served_when_there_is_one(w: &HttpWorld) {
+    let t = w.seed().await;
+    let path = format!("/sessions/{}/snapshot", t.session);
+    let msg = w.get(&path, &t.people.player).await.error(404, "not_found");
+    assert!(msg.contains("snapshot"), "{msg}");
+    w.chat(&t.session, &t.people.gm, "one").await;
+    let session = SessionId::new(t.session.as_str());
+    let state = w.deps.log.state(&session).await.unwrap().unwrap();
+    let snapshot = Snapshot::of(state, now_ms());
+    w.deps.snapshots.put(&snapshot).await.unwrap();
+    let got = w.get(&path, &t.people.player).await;
+    assert_eq!(got.ok(200), &serde_json::to_value(&snapshot).unwrap());
+    assert_eq!(got.body["upToSequence"], 1);
+    w.get(&path, &t.people.stranger)
+        .await
+        .error(403, "forbidden");
+}
+
+/// `GET /sessions/{id}` rebuilds a missing hot state from the archive.
+pub async fn session_state_is_rehydrated_when_hot_state_is_gone(w: &HttpWorld) {
+    let t = w.seed().await;
+    let actor = w
+        .post(
+            &format!("/campaigns/{}/actors", t.campaign),
+            &t.people.gm,
+            json!({"compendiumRef": "dnd5e:monsters:goblin"}),
+        )
+        .await
+        .ok(201)["id"]
+        .clone();
+    let added = w
+        .post(
+            &format!("/sessions/{}/actors", t.session),
+            &t.people.gm,
+            json!({"actorId": actor, "instanceId": "g1"}),
+        )
+        .await;
+    added.ok(201);
+    let before = w
+        .get(&format!("/sessions/{}", t.session), &t.people.gm)
+        .await
+        .body;
+    w.log.wipe().await;
+    let after = w
+        .get(&format!("/sessions/{}", t.session), &t.people.gm)
+        .await;
+    assert_eq!(after.ok(200), &before);
+    assert_eq!(after.body["activeActors"]["g1"]["actor"]["name"], "Goblin");
+}
+
+/// Malformed bodies are 400 `invalid_message` naming the problem; nothing is created.
+pub async fn bad_bodies_are_refused(w: &HttpWorld) {
+    let gm = w.user("gm");
+    let token = w.token(&gm);
+    let not_json = w
+        .raw("POST", "/campaigns", Some(&token), Some("{name: oops"))
+        .await
+        .error(400, "invalid_message");
+    assert!(not_json.contains("not valid JSON"), "{not_json}");
+    let empty = w
+        .raw("POST", "/campaigns", Some(&token), Some(""))
+        .await
+        .error(400, "invalid_message");
+    assert!(empty.contains("body is required"), "{empty}");
+    let wrong = w
+        .raw("POST", "/campaigns", Some(&token), Some(r#"{"name": 5}"#))
+        .await
+        .error(400, "invalid_message");
+    assert!(
+        wrong.starts_with("invalid request body: name: invalid type"),
+        "{wrong}"
+    );
+    let unknown = w
+        .raw(
+            "POST",
+            "/campaigns",
+            Some(&token),
+            Some(r#"{"name": "A", "gm": "me"}"#),
+        )
+        .await
+        .error(400, "invalid_message");
+    assert!(unknown.contains("gm"), "{unknown}");
+    let array = w
+        .raw("POST", "/campaigns", Some(&token), Some("[]"))
+        .await
+        .error(400, "invalid_message");
+    assert!(!array.is_empty());
+    let trailing = w
+        .raw(
+            "POST",
+            "/campaigns",
+            Some(&token),
+            Some(r#"{"name": "A"} x"#),
+        )
+        .await;
+    trailing.error(400, "invalid_message");
+    let huge = format!(r#"{{"name": "{}"}}"#, "x".repeat(300 * 1024));
+    w.raw("POST", "/campaigns", Some(&token), Some(&huge))
+        .await
+        .error(413, "payload_too_large");
+    assert_eq!(
+        w.get("/campaigns", &gm).await.ok(200)["items"],
+        json!([]),
+        "nothing was created"
+    );
+    // Any content type is read as JSON.
+    let req = Request::builder()
+        .method("POST")
+        .uri("/campaigns")
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "text/plain")
+        .body(Body::from(r#"{"name": "Plain"}"#))
+        .unwrap();
+    assert_eq!(w.app.clone().oneshot(req).await.unwrap().status(), 201);
+}
+
+/// Unknown routes are 404 and known routes with another method 405, both with the error body.
+pub async fn unknown_routes_and_methods(w: &HttpWorld) {
+    let user = w.user("u");
+    w.get("/nowhere", &user).await.error(404, "not_found");
+    w.raw("GET", "/sessions/x/compact", None, None)
+        .await
+        .error(404, "not_found");
+    w.raw("PUT", "/campaigns", Some(&w.token(&user)), Some("{}"))
+        .await
+        .error(405, "invalid_message");
+    w.raw("DELETE", "/healthz", None, None)
+        .await
+        .error(405, "invalid_message");
+}
+
+/// CORS: the allowed origin gets the headers on preflight and answers; others do not.
+pub async fn cors_allows_only_configured_origins(w: &HttpWorld) {
+    let preflight = |origin: &str| {
+        Request::builder()
+            .method("OPTIONS")
+            .uri("/campaigns")
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type",
+            )
+            .body(Body::empty())
+            .unwrap()
+    };
+    let ok = w
+        .app
+        .clone()
+        .oneshot(preflight("https://gm.example.org"))
+        .await
+        .unwrap();
+    assert!(ok.status().is_success());
+    assert_eq!(
+        ok.headers()["access-control-allow-origin"],
+        "https://gm.example.org"
+    );
+    let methods = ok.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for m in ["GET", "POST", "PATCH", "DELETE"] {
+        assert!(methods.contains(m), "{methods}");
+    }
+    let headers = ok.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(headers.contains("authorization"), "{headers}");
+    let evil = w
+        .app
+        .clone()
+        .oneshot(preflight("https://evil.example"))
+        .await
+        .unwrap();
+    assert!(evil.headers().get("access-control-allow-origin").is_none());
+    let simple = Request::builder()
+        .uri("/healthz")
+        .header("origin", "https://gm.example.org")
+        .body(Body::empty())
+        .unwrap();
+    let answer = w.app.clone().oneshot(simple).await.unwrap();
+    assert_eq!(
+        answer.headers()["access-control-allow-origin"],
+        "https://gm.example.org"
+    );
+
+    let (deps, _) =
+        Deps::memory_with_channels(Authenticator::with_secret(SECRET), Settings::default());
+    let none = dlab_service::http::router(deps.clone(), CorsConfig::None);
+    let r = none
+        .oneshot(preflight("https://gm.example.org"))
+        .await
+        .unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    let any = dlab_service::http::router(deps, CorsConfig::Any);
+    let r = any
+        .oneshot(preflight("https://anywhere.example"))
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+}
+
+/// The OpenAPI document lists every route with its method, parameters, request bodies and the
+/// bearer scheme.
+pub async fn openapi_lists_every_route(w: &HttpWorld) {
+    let doc = w.raw("GET", "/openapi.json", None, None).await.body;
+    let mut listed = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().unwrap() {
+            listed.insert((method.clone(), path.clone()));
+            let params: BTreeSet<String> = op["parameters"]
+                .as_array()
+                .map(|ps| {
+                    ps.iter()
+                        .filter(|p| p["in"] == "path")
+                        .map(|p| p["name"].as_str().unwrap().to_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let in_path: BTreeSet<String> = path
+                .split('/')
+                .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+                .map(str::to_owned)
+                .collect();
+            assert_eq!(params, in_path, "path parameters of {method} {path}");
+            if (method == "post" || method == "patch") && path != "/connect-ticket" {
+                assert!(
+                    op["requestBody"]["content"]["application/json"]["schema"].is_object(),
+                    "{method} {path} documents its body"
+                );
+            }
+            let public = PUBLIC_ROUTES.contains(&path.as_str());
+            match op.get("security") {
+                Some(sec) => assert_eq!(sec, &json!([{}]), "{method} {path}"),
+                None => assert!(!public, "{method} {path} must be open"),
+            }
+            assert!(op["responses"].as_object().is_some_and(|r| !r.is_empty()));
+        }
+    }
+    let expected: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    assert_eq!(listed, expected);
+    assert_eq!(doc["security"], json!([{"bearer": []}]));
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"],
+        json!({"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+               "description": doc["components"]["securitySchemes"]["bearer"]["description"]})
+    );
+    let compendium = &doc["paths"]["/compendium"]["get"]["parameters"];
+    let names: BTreeSet<&str> = compendium
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(["q", "type", "system", "limit", "cursor"])
+    );
+    let events = &doc["paths"]["/sessions/{id}/events"]["get"]["parameters"];
+    let names: BTreeSet<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, BTreeSet::from(["id", "after", "limit"]));
+}
+
+/// The documented schemas name exactly the fields the routes answer with.
+pub async fn openapi_schemas_match_the_answers(w: &HttpWorld) {
+    let t = w.seed().await;
+    let doc = w.raw("GET", "/openapi.json", None, None).await.body;
+    let props = |name: &str| -> BTreeSet<String> {
+        doc["components"]["schemas"][name]["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("schema {name}"))
+            .keys()
+            .cloned()
+            .collect()
+    };
+    let keys = |v: &Value| -> BTreeSet<String> { v.as_object().unwrap().keys().cloned().collect() };
+    let campaign = w
+        .get(&format!("/campaigns/{}", t.campaign), &t.people.gm)
+        .await
+        .body;
+    assert_eq!(keys(&campaign), props("Campaign"));
+    assert_eq!(keys(&campaign["members"][0]), props("Member"));
+    let actor = w
+        .post(
+            &format!("/campaigns/{}/actors", t.campaign),
+            &t.people.gm,
+            json!({"compendiumRef": "dnd5e:monsters:goblin"}),
+        )
+        .await
+        .body;
+    assert_eq!(keys(&actor), props("Actor"));
+    let session = &w
+        .get(&format!("/campaigns/{}/sessions", t.campaign), &t.people.gm)
+        .await
+        .body["items"][0];
+    assert_eq!(keys(session), props("GameSession"));
+    let added = w
+        .post(
+            &format!("/sessions/{}/actors", t.session),
+            &t.people.gm,
+            json!({"actorId": actor["id"]}),
+        )
+        .await
+        .body;
+    assert_eq!(keys(&added), props("SessionActorChange"));
+    let mut event_keys = keys(&added["event"]);
+    event_keys.extend(["clientTimestamp".to_owned(), "checksum".to_owned()]);
+    assert_eq!(event_keys, props("GameEvent"));
+    let state = w
+        .get(&format!("/sessions/{}", t.session), &t.people.gm)
+        .await
+        .body;
+    assert_eq!(keys(&state), props("GameSessionState"));
+    let instance = added["instanceId"].as_str().unwrap();
+    assert_eq!(keys(&state["activeActors"][instance]), props("ActiveActor"));
+    let entry = w
+        .get("/compendium/dnd5e:monsters:goblin", &t.people.gm)
+        .await
+        .body;
+    assert_eq!(keys(&entry), props("CompendiumEntry"));
+    let page = w.get("/compendium", &t.people.gm).await.body;
+    assert_eq!(keys(&page), props("CompendiumPage"));
+    let ticket = w
+        .raw(
+            "POST",
+            "/connect-ticket",
+            Some(&w.token(&t.people.gm)),
+            None,
+        )
+        .await
+        .body;
+    assert_eq!(keys(&ticket), props("TicketBody"));
+    let error = w.get("/campaigns/nope", &t.people.gm).await.body;
+    assert_eq!(keys(&error), props("ErrorBody"));
+    assert_eq!(keys(&error["error"]), props("ErrorDetail"));
+}
