@@ -172,16 +172,7 @@ async fn upgrade(
         )
             .into_response();
     };
-    let identity = Identity {
-        source_ip: peer
-            .map(|Extension(ConnectInfo(addr))| addr.ip().to_string())
-            .unwrap_or_default(),
-        user_agent: headers
-            .get(USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned(),
-    };
+    let identity = Identity::of_request(peer.map(|Extension(ConnectInfo(addr))| addr), &headers);
     let (id, outbound) = gw.hub.register(identity);
     let mut qs = serde_json::Map::new();
     let mut mqs = serde_json::Map::new();

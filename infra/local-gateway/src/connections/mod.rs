@@ -76,6 +76,20 @@ pub struct Identity {
     pub user_agent: String,
 }
 
+impl Identity {
+    /// The identity of an upgrade request: peer address and `User-Agent`.
+    pub fn of_request(peer: Option<std::net::SocketAddr>, headers: &axum::http::HeaderMap) -> Self {
+        Self {
+            source_ip: peer.map(|addr| addr.ip().to_string()).unwrap_or_default(),
+            user_agent: headers
+                .get(axum::http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned(),
+        }
+    }
+}
+
 /// What the hub knows about one connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionInfo {

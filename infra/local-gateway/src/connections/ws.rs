@@ -12,7 +12,6 @@ use axum::extract::connect_info::ConnectInfo;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{Extension, State};
 use axum::http::HeaderMap;
-use axum::http::header::USER_AGENT;
 use axum::response::Response;
 use axum::routing::get;
 use dlab_core::ids::ConnectionId;
@@ -33,16 +32,7 @@ async fn upgrade(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let identity = Identity {
-        source_ip: peer
-            .map(|Extension(ConnectInfo(addr))| addr.ip().to_string())
-            .unwrap_or_default(),
-        user_agent: headers
-            .get(USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned(),
-    };
+    let identity = Identity::of_request(peer.map(|Extension(ConnectInfo(addr))| addr), &headers);
     let (id, outbound) = hub.register(identity);
     let failed = (hub.clone(), id.clone());
     ws.on_failed_upgrade(move |error| {
