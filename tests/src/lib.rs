@@ -7,6 +7,8 @@
 //!   driving the Lambda handlers with real API Gateway event JSON.
 //! - [`http_cases`]: the HTTP API driven in-process through its router, one function per
 //!   case.
+//! - [`e2e`]: the local gateway driven from outside — WebSocket clients over TCP with their own
+//!   projections, the HTTP API over HTTP — and the end-to-end cases of issue 6.
 //! - [`contract`]: one generic contract body per port, run against the memory adapter and the
 //!   real one by the files in `tests/tests/`.
 //!
@@ -15,6 +17,7 @@
 //! that cannot reach its server fails; without it, such a test skips and says how to run it.
 
 pub mod contract;
+pub mod e2e;
 pub mod http_cases;
 pub mod private;
 pub mod servers;

@@ -55,8 +55,9 @@ pub enum ServiceError {
     /// Over the rate limit.
     #[error("rate limit exceeded; slow down")]
     RateLimited,
-    /// A backend failed; retry later.
-    #[error("service temporarily unavailable")]
+    /// A store operation failed: unreachable or timed out (`unavailable`), an id already taken
+    /// (`conflict`), or undecodable data (`internal`).
+    #[error("{}", store_message(.0))]
     Unavailable(#[source] StoreError),
     /// The session is fenced after an archive collision; retry later.
     #[error("session temporarily unavailable")]
@@ -78,10 +79,7 @@ impl ServiceError {
             ServiceError::Conflict { .. } => ErrorCode::Conflict,
             ServiceError::InvalidEvent(_) => ErrorCode::InvalidEvent,
             ServiceError::RateLimited => ErrorCode::RateLimited,
-            ServiceError::Unavailable(e) => match e {
-                StoreError::Corrupt { .. } => ErrorCode::Internal,
-                _ => ErrorCode::Unavailable,
-            },
+            ServiceError::Unavailable(e) => e.code(),
             ServiceError::Fenced(_) => ErrorCode::Unavailable,
         }
     }
@@ -92,6 +90,13 @@ impl ServiceError {
             ErrorCode::Internal => "internal error".to_owned(),
             _ => self.to_string(),
         }
+    }
+}
+
+fn store_message(e: &StoreError) -> String {
+    match e {
+        StoreError::AlreadyExists(what) => format!("{what} already exists"),
+        _ => "service temporarily unavailable".to_owned(),
     }
 }
 

@@ -173,6 +173,11 @@ async fn subscribe(
             expires_at: conn.expires_at,
         })
         .await?;
+    // A member removed between the check and the registration must not keep the subscription.
+    if let Err(e) = role_in_session(deps, &conn.user_id, session).await {
+        deps.registry.unsubscribe(&conn.id, session).await?;
+        return Err(e);
+    }
     let head = pipeline::head(deps, session).await?;
     let floor = pipeline::floor(deps, session).await?;
     send(

@@ -4,7 +4,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use dlab_core::actor::{
-    Actor, CompendiumRef, CreateActorRequest, apply_patch, create_custom, create_from_template,
+    Actor, CompendiumRef, CreateActorRequest, CreateFromTemplate, apply_patch, create_custom,
+    create_from_template,
 };
 use dlab_core::ids::{ActorId, CampaignId};
 use dlab_store::model::now_ms;
@@ -19,7 +20,7 @@ use super::extract::{ApiJson, ApiPath, Caller};
 
 /// Creates an actor (any member): `{compendiumRef, name?, customizations?}` copies a template;
 /// any other body is a custom actor laid over the defaults.
-#[utoipa::path(post, path = "/campaigns/{id}/actors", tag = "actors", request_body = doc::CreateActor,
+#[utoipa::path(post, operation_id = "createActor", path = "/campaigns/{id}/actors", tag = "actors", request_body = doc::CreateActor,
     params(("id" = String, Path, description = "Campaign id")),
     responses(
         (status = 201, description = "The new actor", body = doc::Actor),
@@ -39,7 +40,7 @@ pub async fn create(
     let campaign = &access.campaign.id;
     let actor_id = ActorId::new(uuid::Uuid::new_v4().to_string());
     let now = now_ms();
-    let actor = match CreateActorRequest::from_body(&body)? {
+    let actor = match classify(&body)? {
         CreateActorRequest::FromTemplate(request) => {
             let reference = CompendiumRef::parse(&request.compendium_ref)?;
             let template = deps.campaigns.compendium_entry(reference.as_str()).await?;
@@ -52,8 +53,19 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(actor)))
 }
 
+/// `CreateActorRequest::from_body`, with a template body read through the JSON extractor's
+/// deserializer so a wrongly typed field is named (`compendiumRef: invalid type …`).
+fn classify(body: &Value) -> Result<CreateActorRequest, ApiError> {
+    if body.get("compendiumRef").is_none() {
+        return Ok(CreateActorRequest::from_body(body)?);
+    }
+    let bytes = serde_json::to_vec(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let Json(request) = Json::<CreateFromTemplate>::from_bytes(&bytes)?;
+    Ok(CreateActorRequest::FromTemplate(request))
+}
+
 /// The campaign's actors (members), by name.
-#[utoipa::path(get, path = "/campaigns/{id}/actors", tag = "actors",
+#[utoipa::path(get, operation_id = "listActors", path = "/campaigns/{id}/actors", tag = "actors",
     params(("id" = String, Path, description = "Campaign id")),
     responses(
         (status = 200, description = "Every actor of the campaign", body = doc::ActorList),
@@ -84,7 +96,7 @@ async fn find(app: &AppState, campaign: &CampaignId, actor: &str) -> Result<Acto
 }
 
 /// One actor (members).
-#[utoipa::path(get, path = "/campaigns/{id}/actors/{actorId}", tag = "actors",
+#[utoipa::path(get, operation_id = "getActor", path = "/campaigns/{id}/actors/{actorId}", tag = "actors",
     params(("id" = String, Path, description = "Campaign id"),
            ("actorId" = String, Path, description = "Actor id")),
     responses(
@@ -104,7 +116,7 @@ pub async fn get_one(
 
 /// Patches an actor (a GM or its creator): the body is deep-merged; protected fields may only
 /// repeat their current values. Running sessions keep the copy they were given.
-#[utoipa::path(patch, path = "/campaigns/{id}/actors/{actorId}", tag = "actors", request_body = doc::ActorFields,
+#[utoipa::path(patch, operation_id = "patchActor", path = "/campaigns/{id}/actors/{actorId}", tag = "actors", request_body = doc::ActorFields,
     params(("id" = String, Path, description = "Campaign id"),
            ("actorId" = String, Path, description = "Actor id")),
     responses(
@@ -135,7 +147,7 @@ pub async fn patch(
 }
 
 /// Deletes an actor (a GM or its creator). Instances already in sessions stay.
-#[utoipa::path(delete, path = "/campaigns/{id}/actors/{actorId}", tag = "actors",
+#[utoipa::path(delete, operation_id = "deleteActor", path = "/campaigns/{id}/actors/{actorId}", tag = "actors",
     params(("id" = String, Path, description = "Campaign id"),
            ("actorId" = String, Path, description = "Actor id")),
     responses(

@@ -238,7 +238,7 @@ pub mod doc {
     /// `createdAt` and `updatedAt` are set by the server (a `PATCH` may repeat their current
     /// values); other fields are refused.
     #[derive(ToSchema)]
-    #[serde(rename_all = "camelCase")]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
     pub struct ActorFields {
         /// Display name.
         pub name: Option<String>,
@@ -258,7 +258,7 @@ pub mod doc {
 
     /// Create an actor by copying a compendium template.
     #[derive(ToSchema)]
-    #[serde(rename_all = "camelCase")]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
     pub struct FromTemplate {
         /// `<system>:<category>:<slug>`.
         #[schema(example = "dnd5e:monsters:goblin")]

@@ -18,7 +18,7 @@ use super::extract::{ApiJson, ApiPath, Caller};
 use crate::pipeline::{broadcast, send};
 
 /// The campaigns the caller is GM or member of.
-#[utoipa::path(get, path = "/campaigns", tag = "campaigns",
+#[utoipa::path(get, operation_id = "listCampaigns", path = "/campaigns", tag = "campaigns",
     responses(
         (status = 200, description = "Every campaign of the caller", body = doc::CampaignList),
         (status = 401, description = "Missing, expired or invalid token", body = ErrorBody),
@@ -32,7 +32,7 @@ pub async fn list(
 }
 
 /// Creates a campaign; the caller becomes its GM (owner).
-#[utoipa::path(post, path = "/campaigns", tag = "campaigns", request_body = CreateCampaign,
+#[utoipa::path(post, operation_id = "createCampaign", path = "/campaigns", tag = "campaigns", request_body = CreateCampaign,
     responses(
         (status = 201, description = "The new campaign", body = doc::Campaign),
         (status = 400, description = "Invalid body", body = ErrorBody),
@@ -56,7 +56,7 @@ pub async fn create(
 }
 
 /// One campaign (GM or member).
-#[utoipa::path(get, path = "/campaigns/{id}", tag = "campaigns",
+#[utoipa::path(get, operation_id = "getCampaign", path = "/campaigns/{id}", tag = "campaigns",
     params(("id" = String, Path, description = "Campaign id")),
     responses(
         (status = 200, description = "The campaign", body = doc::Campaign),
@@ -74,7 +74,7 @@ pub async fn get_one(
 }
 
 /// Adds a member or changes a member's role (GM only).
-#[utoipa::path(post, path = "/campaigns/{id}/members", tag = "campaigns", request_body = PutMember,
+#[utoipa::path(post, operation_id = "putMember", path = "/campaigns/{id}/members", tag = "campaigns", request_body = PutMember,
     params(("id" = String, Path, description = "Campaign id")),
     responses(
         (status = 200, description = "The updated campaign", body = doc::Campaign),
@@ -128,7 +128,7 @@ fn member_id(raw: &str) -> Result<UserId, ApiError> {
 /// Removes a member (GM only; the owner cannot be removed). Their live connections leave every
 /// session of the campaign: each gets `session:unsubscribed`, and the other subscribers
 /// `presence {status: left}`.
-#[utoipa::path(delete, path = "/campaigns/{id}/members/{userId}", tag = "campaigns",
+#[utoipa::path(delete, operation_id = "removeMember", path = "/campaigns/{id}/members/{userId}", tag = "campaigns",
     params(("id" = String, Path, description = "Campaign id"),
            ("userId" = String, Path, description = "The member to remove")),
     responses(
@@ -186,6 +186,7 @@ pub async fn remove_member(
         };
         broadcast(deps, &session, &presence, None).await?;
     }
-    info!(campaign = %campaign, member = %member, by = %user, subscriptions = removed.len(), "member removed");
+    info!(campaign = %campaign, member = %member, by = %user,
+          subscriptions = removed.len(), "member removed");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -15,7 +15,7 @@ fn non_blank(v: Option<String>) -> Option<String> {
 }
 
 /// Searches templates by name, category (`type`) and system, ordered by reference.
-#[utoipa::path(get, path = "/compendium", tag = "compendium", params(CompendiumParams),
+#[utoipa::path(get, operation_id = "searchCompendium", path = "/compendium", tag = "compendium", params(CompendiumParams),
     responses(
         (status = 200, description = "A page of entries", body = doc::CompendiumPage),
         (status = 400, description = "A parameter is invalid (limit outside 1..=100)", body = ErrorBody),
@@ -49,7 +49,7 @@ pub async fn search(
 }
 
 /// One template by reference.
-#[utoipa::path(get, path = "/compendium/{ref}", tag = "compendium",
+#[utoipa::path(get, operation_id = "getCompendiumEntry", path = "/compendium/{ref}", tag = "compendium",
     params(("ref" = String, Path, description = "`<system>:<category>:<slug>`", example = "dnd5e:monsters:goblin")),
     responses(
         (status = 200, description = "The entry", body = doc::CompendiumEntry),

@@ -179,7 +179,13 @@ impl From<JsonRejection> for ApiError {
     fn from(e: JsonRejection) -> Self {
         match e {
             JsonRejection::JsonDataError(e) => {
-                ApiError::bad_request(format!("invalid request body: {}", detail(&e)))
+                // The field path says where; serde's position suffix would add nothing.
+                let message = detail(&e);
+                let message = match message.rfind(" at line ") {
+                    Some(i) => &message[..i],
+                    None => &message,
+                };
+                ApiError::bad_request(format!("invalid request body: {message}"))
             }
             JsonRejection::JsonSyntaxError(e) => ApiError::bad_request(format!(
                 "the request body is not valid JSON: {}",

@@ -47,9 +47,10 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// A JSON request body. Any `Content-Type` is read as JSON; an empty body, invalid JSON or a
-/// field of the wrong type is 400 `invalid_message` naming the problem, a body over the limit
-/// 413 `payload_too_large`.
+/// A JSON object request body (every body of this API is an object). Any `Content-Type` is
+/// read as JSON; an empty body, anything but an object, invalid JSON or a field of the wrong
+/// type is 400 `invalid_message` naming the problem, a body over the limit 413
+/// `payload_too_large`.
 #[derive(Debug, Clone)]
 pub struct ApiJson<T>(pub T);
 
@@ -62,8 +63,14 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let bytes = Bytes::from_request(req, state).await?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(ApiError::bad_request("a JSON request body is required"));
+        match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+            None => return Err(ApiError::bad_request("a JSON request body is required")),
+            Some(b'{') => {}
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    "the request body must be a JSON object",
+                ));
+            }
         }
         let Json(value) = Json::<T>::from_bytes(&bytes)?;
         Ok(ApiJson(value))

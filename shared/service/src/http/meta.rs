@@ -12,14 +12,14 @@ use super::extract::Caller;
 use super::openapi;
 
 /// Liveness: answers without touching any backend.
-#[utoipa::path(get, path = "/healthz", tag = "meta", security(()),
+#[utoipa::path(get, operation_id = "getHealth", path = "/healthz", tag = "meta", security(()),
     responses((status = 200, description = "The service is up", body = Health)))]
 pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
 /// This API's OpenAPI 3.1 document.
-#[utoipa::path(get, path = "/openapi.json", tag = "meta", security(()),
+#[utoipa::path(get, operation_id = "getOpenApi", path = "/openapi.json", tag = "meta", security(()),
     responses((status = 200, description = "The OpenAPI document", body = Object)))]
 pub async fn openapi_json() -> impl IntoResponse {
     (
@@ -30,7 +30,7 @@ pub async fn openapi_json() -> impl IntoResponse {
 
 /// A connect ticket: a short-lived token for the WebSocket URL's `?token=` (query strings can
 /// end up in access logs, so a long-lived token does not belong there). The body is ignored.
-#[utoipa::path(post, path = "/connect-ticket", tag = "auth",
+#[utoipa::path(post, operation_id = "createConnectTicket", path = "/connect-ticket", tag = "auth",
     responses(
         (status = 200, description = "A ticket valid for about a minute", body = TicketBody),
         (status = 401, description = "Missing, expired or invalid token", body = ErrorBody),

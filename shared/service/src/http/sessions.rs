@@ -31,7 +31,7 @@ use crate::pipeline;
 const INSTANCE_ID_ATTEMPTS: usize = 4;
 
 /// Creates a game session (GM only): the session document, then its hot state.
-#[utoipa::path(post, path = "/campaigns/{id}/sessions", tag = "sessions", request_body = CreateSession,
+#[utoipa::path(post, operation_id = "createSession", path = "/campaigns/{id}/sessions", tag = "sessions", request_body = CreateSession,
     params(("id" = String, Path, description = "Campaign id")),
     responses(
         (status = 201, description = "The new session", body = doc::GameSession),
@@ -65,7 +65,7 @@ pub async fn create(
 }
 
 /// The campaign's sessions (members), newest first.
-#[utoipa::path(get, path = "/campaigns/{id}/sessions", tag = "sessions",
+#[utoipa::path(get, operation_id = "listSessions", path = "/campaigns/{id}/sessions", tag = "sessions",
     params(("id" = String, Path, description = "Campaign id")),
     responses(
         (status = 200, description = "Every session of the campaign", body = doc::SessionList),
@@ -105,7 +105,7 @@ async fn live_state(deps: &Deps, session: &GameSession) -> Result<GameSessionSta
 }
 
 /// The whole current state of a session (members).
-#[utoipa::path(get, path = "/sessions/{id}", tag = "sessions",
+#[utoipa::path(get, operation_id = "getSessionState", path = "/sessions/{id}", tag = "sessions",
     params(("id" = String, Path, description = "Session id")),
     responses(
         (status = 200, description = "The session's state", body = doc::GameSessionState),
@@ -223,7 +223,7 @@ async fn commit_server_event(
 /// Places an actor of the session's campaign in the session (GM only): its whole document
 /// becomes the instance's base values in a `core:session:actor_added` event, committed and
 /// broadcast as `event:applied`.
-#[utoipa::path(post, path = "/sessions/{id}/actors", tag = "sessions", request_body = AddSessionActor,
+#[utoipa::path(post, operation_id = "addSessionActor", path = "/sessions/{id}/actors", tag = "sessions", request_body = AddSessionActor,
     params(("id" = String, Path, description = "Session id")),
     responses(
         (status = 201, description = "The instance and the committed event", body = doc::SessionActorChange),
@@ -295,7 +295,7 @@ pub async fn add_actor(
 
 /// Removes an actor instance from the session (GM only) with a `core:session:actor_removed`
 /// event, committed and broadcast.
-#[utoipa::path(delete, path = "/sessions/{id}/actors/{instanceId}", tag = "sessions",
+#[utoipa::path(delete, operation_id = "removeSessionActor", path = "/sessions/{id}/actors/{instanceId}", tag = "sessions",
     params(("id" = String, Path, description = "Session id"),
            ("instanceId" = String, Path, description = "Instance id")),
     responses(
@@ -337,7 +337,7 @@ pub async fn remove_actor(
 
 /// The runtime actor of an instance (members): its base document with the session's overrides
 /// applied, plus `instanceId`.
-#[utoipa::path(get, path = "/sessions/{id}/actors/{instanceId}", tag = "sessions",
+#[utoipa::path(get, operation_id = "getRuntimeActor", path = "/sessions/{id}/actors/{instanceId}", tag = "sessions",
     params(("id" = String, Path, description = "Session id"),
            ("instanceId" = String, Path, description = "Instance id")),
     responses(
@@ -366,7 +366,7 @@ pub async fn runtime_actor(
 }
 
 /// Committed events after `after`, contiguous and in order (members): replay over HTTP.
-#[utoipa::path(get, path = "/sessions/{id}/events", tag = "sessions", params(("id" = String, Path, description = "Session id"), EventsParams),
+#[utoipa::path(get, operation_id = "listSessionEvents", path = "/sessions/{id}/events", tag = "sessions", params(("id" = String, Path, description = "Session id"), EventsParams),
     responses(
         (status = 200, description = "A page of events", body = doc::EventPage),
         (status = 400, description = "A parameter is invalid (limit outside 1..=1000)", body = ErrorBody),
@@ -404,7 +404,7 @@ pub async fn events(
 }
 
 /// The latest snapshot of a session (members).
-#[utoipa::path(get, path = "/sessions/{id}/snapshot", tag = "sessions",
+#[utoipa::path(get, operation_id = "getSnapshot", path = "/sessions/{id}/snapshot", tag = "sessions",
     params(("id" = String, Path, description = "Session id")),
     responses(
         (status = 200, description = "The latest snapshot", body = doc::Snapshot),

@@ -1,0 +1,1835 @@
+//! End-to-end tests of issue 6: the local gateway (`local_gateway::app::start`) on a loopback
+//! port, driven from outside exactly as `shared/design/PROTOCOL.md` describes it — real
+//! WebSocket clients over TCP (tokio-tungstenite) and the HTTP API over HTTP (reqwest).
+//!
+//! # Layout
+//! - [`Backend`]: the gateway on the memory backend, or on the real servers (Redis, MongoDB
+//!   through nx-27017, DynamoDB on moto).
+//! - [`Http`] and [`setup_table`]: dev tokens, and a campaign with members, a custom 15-HP
+//!   goblin actor, a session and goblin instances, all made through the HTTP API.
+//! - [`WsClient`]: a socket plus the client-side [`Projection`]. Frames are not ordered
+//!   (PROTOCOL.md), so the client buffers events by `sequence`, drops duplicates, replays a gap
+//!   that persists about 250 ms, and applies events in order to its own
+//!   [`GameSessionState`]: "every client sees HP 7" is read from each client's own state.
+//! - The cases, one `pub async fn` each, taking the [`Backend`]; `tests/tests/e2e_gateway.rs`
+//!   runs them on memory and `tests/tests/e2e_gateway_real.rs` on the real servers.
+//!
+//! Every wait is a bounded loop ([`WAIT`]); no assertion is about timing. All traffic goes to
+//! 127.0.0.1.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::Duration;
+
+use dlab_core::event::GameEvent;
+use dlab_core::ids::{ConnectionId, EventId, InstanceId, Sequence, SessionId, UserId};
+use dlab_core::state::GameSessionState;
+use futures::stream::{SplitSink, SplitStream};
+use futures::{SinkExt, StreamExt};
+use local_gateway::app::{Backends, Options, Running, start};
+use local_gateway::connections::HubEvent;
+use local_gateway::gateway::Limits;
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::servers::{Server, require};
+
+/// How long any single wait for an expected frame or state may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(20);
+/// The load test's bound on the whole run.
+pub const LOAD_WAIT: Duration = Duration::from_secs(60);
+/// A client replays a gap that persisted this long (PROTOCOL.md: about 250 ms).
+pub const GAP_REPLAY_AFTER: Duration = Duration::from_millis(250);
+/// How often waiting loops look at the socket and the gap timer.
+const POLL: Duration = Duration::from_millis(50);
+
+// ---------------------------------------------------------------------------------------------
+// Backends and the gateway
+
+/// Which backing stores the gateway under test uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Every port in memory (the gateway's default).
+    Memory,
+    /// Redis, MongoDB (nx-27017) and DynamoDB (moto), at the URLs of [`Server`].
+    Real,
+}
+
+impl Backend {
+    /// Whether the test can run: always on memory; on the real servers, [`require`] decides
+    /// (skip with a message, or fail when `DLAB_TEST_SERVERS=1`).
+    pub fn available(self) -> bool {
+        match self {
+            Backend::Memory => true,
+            Backend::Real => Server::ALL.into_iter().all(require),
+        }
+    }
+
+    /// Gateway options on `127.0.0.1:0` with dev tokens, no demo, and a fresh secret. On the
+    /// real servers the DynamoDB table is unique to this gateway; MongoDB is the shared test
+    /// database (ids are unique per test).
+    pub fn options(self, limits: Limits) -> Options {
+        let backends = match self {
+            Backend::Memory => Backends::default(),
+            Backend::Real => Backends {
+                redis: Some(Server::Redis.url()),
+                mongo: Some(Server::Mongo.url()),
+                dynamodb_endpoint: Some(Server::Moto.url()),
+                connections_table: format!("e2e-connections-{}", uuid::Uuid::new_v4().simple()),
+            },
+        };
+        Options {
+            listen: "127.0.0.1:0".parse().expect("a loopback address"),
+            backends,
+            dev_tokens: true,
+            demo: false,
+            limits,
+            jwt_secret: Some(format!("e2e-{}", uuid::Uuid::new_v4().simple())),
+        }
+    }
+
+    /// Starts a gateway with `limits`.
+    pub async fn start(self, limits: Limits) -> Running {
+        let running = start(self.options(limits))
+            .await
+            .unwrap_or_else(|e| panic!("the gateway on {self:?} did not start: {e:?}"));
+        assert!(running.addr.ip().is_loopback());
+        running
+    }
+
+    /// Starts a gateway with API Gateway's default limits.
+    pub async fn gateway(self) -> Running {
+        self.start(Limits::default()).await
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP
+
+/// A user and a token for them (from `POST /dev/token`).
+#[derive(Debug, Clone)]
+pub struct User {
+    /// The user id (the token's `sub`).
+    pub id: String,
+    /// A user token.
+    pub token: String,
+}
+
+/// The HTTP API of one gateway.
+#[derive(Debug, Clone)]
+pub struct Http {
+    client: reqwest::Client,
+    base: String,
+}
+
+impl Http {
+    /// The HTTP API of `running` (never through a proxy: everything stays on 127.0.0.1).
+    pub fn new(running: &Running) -> Self {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(WAIT)
+            .build()
+            .expect("an HTTP client");
+        Self {
+            client,
+            base: running.http_url(),
+        }
+    }
+
+    /// Any request; returns the status and the JSON body (`null` when empty or not JSON).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .client
+            .request(method.clone(), format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.unwrap_or_default();
+        let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, value)
+    }
+
+    /// A request that must succeed (2xx); returns the body.
+    pub async fn ok(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<&Value>,
+    ) -> Value {
+        let (status, value) = self.call(method.clone(), path, Some(token), body).await;
+        assert!(
+            (200..300).contains(&status),
+            "{method} {path} answered {status}: {value}"
+        );
+        value
+    }
+
+    /// `POST /dev/token {userId}` → a user with a token.
+    pub async fn user(&self, id: &str) -> User {
+        let (status, body) = self
+            .call(
+                reqwest::Method::POST,
+                "/dev/token",
+                None,
+                Some(&json!({ "userId": id })),
+            )
+            .await;
+        assert_eq!(status, 200, "POST /dev/token: {body}");
+        User {
+            id: id.to_owned(),
+            token: body["token"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no token in {body}"))
+                .to_owned(),
+        }
+    }
+
+    /// `GET /sessions/{id}/events`, every page: the stored events in order.
+    pub async fn all_events(&self, session: &str, token: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut after = 0u64;
+        for _ in 0..10_000 {
+            let page = self
+                .ok(
+                    reqwest::Method::GET,
+                    &format!("/sessions/{session}/events?after={after}&limit=1000"),
+                    token,
+                    None,
+                )
+                .await;
+            out.extend(page["items"].as_array().expect("items").iter().cloned());
+            match page["nextCursor"].as_str() {
+                Some(next) => after = next.parse().expect("a numeric cursor"),
+                None => return out,
+            }
+        }
+        panic!("GET /sessions/{session}/events did not end");
+    }
+
+    /// `GET /sessions/{id}/actors/{instanceId}` → `attributes.hp.value`.
+    pub async fn hp(&self, session: &str, instance: &str, token: &str) -> i64 {
+        let actor = self
+            .ok(
+                reqwest::Method::GET,
+                &format!("/sessions/{session}/actors/{instance}"),
+                token,
+                None,
+            )
+            .await;
+        actor["attributes"]["hp"]["value"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("no hp in {actor}"))
+    }
+}
+
+/// The custom goblin of the seed: 15 HP, AC 15.
+pub fn goblin_body() -> Value {
+    json!({"name": "Goblin", "type": "monster", "attributes": {"hp": {"value": 15, "max": 15}, "ac": 15}})
+}
+
+/// A table made through the HTTP API.
+#[derive(Debug, Clone)]
+pub struct Table {
+    /// The campaign.
+    pub campaign: String,
+    /// Its session.
+    pub session: String,
+    /// The goblin actor of the campaign.
+    pub actor: String,
+    /// The GM (the campaign's creator).
+    pub gm: User,
+    /// The players (members with `role: player`).
+    pub players: Vec<User>,
+    /// Instance ids of the goblins in the session: `goblin1`, `goblin2`, …
+    pub goblins: Vec<String>,
+}
+
+impl Table {
+    /// The session id.
+    pub fn session_id(&self) -> SessionId {
+        SessionId::new(self.session.as_str())
+    }
+
+    /// The session head after setup: one `actor_added` per goblin.
+    pub fn setup_head(&self) -> u64 {
+        self.goblins.len() as u64
+    }
+}
+
+/// A short random tag making ids unique per test.
+pub fn tag() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
+}
+
+/// A GM creates a campaign, adds `players` players, creates a custom 15-HP goblin, a session,
+/// and places `goblins` instances of it (`goblin1` …) in the session.
+pub async fn setup_table(http: &Http, players: usize, goblins: usize) -> Table {
+    use reqwest::Method;
+    let tag = tag();
+    let gm = http.user(&format!("gm-{tag}")).await;
+    let campaign = http
+        .ok(
+            Method::POST,
+            "/campaigns",
+            &gm.token,
+            Some(&json!({"name": format!("E2E {tag}")})),
+        )
+        .await["id"]
+        .as_str()
+        .expect("campaign id")
+        .to_owned();
+    let mut users = Vec::with_capacity(players);
+    for i in 1..=players {
+        users.push(http.user(&format!("p{i}-{tag}")).await);
+    }
+    // One at a time: member edits are optimistic updates of the campaign document.
+    for p in &users {
+        http.ok(
+            Method::POST,
+            &format!("/campaigns/{campaign}/members"),
+            &gm.token,
+            Some(&json!({"userId": p.id, "role": "player"})),
+        )
+        .await;
+    }
+    let actor = http
+        .ok(
+            Method::POST,
+            &format!("/campaigns/{campaign}/actors"),
+            &gm.token,
+            Some(&goblin_body()),
+        )
+        .await;
+    assert_eq!(actor["attributes"]["hp"], json!({"value": 15, "max": 15}));
+    let actor = actor["id"].as_str().expect("actor id").to_owned();
+    let session = http
+        .ok(
+            Method::POST,
+            &format!("/campaigns/{campaign}/sessions"),
+            &gm.token,
+            Some(&json!({"name": "Session 1"})),
+        )
+        .await["id"]
+        .as_str()
+        .expect("session id")
+        .to_owned();
+    let instances: Vec<String> = (1..=goblins).map(|i| format!("goblin{i}")).collect();
+    futures::stream::iter(instances.iter())
+        .for_each_concurrent(8, |instance| {
+            let (http, gm, session, actor) = (http, &gm, &session, &actor);
+            async move {
+                let added = http
+                    .ok(
+                        Method::POST,
+                        &format!("/sessions/{session}/actors"),
+                        &gm.token,
+                        Some(&json!({"actorId": actor, "instanceId": instance})),
+                    )
+                    .await;
+                assert_eq!(added["instanceId"], instance.as_str());
+                assert_eq!(added["event"]["type"], "core:session:actor_added");
+            }
+        })
+        .await;
+    Table {
+        campaign,
+        session,
+        actor,
+        gm,
+        players: users,
+        goblins: instances,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Events
+
+/// A fresh event for `session` (random v4 id).
+pub fn event(session: &str, event_type: &str, payload: Value) -> Value {
+    json!({"id": uuid::Uuid::new_v4().to_string(), "sessionId": session, "type": event_type,
+           "payload": payload, "clientTimestamp": dlab_store::model::now_ms()})
+}
+
+/// The seed's attack: compare-and-set of the goblin's HP from `from` to `to`.
+pub fn hit(session: &str, instance: &str, from: i64, to: i64) -> Value {
+    event(
+        session,
+        "plugin:dnd5e:attack",
+        json!({"target": {"instanceId": instance},
+               "stateChanges": {"attributes.hp.value": {"from": from, "to": to}}}),
+    )
+}
+
+/// A chat line.
+pub fn chat(session: &str, text: &str) -> Value {
+    event(session, "core:chat", json!({ "text": text }))
+}
+
+/// `{"action": "submit", "event": event}` with an optional request id.
+pub fn submit_message(event: &Value, request_id: Option<&str>) -> Value {
+    let mut m = json!({"action": "submit", "event": event});
+    if let Some(r) = request_id {
+        m["requestId"] = json!(r);
+    }
+    m
+}
+
+// ---------------------------------------------------------------------------------------------
+// The client-side projection
+
+/// What a client knows of a session: its own [`GameSessionState`], fed in sequence order from
+/// `events:batch`, `event:applied` and its own `event:confirmed`.
+#[derive(Debug, Default)]
+pub struct Projection {
+    /// The session, once subscribed.
+    pub session: Option<SessionId>,
+    /// The state, once subscribed.
+    pub state: Option<GameSessionState>,
+    /// Events received ahead of a gap, by sequence.
+    buffer: BTreeMap<u64, GameEvent>,
+    /// Every sequence applied, in the order applied.
+    pub applied: Vec<u64>,
+    /// Events dropped because they were applied or buffered already.
+    pub duplicates: usize,
+    /// Replays sent to heal a gap.
+    pub gap_replays: usize,
+    /// Own submissions by id, to fold in on `event:confirmed`.
+    submitted: HashMap<String, Value>,
+    gap_since: Option<Instant>,
+}
+
+impl Projection {
+    /// Starts following `session` (a fresh state unless this session is followed already).
+    fn follow(&mut self, session: &str, since: u64) {
+        let same = self.session.as_ref().is_some_and(|s| s.as_str() == session);
+        if !same {
+            assert_eq!(
+                since, 0,
+                "a client without state for {session} must subscribe from 0"
+            );
+            self.session = Some(SessionId::new(session));
+            self.state = Some(GameSessionState::new(SessionId::new(session), None));
+            self.buffer.clear();
+            self.applied.clear();
+        }
+    }
+
+    /// The last sequence applied.
+    pub fn last(&self) -> u64 {
+        self.state
+            .as_ref()
+            .map_or(0, |s| s.last_event_sequence.get())
+    }
+
+    /// The current `attributes.hp.value` of an instance in this client's own state.
+    pub fn hp(&self, instance: &str) -> Option<i64> {
+        self.state
+            .as_ref()?
+            .current(&InstanceId::new(instance), "attributes.hp.value")?
+            .as_i64()
+    }
+
+    /// Takes a committed event: buffers it, drops a duplicate, applies what is contiguous.
+    fn offer(&mut self, event: GameEvent) {
+        let Some(state) = &mut self.state else {
+            return;
+        };
+        if event.session_id != state.session_id {
+            return;
+        }
+        let seq = event.sequence.get();
+        if seq <= state.last_event_sequence.get() || self.buffer.contains_key(&seq) {
+            self.duplicates += 1;
+            return;
+        }
+        self.buffer.insert(seq, event);
+        while let Some(next) = self.buffer.remove(&(state.last_event_sequence.get() + 1)) {
+            if let Err(e) = state.apply(&next) {
+                panic!(
+                    "the client's projection refused event {} (sequence {}): {e}",
+                    next.id,
+                    next.sequence.get()
+                );
+            }
+            self.applied.push(next.sequence.get());
+        }
+    }
+
+    /// A replay request when a gap has persisted [`GAP_REPLAY_AFTER`].
+    fn gap_replay(&mut self) -> Option<Value> {
+        let first_buffered = *self.buffer.keys().next()?;
+        let now = Instant::now();
+        let since = *self.gap_since.get_or_insert(now);
+        if now.duration_since(since) < GAP_REPLAY_AFTER {
+            return None;
+        }
+        self.gap_since = Some(now);
+        self.gap_replays += 1;
+        Some(
+            json!({"action": "replay", "sessionId": self.session, "from": self.last(),
+                    "to": first_buffered - 1, "requestId": format!("gap-{}", self.gap_replays)}),
+        )
+    }
+
+    fn clear_gap_timer(&mut self) {
+        if self.buffer.is_empty() {
+            self.gap_since = None;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The WebSocket client
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// What the reading task saw.
+#[derive(Debug)]
+enum Incoming {
+    Frame(Value),
+    Close(Option<(u16, String)>),
+    End(Option<String>),
+}
+
+/// How a socket ended, as the client saw it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ended {
+    /// The close frame's code and reason, when the server sent one.
+    pub close: Option<(u16, String)>,
+    /// The read error that ended the stream, if any.
+    pub error: Option<String>,
+}
+
+/// A WebSocket client over TCP with its own projection.
+pub struct WsClient {
+    /// Who it is.
+    pub user: User,
+    /// The gateway's id of the current socket, when learned ([`connect_tracked`]).
+    pub connection: Option<ConnectionId>,
+    /// The state this client built from what it received.
+    pub projection: Projection,
+    sink: Option<SplitSink<Ws, Message>>,
+    reader: Option<tokio::task::JoinHandle<()>>,
+    rx: mpsc::UnboundedReceiver<Incoming>,
+    inbox: VecDeque<Value>,
+    ended: Option<Ended>,
+    close_seen: bool,
+}
+
+async fn read_loop(mut stream: SplitStream<Ws>, tx: mpsc::UnboundedSender<Incoming>) {
+    let mut error = None;
+    while let Some(message) = stream.next().await {
+        let incoming = match message {
+            Ok(Message::Text(text)) => Incoming::Frame(
+                serde_json::from_str(&text)
+                    .unwrap_or_else(|_| json!({"event": "<not json>", "data": text.as_str()})),
+            ),
+            Ok(Message::Binary(bytes)) => {
+                Incoming::Frame(json!({"event": "<binary>", "data": bytes.len()}))
+            }
+            Ok(Message::Close(frame)) => {
+                Incoming::Close(frame.map(|f| (u16::from(f.code), f.reason.to_string())))
+            }
+            Ok(_) => continue,
+            Err(e) => {
+                error = Some(e.to_string());
+                break;
+            }
+        };
+        if tx.send(incoming).is_err() {
+            return;
+        }
+    }
+    let _ = tx.send(Incoming::End(error));
+}
+
+/// Opens a socket with `token`; the handshake error as is (a refused upgrade is
+/// `tungstenite::Error::Http` with the status).
+pub async fn open_socket(
+    ws_url: &str,
+    token: Option<&str>,
+) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    let url = match token {
+        Some(t) => format!("{ws_url}?token={t}"),
+        None => ws_url.to_owned(),
+    };
+    assert!(url.starts_with("ws://127.0.0.1:"), "loopback only: {url}");
+    tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+        .await
+        .expect("the handshake answers")
+        .map(|(ws, _)| ws)
+}
+
+/// The HTTP status of a refused handshake (panics when the handshake succeeded).
+pub async fn refused_status(ws_url: &str, token: Option<&str>) -> u16 {
+    match open_socket(ws_url, token).await {
+        Ok(_) => panic!("the upgrade with token {token:?} was accepted"),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(e) => panic!("the upgrade failed without an HTTP status: {e}"),
+    }
+}
+
+impl WsClient {
+    /// Connects `user` to the gateway's WebSocket endpoint.
+    pub async fn connect(ws_url: &str, user: &User) -> Self {
+        let mut client = Self {
+            user: user.clone(),
+            connection: None,
+            projection: Projection::default(),
+            sink: None,
+            reader: None,
+            rx: mpsc::unbounded_channel().1,
+            inbox: VecDeque::new(),
+            ended: None,
+            close_seen: false,
+        };
+        client.reconnect(ws_url).await;
+        client
+    }
+
+    /// Opens a new socket for the same user, keeping the projection (the previous socket, if
+    /// any, is dropped abruptly).
+    pub async fn reconnect(&mut self, ws_url: &str) {
+        self.drop_abruptly().await;
+        let ws = open_socket(ws_url, Some(&self.user.token))
+            .await
+            .unwrap_or_else(|e| panic!("connect of {}: {e}", self.user.id));
+        let (sink, stream) = ws.split();
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.reader = Some(tokio::spawn(read_loop(stream, tx)));
+        self.sink = Some(sink);
+        self.rx = rx;
+        self.inbox.clear();
+        self.ended = None;
+        self.close_seen = false;
+        self.connection = None;
+    }
+
+    /// Drops the TCP connection without a close frame, as a client that vanished (the
+    /// reading half is stopped first; dropping both halves closes the socket).
+    pub async fn drop_abruptly(&mut self) {
+        if let Some(reader) = self.reader.take() {
+            reader.abort();
+            let _ = reader.await;
+        }
+        self.sink = None;
+    }
+
+    /// Closes with a normal close frame.
+    pub async fn close(&mut self) {
+        if let Some(sink) = &mut self.sink {
+            let _ = sink.send(Message::Close(None)).await;
+        }
+    }
+
+    /// Sends one text frame.
+    pub async fn send_text(&mut self, text: String) {
+        let sink = self.sink.as_mut().expect("an open socket");
+        sink.send(Message::text(text))
+            .await
+            .unwrap_or_else(|e| panic!("send failed: {e}"));
+    }
+
+    /// Sends one JSON message, remembering a submitted event for the projection.
+    pub async fn send(&mut self, message: Value) {
+        if message["action"] == "submit"
+            && let Some(id) = message["event"]["id"].as_str()
+        {
+            self.projection
+                .submitted
+                .insert(id.to_owned(), message["event"].clone());
+        }
+        self.send_text(message.to_string()).await;
+    }
+
+    /// Submits `event` (with `requestId` when given); returns its id.
+    pub async fn submit(&mut self, event: &Value, request_id: Option<&str>) -> String {
+        self.send(submit_message(event, request_id)).await;
+        event["id"].as_str().unwrap_or_default().to_owned()
+    }
+
+    fn absorb(&mut self, incoming: Incoming) {
+        match incoming {
+            Incoming::Frame(frame) => {
+                self.project(&frame);
+                self.inbox.push_back(frame);
+            }
+            Incoming::Close(close) => {
+                self.close_seen = true;
+                self.ended.get_or_insert_with(Ended::default).close = close;
+            }
+            Incoming::End(error) => {
+                self.ended.get_or_insert_with(Ended::default).error = error;
+                self.reader = None;
+            }
+        }
+    }
+
+    fn project(&mut self, frame: &Value) {
+        let data = &frame["data"];
+        match frame["event"].as_str().unwrap_or_default() {
+            "event:applied" => self.offer_json(data),
+            "events:batch" => {
+                for e in data["events"].as_array().into_iter().flatten() {
+                    self.offer_json(e);
+                }
+            }
+            "event:confirmed" => {
+                let Some(sent) = data["tempId"]
+                    .as_str()
+                    .and_then(|id| self.projection.submitted.get(id))
+                else {
+                    return;
+                };
+                let event = GameEvent {
+                    id: EventId::new(data["eventId"].as_str().unwrap_or_default()),
+                    sequence: Sequence(data["sequence"].as_u64().expect("a sequence")),
+                    timestamp: data["timestamp"].as_u64().unwrap_or_default(),
+                    client_timestamp: sent["clientTimestamp"].as_u64(),
+                    user_id: UserId::new(self.user.id.as_str()),
+                    session_id: SessionId::new(sent["sessionId"].as_str().unwrap_or_default()),
+                    event_type: sent["type"].as_str().unwrap_or_default().to_owned(),
+                    payload: sent["payload"].clone(),
+                    checksum: sent["checksum"].as_str().map(str::to_owned),
+                };
+                self.projection.offer(event);
+            }
+            _ => {}
+        }
+        self.projection.clear_gap_timer();
+    }
+
+    fn offer_json(&mut self, value: &Value) {
+        let event: GameEvent = serde_json::from_value(value.clone())
+            .unwrap_or_else(|e| panic!("not a GameEvent ({e}): {value}"));
+        self.projection.offer(event);
+    }
+
+    /// Reads what arrives within `wait`, then heals a persisting gap.
+    async fn pump(&mut self, wait: Duration) {
+        if self.reader.is_some() || !self.rx.is_empty() {
+            if let Ok(Some(incoming)) = tokio::time::timeout(wait, self.rx.recv()).await {
+                self.absorb(incoming);
+                while let Ok(more) = self.rx.try_recv() {
+                    self.absorb(more);
+                }
+            }
+        } else {
+            tokio::time::sleep(wait).await;
+        }
+        if self.sink.is_some()
+            && self.ended.is_none()
+            && let Some(replay) = self.projection.gap_replay()
+        {
+            self.send(replay).await;
+        }
+    }
+
+    /// Reads frames until `done` holds; fails after [`WAIT`] or when the socket ended.
+    pub async fn wait_until(&mut self, what: &str, done: impl FnMut(&mut Self) -> bool) {
+        self.wait_until_within(what, WAIT, done).await;
+    }
+
+    /// [`Self::wait_until`] with another bound.
+    pub async fn wait_until_within(
+        &mut self,
+        what: &str,
+        within: Duration,
+        mut done: impl FnMut(&mut Self) -> bool,
+    ) {
+        let deadline = Instant::now() + within;
+        loop {
+            if done(self) {
+                return;
+            }
+            if self.reader.is_none() && self.rx.is_empty() {
+                panic!(
+                    "{}: the socket ended ({:?}) while waiting for {what}; inbox: {:?}",
+                    self.user.id, self.ended, self.inbox
+                );
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "{}: no {what} within {within:?}; applied up to {}; inbox: {:?}",
+                    self.user.id,
+                    self.projection.last(),
+                    self.inbox
+                );
+            }
+            self.pump(POLL).await;
+        }
+    }
+
+    /// Removes and returns the first received frame matching `matches`.
+    pub fn take(&mut self, matches: impl Fn(&Value) -> bool) -> Option<Value> {
+        let i = self.inbox.iter().position(matches)?;
+        self.inbox.remove(i)
+    }
+
+    /// The first frame (whole: `{event, data}`) matching `matches`, waiting for it.
+    pub async fn expect_frame(&mut self, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
+        let mut found = None;
+        self.wait_until(what, |c| {
+            found = c.take(&matches);
+            found.is_some()
+        })
+        .await;
+        found.expect("found")
+    }
+
+    /// The `data` of the first frame named `event`.
+    pub async fn expect(&mut self, event: &str) -> Value {
+        self.expect_frame(event, |f| f["event"] == event)
+            .await
+            .get_mut("data")
+            .map(Value::take)
+            .unwrap_or(Value::Null)
+    }
+
+    /// The `data` of the first frame named `event` carrying `requestId`.
+    pub async fn expect_rid(&mut self, event: &str, request_id: &str) -> Value {
+        self.expect_frame(&format!("{event} with requestId {request_id}"), |f| {
+            f["event"] == event && f["data"]["requestId"] == request_id
+        })
+        .await["data"]
+            .take()
+    }
+
+    /// The answer to this client's submit of `id`: the whole `event:confirmed` or
+    /// `event:error` frame.
+    pub async fn outcome(&mut self, id: &str) -> Value {
+        self.expect_frame(&format!("the outcome of {id}"), |f| {
+            (f["event"] == "event:confirmed" || f["event"] == "event:error")
+                && f["data"]["tempId"] == id
+        })
+        .await
+    }
+
+    /// `event:confirmed` for `id` (fails on `event:error`).
+    pub async fn confirmed(&mut self, id: &str) -> Value {
+        let frame = self.outcome(id).await;
+        assert_eq!(frame["event"], "event:confirmed", "{frame}");
+        frame["data"].clone()
+    }
+
+    /// A `presence` frame about `user` with `status`.
+    pub async fn expect_presence(&mut self, user: &str, status: &str) -> Value {
+        self.expect_frame(&format!("presence {status} of {user}"), |f| {
+            f["event"] == "presence" && f["data"]["userId"] == user && f["data"]["status"] == status
+        })
+        .await["data"]
+            .take()
+    }
+
+    /// Reads catch-up or replay batches carrying `request_id` up to `isLast`; returns their
+    /// events in the order received and whether the last batch was `complete`.
+    pub async fn batches(&mut self, request_id: &str) -> (Vec<Value>, bool) {
+        let mut events = Vec::new();
+        for _ in 0..100_000 {
+            let batch = self.expect_rid("events:batch", request_id).await;
+            events.extend(batch["events"].as_array().expect("events").iter().cloned());
+            if batch["isLast"] == true {
+                return (events, batch["complete"] == true);
+            }
+        }
+        panic!("no last batch for {request_id}");
+    }
+
+    /// Subscribes from `since` (starting the projection when it is new); returns the
+    /// `session:subscribed` data and the catch-up events in the order received.
+    pub async fn subscribe(&mut self, session: &str, since: u64) -> (Value, Vec<Value>) {
+        self.projection.follow(session, since);
+        let rid = format!("sub-{}", tag());
+        self.send(
+            json!({"action": "subscribe", "sessionId": session, "since": since, "requestId": rid}),
+        )
+        .await;
+        let subscribed = self.expect_rid("session:subscribed", &rid).await;
+        let (events, complete) = self.batches(&rid).await;
+        assert!(complete, "catch-up stopped early");
+        (subscribed, events)
+    }
+
+    /// Waits until the projection has applied everything up to `sequence`.
+    pub async fn wait_applied(&mut self, sequence: u64) {
+        self.wait_applied_within(sequence, WAIT).await;
+    }
+
+    /// [`Self::wait_applied`] with another bound.
+    pub async fn wait_applied_within(&mut self, sequence: u64, within: Duration) {
+        self.wait_until_within(&format!("sequence {sequence}"), within, |c| {
+            c.projection.last() >= sequence
+        })
+        .await;
+    }
+
+    /// Waits until the server's close frame arrived; returns its code.
+    pub async fn expect_close(&mut self) -> Option<u16> {
+        let deadline = Instant::now() + WAIT;
+        while !self.close_seen && (self.reader.is_some() || !self.rx.is_empty()) {
+            assert!(
+                Instant::now() < deadline,
+                "{}: no close frame within {WAIT:?}; inbox: {:?}",
+                self.user.id,
+                self.inbox
+            );
+            self.pump(POLL).await;
+        }
+        let ended = self.ended.clone().unwrap_or_default();
+        assert!(
+            self.close_seen,
+            "{}: the socket ended without a close frame: {ended:?}",
+            self.user.id
+        );
+        ended.close.map(|(code, _)| code)
+    }
+
+    /// Pings with `request_id` and waits for the matching pong; returns its `heads`.
+    pub async fn ping(&mut self, request_id: &str) -> Value {
+        self.send(json!({"action": "ping", "requestId": request_id}))
+            .await;
+        self.expect_rid("pong", request_id).await["heads"].take()
+    }
+
+    /// The frames received and not taken yet.
+    pub fn inbox(&self) -> &VecDeque<Value> {
+        &self.inbox
+    }
+}
+
+/// Connects `user` and learns the connection id from the hub (connections of one gateway must
+/// be opened one at a time for this).
+pub async fn connect_tracked(running: &Running, user: &User) -> WsClient {
+    let mut events = running.hub.events();
+    let mut client = WsClient::connect(&running.ws_url(), user).await;
+    let id = tokio::time::timeout(WAIT, async {
+        loop {
+            match events.recv().await {
+                Ok(HubEvent::Opened(id)) => return id,
+                Ok(HubEvent::Closed(_)) => continue,
+                Err(e) => panic!("hub events: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("the connection opens");
+    client.connection = Some(id);
+    client
+}
+
+/// Checks `condition` until it holds (bounded; never a timing assertion).
+pub async fn eventually(what: &str, mut condition: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !condition().await {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The connection ids subscribed to `session` in the registry.
+pub async fn registry_subscribers(running: &Running, session: &str) -> Vec<ConnectionId> {
+    let mut ids: Vec<ConnectionId> = running
+        .deps
+        .registry
+        .session_connections(&SessionId::new(session))
+        .await
+        .expect("registry")
+        .into_iter()
+        .map(|s| s.connection_id)
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Whether the registry still knows the connection.
+pub async fn registry_has(running: &Running, id: &ConnectionId) -> bool {
+    running
+        .deps
+        .registry
+        .connection(id)
+        .await
+        .expect("registry")
+        .is_some()
+}
+
+/// Connects and subscribes every user (concurrently), each from 0; returns the clients in the
+/// users' order.
+pub async fn join_session(running: &Running, users: &[&User], session: &str) -> Vec<WsClient> {
+    let url = running.ws_url();
+    futures::future::join_all(users.iter().map(|u| {
+        let url = url.clone();
+        async move {
+            let mut c = WsClient::connect(&url, u).await;
+            c.subscribe(session, 0).await;
+            c
+        }
+    }))
+    .await
+}
+
+/// Waits until the socket ended (close frame or end of stream); returns how.
+pub async fn wait_ended(client: &mut WsClient) -> Ended {
+    let deadline = Instant::now() + WAIT;
+    while client.reader.is_some() || !client.rx.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "{}: the socket is still open",
+            client.user.id
+        );
+        client.pump(POLL).await;
+    }
+    client.ended.clone().unwrap_or_default()
+}
+
+/// `id` as the path segment the AWS SDK sends (`=`, `+` and `/` percent-encoded).
+pub fn connection_path(id: &ConnectionId) -> String {
+    id.as_str()
+        .replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D")
+}
+
+fn code_is(code: &'static str) -> impl Fn(&Value) -> bool {
+    move |f: &Value| f["data"]["code"] == code
+}
+
+fn ids_of(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| e["id"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+fn sequences_of(events: &[Value]) -> Vec<u64> {
+    events
+        .iter()
+        .map(|e| e["sequence"].as_u64().expect("a sequence"))
+        .collect()
+}
+
+fn error_frame(frame: &Value, event: &str, code: &str) {
+    assert_eq!(frame["event"], event, "{frame}");
+    assert_eq!(frame["data"]["code"], code, "{frame}");
+    assert!(
+        !frame["data"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .is_empty(),
+        "an error has a message: {frame}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The cases
+
+/// The seed's multi-client synchronization: player 1, player 2 and the GM join; player 1 hits
+/// the custom 15-HP goblin for 8 (CAS 15 → 7); all three see 7 in their own state.
+pub async fn multi_client_synchronization(backend: Backend) {
+    let running = backend.gateway().await;
+    let http = Http::new(&running);
+    let t = setup_table(&http, 2, 1).await;
+    let s = t.session.as_str();
+    let mut clients = join_session(&running, &[&t.players[0], &t.players[1], &t.gm], s).await;
+    for c in &clients {
+        assert_eq!(c.projection.last(), 1, "the actor_added event");
+        assert_eq!(c.projection.hp("goblin1"), Some(15));
+    }
+    let attack = hit(s, "goblin1", 15, 7);
+    let [p1, p2, gm] = clients.as_mut_slice() else {
+        unreachable!()
+    };
+    let id = p1.submit(&attack, Some("attack-1")).await;
+    let confirmed = p1.confirmed(&id).await;
+    assert_eq!(confirmed["eventId"], id.as_str());
+    assert_eq!(confirmed["sequence"], 2);
+    assert_eq!(confirmed["duplicate"], false);
+    assert_eq!(confirmed["requestId"], "attack-1");
+    for other in [&mut *p2, &mut *gm] {
+        let applied = other
+            .expect_frame("event:applied of the attack", |f| {
+                f["event"] == "event:applied" && f["data"]["id"] == id.as_str()
+            })
+            .await;
+        assert_eq!(applied["data"]["userId"], t.players[0].id.as_str());
+        assert_eq!(applied["data"]["sequence"], 2);
+        assert!(
+            applied["data"].get("requestId").is_none(),
+            "another client's requestId is not echoed to others"
+        );
+    }
+    for c in clients.iter_mut() {
+        c.wait_applied(2).await;
+        assert_eq!(c.projection.hp("goblin1"), Some(7), "{}", c.user.id);
+    }
+    assert_eq!(http.hp(s, "goblin1", &t.players[1].token).await, 7);
+    // The sender folds its own event in from event:confirmed, never gets it as event:applied.
+    clients[0].ping("after-attack").await;
+    assert!(
+        !clients[0]
+            .inbox()
+            .iter()
+            .any(|f| f["event"] == "event:applied" && f["data"]["id"] == id.as_str()),
+        "the sender got its own event back"
+    );
+    running.shutdown().await;
+}
+
+/// Two attacks on the same goblin at the same moment (8 and 5, both CAS from 15): one is a
+/// `conflict` with `current`; its client rebases and resubmits with a new id; everyone ends
+/// at 2.
+pub async fn concurrent_attacks_rebase(backend: Backend) {
+    let running = backend.gateway().await;
+    let http = Http::new(&running);
+    let t = setup_table(&http, 2, 1).await;
+    let s = t.session.as_str();
+    let mut clients = join_session(&running, &[&t.players[0], &t.players[1], &t.gm], s).await;
+    let [p1, p2, _gm] = clients.as_mut_slice() else {
+        unreachable!()
+    };
+    let by_8 = hit(s, "goblin1", 15, 7);
+    let by_5 = hit(s, "goblin1", 15, 10);
+    let (id_8, id_5) = tokio::join!(p1.submit(&by_8, None), p2.submit(&by_5, None));
+    let (out_8, out_5) = tokio::join!(p1.outcome(&id_8), p2.outcome(&id_5));
+    let (loser, frame, damage, lost_id) = match (
+        out_8["event"].as_str().unwrap_or_default(),
+        out_5["event"].as_str().unwrap_or_default(),
+    ) {
+        ("event:error", "event:confirmed") => (p1, out_8, 8, id_8),
+        ("event:confirmed", "event:error") => (p2, out_5, 5, id_5),
+        _ => panic!("expected exactly one conflict, got {out_8} and {out_5}"),
+    };
+    error_frame(&frame, "event:error", "conflict");
+    let current = frame["data"]["current"]["attributes.hp.value"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no current in {frame}"));
+    assert_eq!(
+        current,
+        15 - (13 - damage),
+        "current is the winner's result"
+    );
+    assert_eq!(
+        frame["data"]["current"].as_object().map(|o| o.len()),
+        Some(1),
+        "current has every path of the event: {frame}"
+    );
+    // Rebase on `current` and resubmit under a new id.
+    let rebased = hit(s, "goblin1", current, current - damage);
+    let new_id = loser.submit(&rebased, Some("rebased")).await;
+    assert_ne!(new_id, lost_id);
+    let confirmed = loser.confirmed(&new_id).await;
+    assert_eq!(confirmed["sequence"], 3);
+    for c in clients.iter_mut() {
+        c.wait_applied(3).await;
+        assert_eq!(c.projection.hp("goblin1"), Some(2), "{}", c.user.id);
+    }
+    assert_eq!(http.hp(s, "goblin1", &t.gm.token).await, 2);
+    let stored = http.all_events(s, &t.gm.token).await;
+    assert_eq!(sequences_of(&stored), vec![1, 2, 3]);
+    assert!(
+        !ids_of(&stored).contains(&lost_id),
+        "the refused event is not stored"
+    );
+    running.shutdown().await;
+}
+
+/// How many clients and goblins the load test uses (the seed's 100).
+pub const LOAD_CLIENTS: usize = 100;
+
+/// The seed's load test: 100 clients, 100 goblins, 5 damage each, all at once (each client
+/// hits its own goblin, CAS 15 → 10). Every client sees every goblin at 10 HP in its own
+/// state, and a replay by one client is gap-free 1..N. Elapsed times are printed, not asserted.
+pub async fn load_100_clients_100_goblins(backend: Backend) {
+    tokio::time::timeout(LOAD_WAIT, load(backend, LOAD_CLIENTS))
+        .await
+        .unwrap_or_else(|_| panic!("the load test did not finish within {LOAD_WAIT:?}"));
+}
+
+async fn load(backend: Backend, n: usize) {
+    let t0 = Instant::now();
+    let running = backend.gateway().await;
+    let http = Http::new(&running);
+    let t = setup_table(&http, n, n).await;
+    let s = t.session.as_str();
+    let setup_ms = t0.elapsed().as_millis();
+    let url = running.ws_url();
+    let mut clients: Vec<WsClient> = futures::stream::iter(t.players.iter())
+        .map(|u| {
+            let url = url.clone();
+            async move {
+                let mut c = WsClient::connect(&url, u).await;
+                c.subscribe(s, 0).await;
+                c
+            }
+        })
+        .buffered(25)
+        .collect()
+        .await;
+    let joined_ms = t0.elapsed().as_millis();
+    let head = n as u64;
+    for c in &clients {
+        assert!(c.projection.last() >= head);
+    }
+    // Every attack is built first, then all are written at once.
+    let attacks: Vec<Value> = (0..n).map(|i| hit(s, &t.goblins[i], 15, 10)).collect();
+    let attacked = Instant::now();
+    let ids = futures::future::join_all(
+        clients
+            .iter_mut()
+            .zip(&attacks)
+            .map(|(c, a)| c.submit(a, None)),
+    )
+    .await;
+    for (c, id) in clients.iter_mut().zip(&ids) {
+        c.confirmed(id).await;
+    }
+    let confirmed_ms = attacked.elapsed().as_millis();
+    let total = head + n as u64;
+    for c in clients.iter_mut() {
+        c.wait_applied_within(total, LOAD_WAIT).await;
+    }
+    let synced_ms = attacked.elapsed().as_millis();
+    let expected: Vec<u64> = (1..=total).collect();
+    for c in &clients {
+        assert_eq!(
+            c.projection.applied, expected,
+            "{} applied 1..{total} in order",
+            c.user.id
+        );
+        for g in &t.goblins {
+            assert_eq!(c.projection.hp(g), Some(10), "{} sees {g}", c.user.id);
+        }
+    }
+    // A replay by one client: contiguous 1..N.
+    let c0 = &mut clients[0];
+    c0.send(json!({"action": "replay", "sessionId": s, "from": 0, "requestId": "load-replay"}))
+        .await;
+    let (replayed, complete) = c0.batches("load-replay").await;
+    assert!(complete);
+    assert_eq!(sequences_of(&replayed), expected, "the replay is gap-free");
+    assert_eq!(
+        running
+            .deps
+            .log
+            .head(&t.session_id())
+            .await
+            .expect("head")
+            .get(),
+        total
+    );
+    let gap_replays: usize = clients.iter().map(|c| c.projection.gap_replays).sum();
+    let duplicates: usize = clients.iter().map(|c| c.projection.duplicates).sum();
+    println!(
+        "load ({backend:?}): {n} clients, {n} goblins: setup {setup_ms} ms, joined at {joined_ms} ms, \
+         all confirmed after {confirmed_ms} ms, every client at sequence {total} after {synced_ms} ms \
+         ({gap_replays} gap replays, {duplicates} duplicate events dropped); total {} ms",
+        t0.elapsed().as_millis()
+    );
+    running.shutdown().await;
+}
+
+/// A client drops (TCP closed without a close frame), events continue, it reconnects with
+/// `since` = its last applied sequence and receives exactly the missing events, in order.
+pub async fn reconnect_with_since(backend: Backend) {
+    let running = backend.gateway().await;
+    let http = Http::new(&running);
+    let t = setup_table(&http, 2, 1).await;
+    let s = t.session.as_str();
+    let mut p1 = connect_tracked(&running, &t.players[0]).await;
+    let mut p2 = connect_tracked(&running, &t.players[1]).await;
+    let mut gm = connect_tracked(&running, &t.gm).await;
+    for c in [&mut p1, &mut p2, &mut gm] {
+        c.subscribe(s, 0).await;
+    }
+    let id = p1.submit(&hit(s, "goblin1", 15, 12), None).await;
+    p1.confirmed(&id).await;
+    p2.wait_applied(2).await;
+    let p2_id = p2.connection.clone().expect("tracked");
+
+    p2.drop_abruptly().await;
+    // The gateway notices the dropped socket and runs $disconnect.
+    p1.expect_presence(&t.players[1].id, "left").await;
+    eventually("the dropped connection leaves the registry", async || {
+        !registry_has(&running, &p2_id).await
+    })
+    .await;
+
+    let mut missed = Vec::new();
+    let id = p1.submit(&hit(s, "goblin1", 12, 9), None).await;
+    p1.confirmed(&id).await;
+    missed.push(id);
+    for i in 0..3 {
+        let id = p1
+            .submit(&chat(s, &format!("while p2 is away {i}")), None)
+            .await;
+        p1.confirmed(&id).await;
+        missed.push(id);
+    }
+    let id = gm.submit(&chat(s, "the GM too"), None).await;
+    gm.confirmed(&id).await;
+    missed.push(id);
+    let head = 2 + missed.len() as u64;
+    p1.wait_applied(head).await;
+    gm.wait_applied(head).await;
+
+    let since = p2.projection.last();
+    assert_eq!(since, 2);
+    p2.reconnect(&running.ws_url()).await;
+    let (subscribed, caught_up) = p2.subscribe(s, since).await;
+    assert_eq!(subscribed["since"], since);
+    assert_eq!(subscribed["head"], head);
+    assert_eq!(ids_of(&caught_up), missed, "exactly the missing events");
+    assert_eq!(
+        sequences_of(&caught_up),
+        (since + 1..=head).collect::<Vec<_>>(),
+        "in order"
+    );
+    p2.wait_applied(head).await;
+    assert_eq!(p2.projection.hp("goblin1"), Some(9));
+    assert_eq!(p1.projection.hp("goblin1"), Some(9));
+    p1.expect_presence(&t.players[1].id, "joined").await;
+    running.shutdown().await;
+}
+
+/// A duplicate submit is confirmed with `duplicate: true` and the same sequence, re-broadcast,
+/// and stored once; the same id sent twice at once is stored once too.
+pub async fn duplicate_submit(backend: Backend) {
+    let running = backend.gateway().await;
+    let http = Http::new(&running);
+    let t = setup_table(&http, 1, 1).await;
+    let s = t.session.as_str();
+    let mut clients = join_session(&running, &[&t.players[0], &t.gm], s).await;
+    let [p1, gm] = clients.as_mut_slice() else {
+        unreachable!()
+    };
+    let attack = hit(s, "goblin1", 15, 9);
+    let id = p1.submit(&attack, Some("dup-1")).await;
+    let first = p1.expect_rid("event:confirmed", "dup-1").await;
+    assert_eq!(first["duplicate"], false);
+    assert_eq!(first["sequence"], 2);
+    gm.wait_applied(2).await;
+    p1.submit(&attack, Some("dup-2")).await;
+    let again = p1.expect_rid("event:confirmed", "dup-2").await;
+    assert_eq!(again["duplicate"], true);
+    assert_eq!(again["sequence"], first["sequence"]);
+    assert_eq!(again["tempId"], id.as_str());
+    assert_eq!(again["eventId"], id.as_str());
+    // The duplicate is re-broadcast (healing a lost first broadcast); clients drop it.
+    gm.wait_until("the re-broadcast duplicate", |c| {
+        c.inbox()
+            .iter()
+            .filter(|f| f["event"] == "event:applied" && f["data"]["id"] == id.as_str())
+            .count()
+            == 2
+    })
+    .await;
+    assert!(gm.projection.duplicates >= 1);
+    assert_eq!(gm.projection.hp("goblin1"), Some(9));
+
+    // The same event written twice back to back: the two submits race in the gateway.
+    let line = chat(s, "said once");
+    let line_id = p1.submit(&line, Some("race-a")).await;
+    p1.submit(&line, Some("race-b")).await;
+    let a = p1.expect_rid("event:confirmed", "race-a").await;
+    let b = p1.expect_rid("event:confirmed", "race-b").await;
+    assert_eq!(a["sequence"], 3);
+    assert_eq!(b["sequence"], 3);
+    let mut flags = [a["duplicate"] == true, b["duplicate"] == true];
+    flags.sort();
+    assert_eq!(flags, [false, true], "one original and one duplicate");
+
+    let stored = http.all_events(s, &t.gm.token).await;
+    assert_eq!(sequences_of(&stored), vec![1, 2, 3]);
+    let ids = ids_of(&stored);
+    assert_eq!(ids.iter().filter(|i| **i == id).count(), 1);
+    assert_eq!(ids.iter().filter(|i| **i == line_id).count(), 1);
+    assert_eq!(
+        running.deps.log.head(&t.session_id()).await.unwrap().get(),
+        3
+    );
+    running.shutdown().await;
+}
+
+/// A client that vanished without a close is removed from the registry: (1) removed from the
+/// gateway's connections (`hub.remove`), and (2) the `@connections` 410 path proper — the
+/// registry still lists a connection the gateway no longer has (its `$disconnect` never ran,
+/// which API Gateway does not guarantee): the next broadcast gets 410 and removes it.
+pub async fn vanished_client_is_removed(backend: Backend) {
+    let running = backend.gateway().await;
+    let http = Http::new(&running);
+    let t = setup_table(&http, 3, 1).await;
+    let s = t.session.as_str();
+    let mut p1 = connect_tracked(&running, &t.players[0]).await;
+    let mut p2 = connect_tracked(&running, &t.players[1]).await;
+    let mut p3 = connect_tracked(&running, &t.players[2]).await;
+    for c in [&mut p1, &mut p2, &mut p3] {
+        c.subscribe(s, 0).await;
+    }
+    let [id1, id2, id3] = [&p1, &p2, &p3].map(|c| c.connection.clone().expect("tracked"));
+    let mut all = vec![id1.clone(), id2.clone(), id3.clone()];
+    all.sort();
+    assert_eq!(registry_subscribers(&running, s).await, all);
+
+    // (1) The socket vanishes from the gateway's connections.
+    assert!(running.hub.remove(&id2));
+    let line = p1.submit(&chat(s, "anyone there?"), None).await;
+    p1.confirmed(&line).await;
+    eventually("p2 leaves the registry", async || {
+        !registry_has(&running, &id2).await
+            && !registry_subscribers(&running, s).await.contains(&id2)
+    })
+    .await;
+    let ended = wait_ended(&mut p2).await;
+    println!("after hub.remove, p2's socket ended with {ended:?}");
+
+    // (2) p3 drops for real and its $disconnect runs; then its records come back as if that
+    // $disconnect had never happened.
+    let connection = running
+        .deps
+        .registry
+        .connection(&id3)
+        .await
+        .unwrap()
+        .expect("p3 is registered");
+    let subscription = running
+        .deps
+        .registry
+        .session_connections(&t.session_id())
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|sub| sub.connection_id == id3)
+        .expect("p3 is subscribed");
+    p3.drop_abruptly().await;
+    p1.expect_presence(&t.players[2].id, "left").await;
+    eventually("p3's $disconnect finished", async || {
+        !running.hub.ids().contains(&id3) && !registry_has(&running, &id3).await
+    })
+    .await;
+    running
+        .deps
+        .registry
+        .put_connection(&connection)
+        .await
+        .unwrap();
+    running
+        .deps
+        .registry
+        .subscribe(&subscription)
+        .await
+        .unwrap();
+    assert!(registry_subscribers(&running, s).await.contains(&id3));
+    // What the broadcast will meet: @connections answers 410 Gone for that id.
+    let (status, body) = http
+        .call(
+            reqwest::Method::POST,
+            &format!("/local/@connections/{}", connection_path(&id3)),
+            None,
+            Some(&json!({"probe": true})),
+        )
+        .await;
+    assert_eq!(status, 410, "{body}");
+    let line = p1.submit(&chat(s, "hello again"), None).await;
+    p1.confirmed(&line).await;
+    eventually("the broadcast's 410 removes p3", async || {
+        !registry_has(&running, &id3).await
+    })
+    .await;
+    assert_eq!(registry_subscribers(&running, s).await, vec![id1.clone()]);
+    // The survivor is unaffected.
+    let line = p1.submit(&chat(s, "still here"), None).await;
+    p1.confirmed(&line).await;
+    p1.wait_applied(4).await;
+    running.shutdown().await;
+}
+
+/// Presence joined/left, `ping` heads, `requestId` echoed on every answer, ephemeral relay.
+pub async fn presence_ping_and_request_ids(backend: Backend) {
+    let running = backend.gateway().await;
+    let http = Http::new(&running);
+    let t = setup_table(&http, 2, 1).await;
+    let s = t.session.as_str();
+    let (p1u, p2u) = (&t.players[0], &t.players[1]);
+    let mut p1 = WsClient::connect(&running.ws_url(), p1u).await;
+    assert_eq!(p1.ping("ping-0").await, json!({}), "no subscriptions yet");
+    let (subscribed, caught_up) = p1.subscribe(s, 0).await;
+    assert_eq!(subscribed["sessionId"], s);
+    assert_eq!(subscribed["head"], 1);
+    assert_eq!(subscribed["since"], 0);
+    assert_eq!(subscribed["floor"], 1);
+    assert_eq!(caught_up.len(), 1);
+    assert_eq!(p1.ping("ping-1").await, json!({ s: 1 }));
+
+    let mut p2 = WsClient::connect(&running.ws_url(), p2u).await;
+    p2.subscribe(s, 0).await;
+    p1.expect_presence(&p2u.id, "joined").await;
+    p2.send(json!({"action": "unsubscribe", "sessionId": s, "requestId": "unsub-1"}))
+        .await;
+    let unsubscribed = p2.expect_rid("session:unsubscribed", "unsub-1").await;
+    assert_eq!(unsubscribed["sessionId"], s);
+    p1.expect_presence(&p2u.id, "left").await;
+    let since = p2.projection.last();
+    p2.subscribe(s, since).await;
+    p1.expect_presence(&p2u.id, "joined").await;
+
+    let line = p1.submit(&chat(s, "hello"), Some("chat-1")).await;
+    let confirmed = p1.expect_rid("event:confirmed", "chat-1").await;
+    assert_eq!(confirmed["tempId"], line.as_str());
+    let applied = p2
+        .expect_frame("the chat line", |f| {
+            f["event"] == "event:applied" && f["data"]["id"] == line.as_str()
+        })
+        .await;
+    assert!(applied["data"].get("requestId").is_none());
+
+    p1.send(json!({"action": "replay", "sessionId": s, "from": 0, "requestId": "replay-1"}))
+        .await;
+    let (replayed, complete) = p1.batches("replay-1").await;
+    assert!(complete);
+    assert_eq!(sequences_of(&replayed), vec![1, 2]);
+
+    p1.send(json!({"action": "ephemeral", "sessionId": s, "type": "cursor", "payload": {"x": 3, "y": 4}}))
+        .await;
+    let relayed = p2.expect("ephemeral").await;
+    assert_eq!(relayed["userId"], p1u.id.as_str());
+    assert_eq!(relayed["type"], "cursor");
+    assert_eq!(relayed["payload"], json!({"x": 3, "y": 4}));
+
+    // A normal close: $disconnect tells the others.
+    p2.close().await;
+    p1.expect_presence(&p2u.id, "left").await;
+    assert_eq!(
+        p1.ping("ping-2").await,
+        json!({ s: 2 }),
+        "ephemeral is not stored"
+    );
+    running.shutdown().await;
+}
+
+/// Every error code a client can cause, over the wire, each leaving the connection usable;
+/// a bad token refuses the upgrade with HTTP 401.
+pub async fn error_codes_over_the_wire(backend: Backend) {
+    let running = backend.gateway().await;
+    let http = Http::new(&running);
+    let t = setup_table(&http, 1, 1).await;
+    let s = t.session.as_str();
+    let url = running.ws_url();
+
+    // unauthorized: the upgrade is refused with 401.
+    assert_eq!(refused_status(&url, Some("garbage")).await, 401);
+    assert_eq!(refused_status(&url, None).await, 401);
+    let foreign = dlab_service::auth::Authenticator::with_secret("another-secret")
+        .issue_user_token(&UserId::new(t.players[0].id.as_str()), WAIT);
+    assert_eq!(refused_status(&url, Some(&foreign)).await, 401);
+
+    // A session of a campaign the player is not in.
+    let stranger = http.user(&format!("x-{}", tag())).await;
+    let other = http
+        .ok(
+            reqwest::Method::POST,
+            "/campaigns",
+            &stranger.token,
+            Some(&json!({"name": "Elsewhere"})),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let other_session = http
+        .ok(
+            reqwest::Method::POST,
+            &format!("/campaigns/{other}/sessions"),
+            &stranger.token,
+            Some(&json!({"name": "Theirs"})),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let mut p1 = WsClient::connect(&url, &t.players[0]).await;
+
+    p1.send_text("not json {".into()).await;
+    let f = p1
+        .expect_frame("invalid_message", code_is("invalid_message"))
+        .await;
+    error_frame(&f, "error", "invalid_message");
+
+    p1.send(json!({"action": "dance", "requestId": "r-dance"}))
+        .await;
+    let f = p1
+        .expect_frame("unknown_action", code_is("unknown_action"))
+        .await;
+    error_frame(&f, "error", "unknown_action");
+    assert_eq!(f["data"]["action"], "dance");
+    assert_eq!(f["data"]["requestId"], "r-dance");
+
+    let early = chat(s, "too early");
+    let early_id = p1.submit(&early, Some("r-ns")).await;
+    let f = p1.outcome(&early_id).await;
+    error_frame(&f, "event:error", "not_subscribed");
+    assert_eq!(f["data"]["requestId"], "r-ns");
+
+    p1.send(json!({"action": "subscribe", "sessionId": format!("no-such-{}", tag()), "since": 0, "requestId": "r-snf"}))
+        .await;
+    let f = p1.expect_rid("error", "r-snf").await;
+    assert_eq!(f["code"], "session_not_found", "{f}");
+    assert_eq!(f["action"], "subscribe");
+
+    p1.send(
+        json!({"action": "subscribe", "sessionId": other_session, "since": 0, "requestId": "r-fs"}),
+    )
+    .await;
+    let f = p1.expect_rid("error", "r-fs").await;
+    assert_eq!(f["code"], "forbidden", "{f}");
+
+    p1.subscribe(s, 0).await;
+
+    let mut bad_uuid = chat(s, "bad id");
+    bad_uuid["id"] = json!("not-a-uuid");
+    p1.submit(&bad_uuid, Some("r-uuid")).await;
+    let f = p1.expect_rid("error", "r-uuid").await;
+    assert_eq!(f["code"], "invalid_event", "{f}");
+    assert_eq!(f["action"], "submit");
+
+    let limit = running.deps.settings.max_payload_bytes;
+    let big = event(s, "core:chat", json!({"blob": "x".repeat(limit + 1)}));
+    let message = submit_message(&big, Some("r-big")).to_string();
+    assert!(message.len() < 32 * 1024, "the submit fits one frame");
+    let big_id = big["id"].as_str().unwrap().to_owned();
+    p1.send_text(message).await;
+    error_frame(
+        &p1.outcome(&big_id).await,
+        "event:error",
+        "payload_too_large",
+    );
+
+    let mut wrong_sum = chat(s, "hi");
+    wrong_sum["checksum"] = json!(dlab_core::canonical::checksum(&json!({"text": "bye"})));
+    let id = p1.submit(&wrong_sum, None).await;
+    error_frame(&p1.outcome(&id).await, "event:error", "checksum_mismatch");
+    let mut right_sum = chat(s, "hi");
+    right_sum["checksum"] = json!(dlab_core::canonical::checksum(&right_sum["payload"]));
+    let id = p1.submit(&right_sum, None).await;
+    p1.confirmed(&id).await;
+
+    let override_ = event(
+        s,
+        "core:gm_override",
+        json!({"finalState": {"goblin1": {"attributes.hp.value": 1}}}),
+    );
+    let id = p1.submit(&override_, Some("r-gm")).await;
+    let f = p1.outcome(&id).await;
+    error_frame(&f, "event:error", "forbidden");
+    assert_eq!(f["data"]["requestId"], "r-gm");
+
+    let stale = hit(s, "goblin1", 14, 6);
+    let id = p1.submit(&stale, Some("r-cas")).await;
+    let f = p1.outcome(&id).await;
+    error_frame(&f, "event:error", "conflict");
+    assert_eq!(
+        f["data"]["current"],
+        json!({"attributes.hp.value": 15}),
+        "{f}"
+    );
+    assert_eq!(f["data"]["requestId"], "r-cas");
+    assert_eq!(p1.ping("alive-1").await, json!({ s: 2 }));
+
+    // rate_limited: a flood written at once, far over the burst.
+    let burst = running.deps.settings.rate_burst as usize;
+    let flood: Vec<Value> = (0..burst * 5)
+        .map(|i| chat(s, &format!("flood {i}")))
+        .collect();
+    for e in &flood {
+        p1.send(submit_message(e, None)).await;
+    }
+    let (mut confirmed, mut limited) = (0, 0);
+    for e in &flood {
+        let f = p1.outcome(e["id"].as_str().unwrap()).await;
+        if f["event"] == "event:confirmed" {
+            confirmed += 1;
+        } else {
+            error_frame(&f, "event:error", "rate_limited");
+            limited += 1;
+        }
+    }
+    println!(
+        "flood ({backend:?}): {} sent, {confirmed} confirmed, {limited} rate_limited",
+        flood.len()
+    );
+    assert!(limited > 0, "nothing was rate limited");
+    assert!(confirmed > 0, "the burst is allowed");
+    let head = 2 + confirmed as u64;
+    p1.wait_applied(head).await;
+    assert_eq!(
+        running.deps.log.head(&t.session_id()).await.unwrap().get(),
+        head,
+        "refused events are not stored"
+    );
+    assert_eq!(
+        p1.projection.hp("goblin1"),
+        Some(15),
+        "nothing hit the goblin"
+    );
+    running.shutdown().await;
+}
+
+/// A message over API Gateway's limits closes the socket with 1009 (200 KB over the 128 KB
+/// message limit; 40 KB over the 32 KB frame limit), and `$disconnect` runs.
+pub async fn oversized_message_closes_1009(backend: Backend) {
+    let running = backend.gateway().await;
+    let http = Http::new(&running);
+    let t = setup_table(&http, 1, 1).await;
+    let s = t.session.as_str();
+    for size in [200 * 1024, 40 * 1024] {
+        let mut c = connect_tracked(&running, &t.players[0]).await;
+        c.subscribe(s, 0).await;
+        let id = c.connection.clone().expect("tracked");
+        let pad = "x".repeat(size);
+        c.send_text(json!({"action": "ping", "requestId": "big", "pad": pad}).to_string())
+            .await;
+        assert_eq!(c.expect_close().await, Some(1009), "{size} bytes");
+        eventually("the closed connection leaves the registry", async || {
+            !registry_has(&running, &id).await && !running.hub.ids().contains(&id)
+        })
+        .await;
+    }
+    // Under the frame limit is fine.
+    let mut c = WsClient::connect(&running.ws_url(), &t.players[0]).await;
+    c.send_text(
+        json!({"action": "ping", "requestId": "fits", "pad": "x".repeat(30 * 1024)}).to_string(),
+    )
+    .await;
+    assert_eq!(c.expect_rid("pong", "fits").await["heads"], json!({}));
+    running.shutdown().await;
+}
+
+/// A member removed over HTTP gets `session:unsubscribed` and then nothing of the session.
+pub async fn removed_member_stops_receiving(backend: Backend) {
+    let running = backend.gateway().await;
+    let http = Http::new(&running);
+    let t = setup_table(&http, 2, 1).await;
+    let s = t.session.as_str();
+    let mut p1 = connect_tracked(&running, &t.players[0]).await;
+    let mut p2 = connect_tracked(&running, &t.players[1]).await;
+    let mut gm = connect_tracked(&running, &t.gm).await;
+    for c in [&mut p1, &mut p2, &mut gm] {
+        c.subscribe(s, 0).await;
+    }
+    let p1_id = p1.connection.clone().expect("tracked");
+    let (status, body) = http
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/campaigns/{}/members/{}", t.campaign, t.players[0].id),
+            Some(&t.gm.token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    assert!(
+        !registry_subscribers(&running, s).await.contains(&p1_id),
+        "unsubscribed before the answer"
+    );
+    let unsubscribed = p1.expect("session:unsubscribed").await;
+    assert_eq!(unsubscribed["sessionId"], s);
+    p2.expect_presence(&t.players[0].id, "left").await;
+    gm.expect_presence(&t.players[0].id, "left").await;
+
+    let id = gm.submit(&hit(s, "goblin1", 15, 11), None).await;
+    gm.confirmed(&id).await;
+    p2.wait_applied(2).await;
+    assert_eq!(p2.projection.hp("goblin1"), Some(11));
+    assert_eq!(p1.ping("after-removal").await, json!({}));
+    assert!(
+        !p1.inbox().iter().any(|f| f["event"] == "event:applied"),
+        "the removed member got an event: {:?}",
+        p1.inbox()
+    );
+    assert_eq!(p1.projection.last(), 1);
+    // And cannot come back.
+    p1.send(json!({"action": "subscribe", "sessionId": s, "since": 1, "requestId": "again"}))
+        .await;
+    assert_eq!(p1.expect_rid("error", "again").await["code"], "forbidden");
+    running.shutdown().await;
+}
+
+/// An idle connection is closed with 1001 after the idle timeout and `$disconnect` runs.
+pub async fn idle_timeout_closes_1001(backend: Backend) {
+    let running = backend
+        .start(Limits {
+            idle_timeout: Duration::from_millis(300),
+            max_connection: Duration::from_secs(7_200),
+        })
+        .await;
+    let http = Http::new(&running);
+    let t = setup_table(&http, 1, 1).await;
+    let s = t.session.as_str();
+    let mut c = connect_tracked(&running, &t.players[0]).await;
+    let id = c.connection.clone().expect("tracked");
+    c.subscribe(s, 0).await;
+    assert_eq!(c.expect_close().await, Some(1001));
+    eventually("$disconnect removed the idle connection", async || {
+        !registry_has(&running, &id).await
+            && registry_subscribers(&running, s).await.is_empty()
+            && !running.hub.ids().contains(&id)
+    })
+    .await;
+    running.shutdown().await;
+}
+
+/// `shutdown()` closes every socket with a close frame (1001) and runs `$disconnect`.
+pub async fn graceful_shutdown_closes_and_disconnects(backend: Backend) {
+    let running = backend.gateway().await;
+    let http = Http::new(&running);
+    let t = setup_table(&http, 2, 1).await;
+    let s = t.session.as_str();
+    let mut clients = Vec::new();
+    for u in [&t.players[0], &t.players[1], &t.gm] {
+        let mut c = connect_tracked(&running, u).await;
+        c.subscribe(s, 0).await;
+        clients.push(c);
+    }
+    let ids: Vec<ConnectionId> = clients
+        .iter()
+        .map(|c| c.connection.clone().expect("tracked"))
+        .collect();
+    let deps = running.deps.clone();
+    running.shutdown().await;
+    for c in clients.iter_mut() {
+        assert_eq!(c.expect_close().await, Some(1001), "{}", c.user.id);
+    }
+    let deadline = Instant::now() + WAIT;
+    for id in &ids {
+        while deps.registry.connection(id).await.unwrap().is_some() {
+            assert!(
+                Instant::now() < deadline,
+                "$disconnect did not run for {id}"
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+    assert!(
+        deps.registry
+            .session_connections(&t.session_id())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

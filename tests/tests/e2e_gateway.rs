@@ -1,0 +1,28 @@
+//! The end-to-end suite of issue 6 against the local gateway on the memory backend: real
+//! WebSocket clients over TCP and the HTTP API over HTTP, on a loopback port.
+
+use dlab_tests::e2e::{self, Backend};
+
+macro_rules! cases {
+    ($($name:ident),* $(,)?) => {
+        $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $name() {
+            e2e::$name(Backend::Memory).await;
+        })*
+    };
+}
+
+cases!(
+    multi_client_synchronization,
+    concurrent_attacks_rebase,
+    load_100_clients_100_goblins,
+    reconnect_with_since,
+    duplicate_submit,
+    vanished_client_is_removed,
+    presence_ping_and_request_ids,
+    error_codes_over_the_wire,
+    oversized_message_closes_1009,
+    removed_member_stops_receiving,
+    idle_timeout_closes_1001,
+    graceful_shutdown_closes_and_disconnects,
+);

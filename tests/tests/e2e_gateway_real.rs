@@ -1,0 +1,32 @@
+//! The end-to-end suite of issue 6 against the local gateway on the real servers: Redis (event
+//! log, rate limiter), MongoDB through nx-27017 (archive, campaigns, snapshots) and DynamoDB on
+//! moto (connections, a table per gateway). Skips when the servers are not reachable, fails
+//! when `DLAB_TEST_SERVERS=1` says they must be.
+
+use dlab_tests::e2e::{self, Backend};
+
+macro_rules! cases {
+    ($($name:ident),* $(,)?) => {
+        $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $name() {
+            if Backend::Real.available() {
+                e2e::$name(Backend::Real).await;
+            }
+        })*
+    };
+}
+
+cases!(
+    multi_client_synchronization,
+    concurrent_attacks_rebase,
+    load_100_clients_100_goblins,
+    reconnect_with_since,
+    duplicate_submit,
+    vanished_client_is_removed,
+    presence_ping_and_request_ids,
+    error_codes_over_the_wire,
+    oversized_message_closes_1009,
+    removed_member_stops_receiving,
+    idle_timeout_closes_1001,
+    graceful_shutdown_closes_and_disconnects,
+);
