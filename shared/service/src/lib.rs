@@ -2,6 +2,7 @@
 //! the Lambda functions and the local gateway only wire.
 //!
 //! # Layout
+//! - [`access`]: the session → campaign lookup behind every membership check.
 //! - [`config`]: typed configuration from the environment.
 //! - [`auth`]: JWT verification (HS256 or RS256 via JWKS) and connect tickets.
 //! - [`deps`]: the ports, authenticator and settings, built once per cold start.
@@ -13,6 +14,7 @@
 //!   local gateway) and its OpenAPI document.
 //! - [`lambda`]: API Gateway WebSocket events in, use cases out.
 
+pub mod access;
 pub mod auth;
 pub mod config;
 pub mod deps;

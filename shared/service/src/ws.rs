@@ -133,16 +133,7 @@ async fn role_in_session(
     user: &UserId,
     session: &SessionId,
 ) -> Result<Sender, ServiceError> {
-    let doc = deps
-        .campaigns
-        .session(session)
-        .await?
-        .ok_or_else(|| ServiceError::SessionNotFound(session.clone()))?;
-    let campaign = deps
-        .campaigns
-        .campaign(&doc.campaign_id)
-        .await?
-        .ok_or_else(|| ServiceError::SessionNotFound(session.clone()))?;
+    let (_, campaign) = crate::access::session_campaign(deps, session).await?;
     if campaign.is_gm(user) {
         Ok(Sender::Gm)
     } else if campaign.is_member(user) {

@@ -8,7 +8,6 @@ use dlab_store::model::{Campaign, GameSession};
 
 use super::error::ApiError;
 use crate::deps::Deps;
-use crate::error::ServiceError;
 
 /// The caller's standing in a campaign.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,16 +87,7 @@ pub async fn session_access(
     user: &UserId,
     session: &SessionId,
 ) -> Result<(GameSession, CampaignAccess), ApiError> {
-    let doc = deps
-        .campaigns
-        .session(session)
-        .await?
-        .ok_or_else(|| ServiceError::SessionNotFound(session.clone()))?;
-    let campaign = deps
-        .campaigns
-        .campaign(&doc.campaign_id)
-        .await?
-        .ok_or_else(|| ServiceError::SessionNotFound(session.clone()))?;
+    let (doc, campaign) = crate::access::session_campaign(deps, session).await?;
     let role = role_of(&campaign, user).ok_or_else(|| {
         ApiError::forbidden(format!(
             "you are not a member of the campaign of session {session}"
