@@ -2,7 +2,6 @@
 //! MongoDB (nx-27017 in tests), plus MongoDB's own rules: a bounded submit path and a stored
 //! `archivedThrough` that outlives the events it counts.
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use dlab_core::ids::Sequence;
@@ -10,28 +9,12 @@ use dlab_store::EventArchive;
 use dlab_store::memory::MemoryEventArchive;
 use dlab_store::mongo::{EVENTS, MongoConfig, MongoStores};
 use dlab_tests::contract::archive as contract;
-use dlab_tests::servers::{Server, require};
 use futures::{StreamExt, TryStreamExt};
 use mongodb::bson::doc;
 
-/// One database per run of this binary; the bodies use their own session ids inside it.
-fn database() -> &'static str {
-    static NAME: OnceLock<String> = OnceLock::new();
-    NAME.get_or_init(|| format!("dlab_ct_archive_{}", uuid::Uuid::new_v4().simple()))
-}
-
-/// The shared MongoDB test server, or `None` (after saying why) when the test should skip.
+/// The shared MongoDB test server, or `None` when the test should skip.
 async fn mongo() -> Option<MongoStores> {
-    if !require(Server::Mongo) {
-        return None;
-    }
-    let mut config = MongoConfig::new(Server::Mongo.url());
-    config.database = database().to_owned();
-    Some(
-        MongoStores::connect(&config)
-            .await
-            .unwrap_or_else(|e| panic!("connect to {}: {e:?}", Server::Mongo.name())),
-    )
+    dlab_tests::contract::test_mongo("dlab_ct_archive").await
 }
 
 macro_rules! against_both {

@@ -1,30 +1,12 @@
 //! The [`SnapshotStore`](dlab_store::SnapshotStore) contract against the memory adapter and
 //! MongoDB (nx-27017 in tests).
 
-use std::sync::OnceLock;
-
-use dlab_store::mongo::{MongoConfig, MongoStores};
+use dlab_store::mongo::MongoStores;
 use dlab_tests::contract::snapshot as contract;
-use dlab_tests::servers::{Server, require};
 
-/// One database per run of this binary; the bodies use their own session ids inside it.
-fn database() -> &'static str {
-    static NAME: OnceLock<String> = OnceLock::new();
-    NAME.get_or_init(|| format!("dlab_ct_snapshot_{}", uuid::Uuid::new_v4().simple()))
-}
-
-/// The shared MongoDB test server, or `None` (after saying why) when the test should skip.
+/// The shared MongoDB test server, or `None` when the test should skip.
 async fn mongo() -> Option<MongoStores> {
-    if !require(Server::Mongo) {
-        return None;
-    }
-    let mut config = MongoConfig::new(Server::Mongo.url());
-    config.database = database().to_owned();
-    Some(
-        MongoStores::connect(&config)
-            .await
-            .unwrap_or_else(|e| panic!("connect to {}: {e:?}", Server::Mongo.name())),
-    )
+    dlab_tests::contract::test_mongo("dlab_ct_snapshot").await
 }
 
 macro_rules! against_both {
