@@ -403,3 +403,40 @@ async fn a_broadcast_to_many_spectators_posts_concurrently_with_a_bound() {
     assert!(max > 1, "posts were made one by one");
     assert!(max <= 64, "more than 64 posts in flight: {max}");
 }
+
+#[tokio::test]
+async fn with_mongodb_unreachable_a_submit_is_still_committed_and_confirmed() {
+    // The archive is a real MongoDB adapter pointed at a closed loopback port.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let stores = dlab_store::mongo::MongoStores::open(&dlab_store::mongo::MongoConfig::new(
+        format!("mongodb://127.0.0.1:{closed}/?directConnection=true"),
+    ))
+    .await
+    .expect("a client needs no server to be built");
+    let world = world_with(Settings::default(), |_| {});
+    let t = world.seed().await;
+    let mut deps = world.deps().clone();
+    deps.archive = Arc::new(stores.archive());
+    let down = World::new(deps, world.transport.clone());
+    let mut p1 = down.connect(&t.players[0]).await;
+    p1.subscribe(&t.session, 0).await;
+    let started = std::time::Instant::now();
+    let (_, hit) = hit_message(&t.session, 15, 7);
+    p1.send(hit).await;
+    let confirmed = p1.expect("event:confirmed").await;
+    let waited = started.elapsed();
+    println!(
+        "submit with the archive down answered in {} ms",
+        waited.as_millis()
+    );
+    assert_eq!(confirmed["sequence"], 2, "the commit stands");
+    // Not a speed check: without the bound the driver would wait its 30 s server selection.
+    assert!(
+        waited < Duration::from_secs(5),
+        "the archive wait is bounded"
+    );
+}
