@@ -18,6 +18,10 @@
 #   LAMBDA_COMPILER   cargo-lambda backend: cargo-zigbuild (default; links against the old glibc
 #                     that Lambda's provided.al2023 has, with the zig that the PyPI package
 #                     bundles, no download) or cargo (host linker; checked for glibc <= 2.34 below)
+#   LAMBDA_LTO        overrides [profile.release] lto for this build only. CI sets `off`: its build
+#                     is a check (every function compiles and links for Lambda), and on 2 cores a
+#                     cold build took 6.5 min without LTO against 25.5 min with the profile's thin
+#                     LTO, for binaries 1.5% larger. `sam build` always uses the profile as is.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -99,7 +103,9 @@ cmd_install() {
         mkdir -p "$DLAB"
         if ! quiet python3 -m venv "$VENV"; then
             # Debian's own python3 ships venv support separately.
-            [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null || die "python3 -m venv failed"
+            if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
+                die "python3 -m venv failed"
+            fi
             log "tools: installing python3-venv with apt-get"
             export DEBIAN_FRONTEND=noninteractive
             quiet apt-get update -q
@@ -192,6 +198,10 @@ cmd_build() {
         args+=(-p "$name")
     done <<<"$packages"
 
+    if [[ -n ${LAMBDA_LTO:-} ]]; then
+        export CARGO_PROFILE_RELEASE_LTO=$LAMBDA_LTO
+        log "build: [profile.release] lto overridden: $LAMBDA_LTO"
+    fi
     log "build: cargo ${args[*]}"
     local t0=$SECONDS
     # No rustup download: the target was checked above.
@@ -220,6 +230,7 @@ cmd_build() {
 }
 
 cmd_env() {
+    # shellcheck disable=SC2016  # $PATH is expanded by the shell that evals this line
     printf 'export PATH=%q:"$PATH"\n' "$VENV/bin"
     printf 'export SAM_CLI_TELEMETRY=0\n'
 }

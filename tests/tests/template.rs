@@ -17,10 +17,6 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value, json};
 use serde_norway::Value as Yaml;
 
-/// Function crates that are referenced by the template while their crate is still being written.
-/// A listed crate that exists is checked like any other.
-const PENDING_CRATES: &[&str] = &["http-api"];
-
 /// The WebSocket routes of the protocol and the function behind each.
 const ROUTES: &[(&str, &str)] = &[
     ("$connect", "WsConnectFunction"),
@@ -450,7 +446,7 @@ fn functions_are_rust_lambdas_built_from_workspace_crates() {
             "logical id and crate must match (`ws-submit` <-> WsSubmitFunction)"
         );
         assert!(
-            crates.contains(binary) || PENDING_CRATES.contains(&binary),
+            crates.contains(binary),
             "{id} builds {binary:?}, which is not a crate in functions/ ({crates:?})"
         );
 
