@@ -22,6 +22,7 @@ cases!(
     presence_ping_and_request_ids,
     error_codes_over_the_wire,
     oversized_message_closes_1009,
+    fragmented_message_within_limits,
     removed_member_stops_receiving,
     idle_timeout_closes_1001,
     graceful_shutdown_closes_and_disconnects,

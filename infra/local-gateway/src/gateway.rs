@@ -197,8 +197,8 @@ async fn upgrade(
         return (code, "").into_response();
     }
     let failed = (gw.clone(), id.clone());
-    ws.max_message_size(MAX_MESSAGE_BYTES * 4)
-        .max_frame_size(MAX_MESSAGE_BYTES * 4)
+    ws.max_message_size(MAX_MESSAGE_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
         .on_failed_upgrade(move |error| {
             debug!(connection = %failed.1, %error, "websocket upgrade failed");
             let (gw, id) = failed;
@@ -253,7 +253,7 @@ async fn run(
                 Some(Ok(Message::Text(text))) => {
                     idle_end = tokio::time::Instant::now() + gw.limits.idle_timeout;
                     gw.hub.touch(id);
-                    if text.len() > MAX_MESSAGE_BYTES || text.len() > MAX_FRAME_BYTES {
+                    if text.len() > MAX_MESSAGE_BYTES {
                         let _ = sink.send(close(close_code::SIZE, "Message too big")).await;
                         return (1009, "message too big".into());
                     }
@@ -265,7 +265,7 @@ async fn run(
                 }
                 Some(Ok(Message::Binary(bytes))) => {
                     idle_end = tokio::time::Instant::now() + gw.limits.idle_timeout;
-                    if bytes.len() > MAX_FRAME_BYTES {
+                    if bytes.len() > MAX_MESSAGE_BYTES {
                         let _ = sink.send(close(close_code::SIZE, "Message too big")).await;
                         return (1009, "message too big".into());
                     }
