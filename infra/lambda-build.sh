@@ -210,7 +210,7 @@ cmd_build() {
 
     local bootstrap size glibc rc=0
     while read -r name; do
-        bootstrap="$ROOT/target/lambda/$name/bootstrap"
+        bootstrap="${CARGO_TARGET_DIR:-$ROOT/target}/lambda/$name/bootstrap"
         if [[ ! -x $bootstrap ]]; then
             log "build: MISSING target/lambda/$name/bootstrap"
             rc=1
