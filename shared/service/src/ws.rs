@@ -424,8 +424,11 @@ async fn submit_inner(
                 .ok()
                 .and_then(|mut v| v.pop())
                 .ok_or_else(|| {
-                    ServiceError::InvalidEvent(format!(
-                        "event {event_id} is a duplicate of sequence {seq}"
+                    // The archive has not caught up with the original yet: retry later.
+                    ServiceError::Unavailable(dlab_store::StoreError::unavailable(
+                        "archive",
+                        "read duplicate",
+                        format!("original of {event_id} (sequence {seq}) is not archived yet"),
                     ))
                 })?
         }

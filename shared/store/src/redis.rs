@@ -338,11 +338,16 @@ impl EventLog for RedisEventLog {
                         .parse()
                         .map_err(|e| StoreError::corrupt(BACKEND, "sequence", e))?,
                 );
-                let original = self
+                // Below the hot floor the original is in the archive (`None`); any other read
+                // failure is passed on rather than mistaken for a trimmed event.
+                let original = match self
                     .read(&session, Sequence(sequence.get() - 1), Some(sequence), 1)
                     .await
-                    .ok()
-                    .and_then(|mut v| v.pop());
+                {
+                    Ok(mut v) => v.pop(),
+                    Err(StoreError::BelowFloor { .. }) => None,
+                    Err(e) => return Err(e.into()),
+                };
                 Ok(Committed {
                     sequence,
                     duplicate: true,
