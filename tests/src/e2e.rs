@@ -61,6 +61,13 @@ const POLL: Duration = Duration::from_millis(50);
 // ---------------------------------------------------------------------------------------------
 // Backends and the gateway
 
+/// This test binary's MongoDB database, so end-to-end runs never write to the default one.
+fn e2e_database() -> String {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| format!("e2e_{}", uuid::Uuid::new_v4().simple()))
+        .clone()
+}
+
 /// Which backing stores the gateway under test uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -81,14 +88,15 @@ impl Backend {
     }
 
     /// Gateway options on `127.0.0.1:0` with dev tokens, no demo, and a fresh secret. On the
-    /// real servers the DynamoDB table is unique to this gateway; MongoDB is the shared test
-    /// database (ids are unique per test).
+    /// real servers the DynamoDB table is unique to this gateway and MongoDB is one database per
+    /// test binary (ids are unique per test too).
     pub fn options(self, limits: Limits) -> Options {
         let backends = match self {
             Backend::Memory => Backends::default(),
             Backend::Real => Backends {
                 redis: Some(Server::Redis.url()),
                 mongo: Some(Server::Mongo.url()),
+                mongo_database: Some(e2e_database()),
                 dynamodb_endpoint: Some(Server::Moto.url()),
                 connections_table: format!("e2e-connections-{}", uuid::Uuid::new_v4().simple()),
             },
@@ -1323,22 +1331,13 @@ pub async fn concurrent_attacks_rebase(backend: Backend) {
 /// How many clients and goblins the load test uses (the seed's 100).
 pub const LOAD_CLIENTS: usize = 100;
 
-/// Clients of the load test on the real servers. With 100, the run does not settle within its
-/// bound on a 2-core machine shared with moto (every broadcast pages the session's connections
-/// out of moto); that is open work, so the real-server run uses 25 until it does.
-pub const LOAD_CLIENTS_REAL: usize = 25;
-
 /// The seed's load test: 100 clients, 100 goblins, 5 damage each, all at once (each client
 /// hits its own goblin, CAS 15 → 10). Every client sees every goblin at 10 HP in its own
 /// state, and a replay by one client is gap-free 1..N. Elapsed times are printed, not asserted.
 pub async fn load_100_clients_100_goblins(backend: Backend) {
     let _alone = exclusive().await;
     let bound = backend.load_wait();
-    let clients = match backend {
-        Backend::Memory => LOAD_CLIENTS,
-        Backend::Real => LOAD_CLIENTS_REAL,
-    };
-    tokio::time::timeout(bound + Duration::from_secs(10), load(backend, clients))
+    tokio::time::timeout(bound + Duration::from_secs(10), load(backend, LOAD_CLIENTS))
         .await
         .unwrap_or_else(|_| panic!("the load test did not finish within {bound:?}"));
 }

@@ -36,6 +36,8 @@ pub struct Backends {
     pub redis: Option<String>,
     /// MongoDB URI for the archive, campaigns and snapshots.
     pub mongo: Option<String>,
+    /// MongoDB database (`None`: the default, `dungeon_lab`).
+    pub mongo_database: Option<String>,
     /// DynamoDB endpoint (e.g. moto or LocalStack) for connections.
     pub dynamodb_endpoint: Option<String>,
     /// DynamoDB table of connections (created when missing).
@@ -117,6 +119,63 @@ impl Running {
     }
 }
 
+/// Posts to `@connections` in flight at once, across every handler in this process.
+///
+/// On AWS each Lambda invocation bounds its own broadcast (`broadcast_concurrency`) and API
+/// Gateway absorbs the sum; here every handler shares one process and one listener, so a burst
+/// of 100 concurrent broadcasts × 64 posts would open thousands of loopback connections to
+/// ourselves, overflow the listen backlog and time out in the SDK. The cap keeps the SDK's
+/// connection pool small and reused; posts wait for a permit instead of failing.
+pub const MAX_POSTS_IN_FLIGHT: usize = 128;
+
+/// The listen backlog: WebSocket upgrades, HTTP calls and the handlers' own `@connections`
+/// posts all arrive on the one port, in bursts when many clients join at once.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// The SDK's connect timeout for `@connections` posts to ourselves. Loopback connects are
+/// instant unless the accept queue is full; waiting beats failing and retrying then.
+const NOTIFIER_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A [`Notifier`](dlab_store::Notifier) that lets at most `limit` posts be in flight at once
+/// (see [`MAX_POSTS_IN_FLIGHT`]).
+#[derive(Debug, Clone)]
+pub struct BoundedNotifier<N> {
+    inner: N,
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl<N> BoundedNotifier<N> {
+    /// Wraps `inner`, allowing `limit` (at least 1) posts in flight.
+    pub fn new(inner: N, limit: usize) -> Self {
+        Self {
+            inner,
+            permits: Arc::new(tokio::sync::Semaphore::new(limit.max(1))),
+        }
+    }
+
+    /// Permits free right now (tests check that every post gave its permit back).
+    pub fn available(&self) -> usize {
+        self.permits.available_permits()
+    }
+}
+
+#[async_trait::async_trait]
+impl<N: dlab_store::Notifier> dlab_store::Notifier for BoundedNotifier<N> {
+    async fn post(
+        &self,
+        connection: &dlab_core::ids::ConnectionId,
+        data: &[u8],
+    ) -> Result<dlab_store::PostOutcome, dlab_store::NotifyError> {
+        // The semaphore is never closed, so acquiring only waits.
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| dlab_store::NotifyError::Failed(Box::new(e)))?;
+        self.inner.post(connection, data).await
+    }
+}
+
 async fn aws_config(endpoint: &str) -> aws_config::SdkConfig {
     // Local endpoints accept any signature; the SDK still signs, so give it credentials.
     let key = std::env::var("AWS_ACCESS_KEY_ID").unwrap_or_else(|_| "local".into());
@@ -142,8 +201,15 @@ async fn build_deps(
     auth: Authenticator,
 ) -> Result<Deps, StartError> {
     let own = format!("http://{addr}");
-    let notifier =
-        dlab_store::apigw::ApiGatewayNotifier::from_endpoint(&aws_config(&own).await, own);
+    let sdk = aws_config(&own).await.into_builder().timeout_config(
+        aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(NOTIFIER_CONNECT_TIMEOUT)
+            .build(),
+    );
+    let notifier = BoundedNotifier::new(
+        dlab_store::apigw::ApiGatewayNotifier::from_endpoint(&sdk.build(), own),
+        MAX_POSTS_IN_FLIGHT,
+    );
     let mut deps = Deps {
         log: Arc::new(MemoryEventLog::new()),
         archive: Arc::new(MemoryEventArchive::new()),
@@ -163,8 +229,8 @@ async fn build_deps(
     }
     if let Some(uri) = &b.mongo {
         let mut cfg = dlab_store::mongo::MongoConfig::new(uri);
-        if let Ok(db) = std::env::var("MONGODB_DATABASE") {
-            cfg.database = db;
+        if let Some(db) = &b.mongo_database {
+            cfg.database = db.clone();
         }
         let mongo = dlab_store::mongo::MongoStores::connect(&cfg).await?;
         deps.archive = Arc::new(mongo.archive());
@@ -205,14 +271,25 @@ async fn dev_token(
     }
 }
 
+/// Binds `addr` with [`LISTEN_BACKLOG`] (the kernel may cap it lower) and address reuse, so a
+/// restart does not wait for old sockets in `TIME_WAIT`.
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Binds, builds and serves the gateway.
 pub async fn start(options: Options) -> Result<Running, StartError> {
-    let listener = TcpListener::bind(options.listen)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: options.listen,
-            source,
-        })?;
+    let listener = bind(options.listen).map_err(|source| StartError::Bind {
+        addr: options.listen,
+        source,
+    })?;
     let addr = listener.local_addr().map_err(|source| StartError::Bind {
         addr: options.listen,
         source,
@@ -270,4 +347,88 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
         shutdown,
         server,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use dlab_core::ids::ConnectionId;
+    use dlab_store::{Notifier, NotifyError, PostOutcome};
+
+    use super::*;
+
+    /// Records how many posts run at once.
+    #[derive(Default)]
+    struct Counts {
+        now: AtomicUsize,
+        most: AtomicUsize,
+        total: AtomicUsize,
+    }
+
+    #[derive(Clone, Default)]
+    struct Counting(Arc<Counts>);
+
+    #[async_trait::async_trait]
+    impl Notifier for Counting {
+        async fn post(&self, _: &ConnectionId, _: &[u8]) -> Result<PostOutcome, NotifyError> {
+            let c = &self.0;
+            let now = c.now.fetch_add(1, Ordering::SeqCst) + 1;
+            c.most.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            c.now.fetch_sub(1, Ordering::SeqCst);
+            c.total.fetch_add(1, Ordering::SeqCst);
+            Ok(PostOutcome::Delivered)
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn posts_in_flight_never_exceed_the_cap() {
+        let counting = Counting::default();
+        let bounded = Arc::new(BoundedNotifier::new(counting.clone(), 4));
+        // 10 concurrent "broadcasts" of 20 posts each, as many handlers would.
+        let tasks: Vec<_> = (0..10)
+            .map(|b| {
+                let bounded = bounded.clone();
+                tokio::spawn(async move {
+                    futures::future::join_all((0..20).map(|i| {
+                        let id = ConnectionId::new(format!("c{b}-{i}"));
+                        let bounded = bounded.clone();
+                        async move { bounded.post(&id, b"{}").await }
+                    }))
+                    .await
+                })
+            })
+            .collect();
+        for task in tasks {
+            for outcome in task.await.expect("task") {
+                assert!(matches!(outcome, Ok(PostOutcome::Delivered)));
+            }
+        }
+        assert_eq!(
+            counting.0.total.load(Ordering::SeqCst),
+            200,
+            "every post was made"
+        );
+        assert_eq!(
+            counting.0.most.load(Ordering::SeqCst),
+            4,
+            "at most the cap in flight"
+        );
+        assert_eq!(bounded.available(), 4, "every permit was given back");
+    }
+
+    #[tokio::test]
+    async fn binds_loopback_with_a_backlog() {
+        let listener = bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        assert!(addr.ip().is_loopback());
+        assert_ne!(addr.port(), 0);
+        // Connections queue before any accept, up to the backlog.
+        let mut queued = Vec::new();
+        for _ in 0..200 {
+            queued.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
+        }
+        assert_eq!(queued.len(), 200);
+    }
 }

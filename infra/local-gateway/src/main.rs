@@ -22,6 +22,9 @@ struct Cli {
     /// MongoDB URI for the archive, campaigns and snapshots (default: memory).
     #[arg(long, env = "MONGODB_URI")]
     mongo: Option<String>,
+    /// MongoDB database.
+    #[arg(long, env = "MONGODB_DATABASE", default_value = dlab_store::mongo::DEFAULT_DATABASE)]
+    mongo_database: String,
     /// DynamoDB endpoint for connections, e.g. moto or LocalStack (default: memory).
     #[arg(long, env = "AWS_ENDPOINT_URL")]
     dynamodb_endpoint: Option<String>,
@@ -59,6 +62,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         backends: Backends {
             redis: cli.redis,
             mongo: cli.mongo,
+            mongo_database: Some(cli.mongo_database),
             dynamodb_endpoint: cli.dynamodb_endpoint,
             connections_table: cli.connections_table,
         },

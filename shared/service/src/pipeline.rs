@@ -206,7 +206,9 @@ async fn post_bytes(deps: &Deps, connection: &ConnectionId, bytes: &[u8]) {
                 warn!(connection = %connection, error = %e, "could not remove a gone connection");
             }
         }
-        Err(e) => warn!(connection = %connection, error = %e, "post to connection failed"),
+        Err(e) => {
+            warn!(connection = %connection, error = %dlab_store::Chain(&e), "post to connection failed")
+        }
     }
 }
 

@@ -172,3 +172,35 @@ pub enum ConfigError {
         reason: String,
     },
 }
+
+/// Displays an error with its whole `source()` chain (`outer: cause: root cause`), so a log
+/// line says why, not only what: an SDK's "dispatch failure" alone hides the timeout or the
+/// refused connection underneath.
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod chain_tests {
+    use super::*;
+
+    #[test]
+    fn chain_shows_every_cause() {
+        let root = std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out");
+        let err = NotifyError::Failed(Box::new(root));
+        assert_eq!(
+            Chain(&err).to_string(),
+            "posting to connection failed: connect timed out"
+        );
+    }
+}

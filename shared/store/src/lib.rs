@@ -17,7 +17,7 @@ pub mod memory;
 pub mod model;
 pub mod ports;
 
-pub use error::{ArchiveError, CommitError, NotifyError, StoreError};
+pub use error::{ArchiveError, Chain, CommitError, NotifyError, StoreError};
 pub use ports::{
     CampaignStore, CommitRequest, Committed, ConnectionRegistry, EventArchive, EventLog, Notifier,
     PostOutcome, RateLimiter, SnapshotStore,
