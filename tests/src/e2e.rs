@@ -755,6 +755,15 @@ impl WsClient {
             .unwrap_or_else(|e| panic!("send failed: {e}"));
     }
 
+    /// Sends one binary frame.
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) {
+        let sink = self.sink.as_mut().expect("an open socket");
+        tokio::time::timeout(WAIT, sink.send(Message::binary(bytes)))
+            .await
+            .unwrap_or_else(|_| panic!("{}: a send blocked for {WAIT:?}", self.user.id))
+            .unwrap_or_else(|e| panic!("send failed: {e}"));
+    }
+
     /// Sends one text message as several frames of at most `frame_bytes` each (a text frame,
     /// then continuation frames).
     pub async fn send_fragmented(&mut self, text: &str, frame_bytes: usize) {
@@ -1435,11 +1444,10 @@ async fn load(backend: Backend, n: usize) {
     let keepalives: usize = clients.iter().map(|c| c.keepalives).sum();
     let confirmations = outcomes.iter().filter(|o| o.confirmed).count();
     let resubmits: usize = outcomes.iter().map(|o| o.resubmits).sum();
-    let refused: usize = outcomes.iter().map(|o| o.duplicate_refused).sum();
     println!(
         "load ({backend:?}): {n} clients, {n} goblins: setup {setup_ms} ms, joined at {joined_ms} ms, \
          every client at sequence {total} after {synced_ms} ms; {confirmations}/{n} event:confirmed \
-         frames arrived, {resubmits} resubmits ({refused} refused as invalid_event), \
+         frames arrived, {resubmits} resubmits, \
          {gap_replays} gap replays, {keepalives} keepalive \
          pings, {duplicates} duplicate events dropped; total {} ms",
         t0.elapsed().as_millis()
@@ -1454,8 +1462,6 @@ pub struct Settled {
     pub confirmed: bool,
     /// Times it sent the attack again under the same id.
     pub resubmits: usize,
-    /// Resubmits answered `invalid_event` instead of `duplicate: true`.
-    pub duplicate_refused: usize,
 }
 
 /// A load-test client: reads until its own attack is applied and it holds `total` events. A
@@ -1478,19 +1484,9 @@ pub async fn settle(c: &mut WsClient, attack: &Value, total: u64, deadline: Inst
                 // The store is struggling: try again (same id) after a second.
                 sent_at = Instant::now() - RESUBMIT_AFTER + Duration::from_secs(1);
             } else {
-                // A resubmit of a committed event must be confirmed `duplicate: true`; the
-                // service can answer `invalid_event` "… is a duplicate of sequence N" instead
-                // (see the report of issue 6). Counted and printed, not fatal here: the event
-                // is committed and reaches the projection anyway.
-                let message = f["data"]["message"].as_str().unwrap_or_default();
-                assert!(
-                    f["data"]["code"] == "invalid_event"
-                        && message.contains("is a duplicate of sequence"),
-                    "{}: {f}",
-                    c.user.id
-                );
-                println!("{}: a duplicate resubmit was refused: {f}", c.user.id);
-                out.duplicate_refused += 1;
+                // A resubmit of a committed event is confirmed `duplicate: true`; nothing else
+                // may refuse an attack that hits its own goblin.
+                panic!("{}: the attack was refused: {f}", c.user.id);
             }
         }
         let applied = c.projection.has_applied(&id);
@@ -2140,18 +2136,16 @@ pub async fn graceful_shutdown_closes_and_disconnects(backend: Backend) {
         .collect();
     let deps = running.deps.clone();
     running.shutdown().await;
+    // `shutdown` returns only after every `$disconnect` has finished (a process exiting right
+    // after it leaves nothing behind): no waiting here.
+    for id in &ids {
+        assert!(
+            deps.registry.connection(id).await.unwrap().is_none(),
+            "$disconnect had not finished for {id} when shutdown returned"
+        );
+    }
     for c in clients.iter_mut() {
         assert_eq!(c.expect_close().await, Some(1001), "{}", c.user.id);
-    }
-    let deadline = Instant::now() + WAIT;
-    for id in &ids {
-        while deps.registry.connection(id).await.unwrap().is_some() {
-            assert!(
-                Instant::now() < deadline,
-                "$disconnect did not run for {id}"
-            );
-            tokio::time::sleep(POLL).await;
-        }
     }
     assert!(
         deps.registry
@@ -2160,4 +2154,127 @@ pub async fn graceful_shutdown_closes_and_disconnects(backend: Backend) {
             .unwrap()
             .is_empty()
     );
+}
+
+/// API Gateway accepts only text frames from clients: a binary frame closes the socket with
+/// 1003, and `$disconnect` runs.
+pub async fn binary_frame_closes_1003(backend: Backend) {
+    let _turn = shared().await;
+    let running = backend.gateway().await;
+    let http = Http::new(&running);
+    let t = setup_table(&http, 1, 1).await;
+    let s = t.session.as_str();
+    let mut c = connect_tracked(&running, &t.players[0]).await;
+    c.subscribe(s, 0).await;
+    let id = c.connection.clone().expect("tracked");
+    c.send_binary(br#"{"action":"ping"}"#.to_vec()).await;
+    assert_eq!(c.expect_close().await, Some(1003));
+    eventually("$disconnect removed the connection", async || {
+        !registry_has(&running, &id).await
+            && registry_subscribers(&running, s).await.is_empty()
+            && !running.hub.ids().contains(&id)
+    })
+    .await;
+    running.shutdown().await;
+}
+
+/// A connection is closed after the maximum connection duration even while it is busy (the
+/// pings keep it from being idle), with 1001 and `$disconnect`.
+pub async fn max_connection_closes_1001(backend: Backend) {
+    let _turn = shared().await;
+    let running = backend
+        .start(Limits {
+            idle_timeout: Duration::from_secs(7_200),
+            max_connection: Duration::from_millis(1_500),
+        })
+        .await;
+    let http = Http::new(&running);
+    let t = setup_table(&http, 1, 1).await;
+    let s = t.session.as_str();
+    let mut c = connect_tracked(&running, &t.players[0]).await;
+    c.subscribe(s, 0).await;
+    let id = c.connection.clone().expect("tracked");
+    let deadline = Instant::now() + WAIT;
+    while !c.close_seen && c.ended.is_none() {
+        assert!(Instant::now() < deadline, "never closed");
+        let _ = c
+            .sink
+            .as_mut()
+            .expect("an open socket")
+            .send(Message::text(json!({"action": "ping"}).to_string()))
+            .await;
+        c.pump(POLL).await;
+    }
+    let ended = wait_ended(&mut c).await;
+    let (code, reason) = ended.close.expect("a close frame");
+    assert_eq!(code, 1001);
+    assert!(reason.contains("maximum connection duration"), "{reason}");
+    eventually("$disconnect removed the connection", async || {
+        !registry_has(&running, &id).await && !running.hub.ids().contains(&id)
+    })
+    .await;
+    running.shutdown().await;
+}
+
+/// A client that stops reading cannot hold up posts: once a frame cannot be written for the
+/// gateway's write timeout, the socket is dropped, posts to it answer 410 Gone and
+/// `$disconnect` runs, while another subscriber of the session goes on as before.
+pub async fn slow_reader_is_dropped(backend: Backend) {
+    let _turn = shared().await;
+    let running = backend.gateway().await;
+    let http = Http::new(&running);
+    let t = setup_table(&http, 2, 1).await;
+    let s = t.session.as_str();
+    // The slow client subscribes, then never reads again.
+    let mut events = running.hub.events();
+    let mut slow = open_socket(&running.ws_url(), Some(&t.players[0].token))
+        .await
+        .expect("the slow client connects");
+    let slow_id = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Ok(HubEvent::Opened(id)) = events.recv().await {
+                return id;
+            }
+        }
+    })
+    .await
+    .expect("the connection opens");
+    slow.send(Message::text(
+        json!({"action": "subscribe", "sessionId": s, "since": 0}).to_string(),
+    ))
+    .await
+    .expect("subscribe sent");
+    eventually("the slow client is subscribed", async || {
+        registry_subscribers(&running, s).await.contains(&slow_id)
+    })
+    .await;
+    let mut healthy = connect_tracked(&running, &t.players[1]).await;
+    healthy.subscribe(s, 0).await;
+    // Flood the slow client through `@connections` until the gateway gives up on it. Bounded:
+    // 4,000 frames of 30 KB (120 MB) are far more than loopback buffers and the queue hold.
+    let frame = vec![b'x'; 30 * 1024];
+    let flood = async {
+        for n in 0..4_000 {
+            if running.hub.post(&slow_id, frame.clone()).await.is_err() {
+                return Some(n);
+            }
+        }
+        None
+    };
+    let gone_after = tokio::time::timeout(WAIT * 3, flood)
+        .await
+        .expect("a post to a client that stopped reading waited without end");
+    let posted = gone_after.expect("the client that stopped reading was never dropped");
+    println!("slow reader: dropped after {posted} posted frames of 30 KB");
+    eventually("$disconnect removed the slow client", async || {
+        !registry_has(&running, &slow_id).await
+            && !registry_subscribers(&running, s).await.contains(&slow_id)
+    })
+    .await;
+    // The healthy client is unaffected: its attack is confirmed.
+    let attack = hit(s, &t.goblins[0], 15, 10);
+    let id = healthy.submit(&attack, None).await;
+    assert_eq!(healthy.confirmed(&id).await["duplicate"], false);
+    drop(slow);
+    running.shutdown().await;
 }

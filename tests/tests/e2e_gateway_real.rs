@@ -30,4 +30,7 @@ cases!(
     removed_member_stops_receiving,
     idle_timeout_closes_1001,
     graceful_shutdown_closes_and_disconnects,
+    binary_frame_closes_1003,
+    max_connection_closes_1001,
+    slow_reader_is_dropped,
 );

@@ -76,7 +76,13 @@ pub enum StartError {
     /// A backend could not be reached.
     #[error(transparent)]
     Store(#[from] dlab_store::StoreError),
+    /// A setting in the environment is unusable (the Lambdas refuse it at cold start too).
+    #[error("invalid configuration")]
+    Config(#[from] dlab_store::error::ConfigError),
 }
+
+/// How long shutdown waits for the handlers still running (every `$disconnect` included).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// A running gateway.
 pub struct Running {
@@ -90,6 +96,7 @@ pub struct Running {
     pub deps: Deps,
     /// The live connections.
     pub hub: ConnectionHub,
+    work: crate::gateway::Work,
     shutdown: watch::Sender<bool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -105,14 +112,20 @@ impl Running {
         format!("http://{}", self.addr)
     }
 
-    /// Closes every socket with a close frame, runs `$disconnect` for each, and stops.
+    /// Closes every socket with a close frame, waits (up to [`SHUTDOWN_GRACE`]) until every
+    /// handler has finished, each connection's `$disconnect` included, and stops.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
-        for _ in 0..100 {
-            if self.hub.ids().is_empty() {
-                break;
-            }
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        while self.work.running() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = self.work.running();
+        if left > 0 {
+            warn!(
+                connections = left,
+                "shutdown grace elapsed with handlers still running"
+            );
         }
         self.server.abort();
         let _ = self.server.await;
@@ -219,7 +232,7 @@ async fn build_deps(
         limiter: Arc::new(MemoryRateLimiter::new()),
         notifier: Arc::new(notifier),
         auth,
-        settings: Settings::from_env().unwrap_or_default(),
+        settings: Settings::from_env()?,
     };
     let b = &options.backends;
     if let Some(url) = &b.redis {
@@ -322,12 +335,13 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
         addr.to_string(),
         shutdown_rx,
     );
+    let work = ws.work();
     let mut app = Router::new()
         .merge(ws.routes())
         .merge(management::routes().with_state(hub.clone()))
         .merge(dlab_service::http::router_with(
             deps.clone(),
-            dlab_service::http::HttpSettings::from_env().unwrap_or_default(),
+            dlab_service::http::HttpSettings::from_env()?,
         ));
     if dev_tokens {
         app = app.merge(
@@ -344,6 +358,7 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
         demo,
         deps,
         hub,
+        work,
         shutdown,
         server,
     })

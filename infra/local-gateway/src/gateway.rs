@@ -2,18 +2,23 @@
 //! Lambdas ([`dlab_service::lambda::WsLambda`]), so what passes here behaves the same on AWS:
 //!
 //! - an upgrade registers the connection as *connecting* and invokes the `$connect` handler with
-//!   an API-Gateway-shaped event (connection id, route key, event type, domain, stage,
-//!   `connectedAt`, `requestTimeEpoch`, query string); a non-2xx answer refuses the upgrade with
-//!   that status, and posts to the connection fail with 410 until the upgrade completes;
+//!   an API-Gateway-shaped event ([`api_gateway_event`]: connection id, route key, event type,
+//!   domain, stage, `connectedAt`, `requestTime(Epoch)`, request ids, identity, and for
+//!   `$connect` the handshake's headers and query string); a non-2xx answer refuses the upgrade
+//!   with that status, and posts to the connection fail with 410 until the upgrade completes;
 //! - each text message is routed on its `action` field (`subscribe`, `submit`, `replay`, else
 //!   `$default`) and invokes the handler concurrently, as API Gateway does; handler return
 //!   bodies are never sent to the client, only `@connections` posts are;
-//! - a message over 128 KB or a frame over 32 KB closes the socket with 1009;
+//! - a message over 128 KB or a frame over 32 KB closes the socket with 1009; a binary frame
+//!   closes it with 1003 (API Gateway accepts only text frames from clients);
+//! - a client that stops reading is closed with 1006 once one frame could not be written for
+//!   [`WRITE_TIMEOUT`], so it cannot hold up posts to it (and the broadcasts making them);
 //! - an idle connection is closed after 10 minutes and any connection after 2 hours;
 //! - `$disconnect` runs on close, on error, on timeout and on shutdown.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
@@ -21,18 +26,16 @@ use axum::Router;
 use axum::extract::connect_info::ConnectInfo;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{Extension, Query, State};
-use axum::http::header::USER_AGENT;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use dlab_core::ids::ConnectionId;
 use dlab_service::lambda::WsLambda;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info};
 
-use crate::connections::{ConnectionHub, Identity, Outbound};
+use crate::connections::{ConnectionHub, ConnectionInfo, Identity, Outbound};
 
 /// API Gateway's message limit.
 pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
@@ -40,6 +43,11 @@ pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
 pub const MAX_FRAME_BYTES: usize = 32 * 1024;
 /// The stage name the gateway reports in events.
 pub const STAGE: &str = "local";
+/// The API id the gateway reports in events.
+pub const API_ID: &str = "local";
+/// How long writing one frame to a socket may take before the client counts as gone (it stopped
+/// reading and its TCP buffers are full). API Gateway never lets a post wait on one client.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Timeouts of a connection.
 #[derive(Debug, Clone, Copy)]
@@ -67,6 +75,34 @@ pub struct WsGateway {
     limits: Limits,
     domain: String,
     shutdown: watch::Receiver<bool>,
+    work: Work,
+}
+
+/// Counts the connections whose handler work (`$connect`, messages, `$disconnect`) is still
+/// running, so shutdown can wait until every `$disconnect` has finished.
+#[derive(Debug, Clone, Default)]
+pub struct Work(Arc<AtomicUsize>);
+
+impl Work {
+    /// Connections with work still running.
+    pub fn running(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    fn start(&self) -> Arc<WorkGuard> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Arc::new(WorkGuard(self.0.clone()))
+    }
+}
+
+/// Held (shared) by everything a connection runs; the count drops when the last clone does.
+#[derive(Debug)]
+struct WorkGuard(Arc<AtomicUsize>);
+
+impl Drop for WorkGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl WsGateway {
@@ -84,7 +120,13 @@ impl WsGateway {
             limits,
             domain,
             shutdown,
+            work: Work::default(),
         }
+    }
+
+    /// The connections with handler work still running.
+    pub fn work(&self) -> Work {
+        self.work.clone()
     }
 
     /// `GET /`: the WebSocket endpoint (a plain GET gets a short explanation).
@@ -94,49 +136,113 @@ impl WsGateway {
 
     fn event(
         &self,
-        id: &ConnectionId,
+        connection: &ConnectionInfo,
         kind: &str,
         route: &str,
         extra: Value,
     ) -> ApiGatewayWebsocketProxyRequest {
-        let now = now_ms();
-        let mut v = json!({
-            "requestContext": {
-                "routeKey": route,
-                "eventType": kind,
-                "messageDirection": "IN",
-                "stage": STAGE,
-                "connectedAt": self.hub.get(id).map(|c| ms(c.connected_at)).unwrap_or(now),
-                "requestTimeEpoch": now,
-                "requestId": uuid::Uuid::new_v4().to_string(),
-                "domainName": self.domain,
-                "connectionId": id,
-                "apiId": "local",
-                "identity": {"sourceIp": self.hub.get(id).map(|c| c.identity.source_ip).unwrap_or_default()},
-            },
-            "isBase64Encoded": false,
-        });
-        if let (Value::Object(base), Value::Object(extra)) = (&mut v, extra) {
-            base.extend(extra);
-        }
-        serde_json::from_value(v).expect("a well-formed API Gateway event")
+        api_gateway_event(
+            &self.domain,
+            connection,
+            kind,
+            route,
+            SystemTime::now(),
+            extra,
+        )
     }
 
     async fn invoke(&self, event: ApiGatewayWebsocketProxyRequest) -> i64 {
         self.lambda.handle(event).await.status_code
     }
 
-    async fn disconnect(&self, id: &ConnectionId, code: u16, reason: &str) {
-        let mut event = self.event(id, "DISCONNECT", "$disconnect", json!({}));
+    /// Runs `$disconnect` (with the connection's handshake facts even when the hub already
+    /// dropped it, e.g. after `DeleteConnection`) and forgets the connection.
+    async fn disconnect(&self, connection: &ConnectionInfo, code: u16, reason: &str) {
+        let mut event = self.event(connection, "DISCONNECT", "$disconnect", json!({}));
         event.request_context.disconnect_status_code = Some(i64::from(code));
         event.request_context.disconnect_reason = Some(reason.to_owned());
         self.invoke(event).await;
-        self.hub.remove(id);
+        self.hub.remove(&connection.id);
     }
 }
 
-fn now_ms() -> i64 {
-    ms(SystemTime::now())
+/// The event API Gateway hands a WebSocket integration (Lambda proxy): `kind` is `CONNECT`,
+/// `MESSAGE` or `DISCONNECT`; `extra` adds top-level fields (`headers`, `body`, query string).
+/// A `MESSAGE` gets a `messageId`; every event gets fresh `requestId` / `extendedRequestId`.
+/// `domainName` is `host:port` here (a bare host on AWS).
+pub fn api_gateway_event(
+    domain: &str,
+    connection: &ConnectionInfo,
+    kind: &str,
+    route: &str,
+    now: SystemTime,
+    extra: Value,
+) -> ApiGatewayWebsocketProxyRequest {
+    let request_id = uuid::Uuid::new_v4();
+    let mut context = json!({
+        "routeKey": route,
+        "eventType": kind,
+        "messageDirection": "IN",
+        "stage": STAGE,
+        "connectedAt": ms(connection.connected_at),
+        "requestTimeEpoch": ms(now),
+        "requestTime": request_time(now),
+        "requestId": request_id.to_string(),
+        "extendedRequestId": request_id.simple().to_string(),
+        "domainName": domain,
+        "connectionId": connection.id,
+        "apiId": API_ID,
+        "identity": {
+            "sourceIp": connection.identity.source_ip,
+            "userAgent": connection.identity.user_agent,
+        },
+    });
+    if kind == "MESSAGE" {
+        context["messageId"] = json!(uuid::Uuid::new_v4().simple().to_string());
+    }
+    let mut v = json!({"requestContext": context, "isBase64Encoded": false});
+    if let (Value::Object(base), Value::Object(extra)) = (&mut v, extra) {
+        base.extend(extra);
+    }
+    serde_json::from_value(v).expect("a well-formed API Gateway event")
+}
+
+/// `requestContext.requestTime` as API Gateway writes it: `25/Nov/2026:23:12:50 +0000`.
+pub fn request_time(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let at =
+        time::OffsetDateTime::from_unix_timestamp(secs).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let month = at.month().to_string();
+    format!(
+        "{:02}/{}/{}:{:02}:{:02}:{:02} +0000",
+        at.day(),
+        &month[..3],
+        at.year(),
+        at.hour(),
+        at.minute(),
+        at.second()
+    )
+}
+
+/// The handshake's headers as API Gateway passes them: `headers` (one value per name, the last)
+/// and `multiValueHeaders` (all of them).
+fn handshake_headers(headers: &HeaderMap) -> (Value, Value) {
+    let mut single = serde_json::Map::new();
+    let mut multi = serde_json::Map::new();
+    for (name, value) in headers {
+        let Ok(value) = value.to_str() else { continue };
+        single.insert(name.as_str().to_owned(), json!(value));
+        if let Value::Array(all) = multi
+            .entry(name.as_str().to_owned())
+            .or_insert_with(|| json!([]))
+        {
+            all.push(json!(value));
+        }
+    }
+    (Value::Object(single), Value::Object(multi))
 }
 
 fn ms(t: SystemTime) -> i64 {
@@ -172,55 +278,78 @@ async fn upgrade(
         )
             .into_response();
     };
+    let work = gw.work.start();
     let identity = Identity::of_request(peer.map(|Extension(ConnectInfo(addr))| addr), &headers);
     let (id, outbound) = gw.hub.register(identity);
+    let Some(connection) = gw.hub.get(&id) else {
+        return StatusCode::GONE.into_response();
+    };
     let mut qs = serde_json::Map::new();
     let mut mqs = serde_json::Map::new();
     for (k, v) in &query {
         qs.insert(k.clone(), json!(v));
-        mqs.entry(k.clone())
-            .or_insert_with(|| json!([]))
-            .as_array_mut()
-            .unwrap()
-            .push(json!(v));
+        if let Value::Array(all) = mqs.entry(k.clone()).or_insert_with(|| json!([])) {
+            all.push(json!(v));
+        }
     }
-    let mut extra = json!({"headers": {"User-Agent": headers.get(USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default()}});
+    let (single, multi) = handshake_headers(&headers);
+    let mut extra = json!({"headers": single, "multiValueHeaders": multi});
     if !qs.is_empty() {
         extra["queryStringParameters"] = Value::Object(qs);
         extra["multiValueQueryStringParameters"] = Value::Object(mqs);
     }
-    let status = gw.invoke(gw.event(&id, "CONNECT", "$connect", extra)).await;
+    let status = gw
+        .invoke(gw.event(&connection, "CONNECT", "$connect", extra))
+        .await;
     if !(200..300).contains(&status) {
         gw.hub.remove(&id);
         info!(connection = %id, status, "upgrade refused by $connect");
         let code = StatusCode::from_u16(status as u16).unwrap_or(StatusCode::FORBIDDEN);
         return (code, "").into_response();
     }
-    let failed = (gw.clone(), id.clone());
+    let failed = (gw.clone(), connection.clone(), work.clone());
     ws.max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
         .on_failed_upgrade(move |error| {
-            debug!(connection = %failed.1, %error, "websocket upgrade failed");
-            let (gw, id) = failed;
-            tokio::spawn(async move { gw.disconnect(&id, 1006, "upgrade failed").await });
+            let (gw, connection, work) = failed;
+            debug!(connection = %connection.id, %error, "websocket upgrade failed");
+            tokio::spawn(async move {
+                gw.disconnect(&connection, 1006, "upgrade failed").await;
+                drop(work);
+            });
         })
         .on_upgrade(move |socket| async move {
             if gw.hub.open(&id).is_ok() {
-                let (code, reason) = run(&gw, &id, socket, outbound).await;
-                gw.disconnect(&id, code, &reason).await;
+                let (code, reason) = run(&gw, &connection, socket, outbound, &work).await;
+                gw.disconnect(&connection, code, &reason).await;
             } else {
-                gw.disconnect(&id, 1006, "closed before open").await;
+                gw.disconnect(&connection, 1006, "closed before open").await;
             }
+            drop(work);
         })
+}
+
+/// Writes one frame, giving up after [`WRITE_TIMEOUT`] (the client stopped reading).
+async fn write(
+    sink: &mut futures::stream::SplitSink<WebSocket, Message>,
+    message: Message,
+) -> Result<(), &'static str> {
+    match tokio::time::timeout(WRITE_TIMEOUT, sink.send(message)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err("send failed"),
+        Err(_) => Err("write timed out: the client stopped reading"),
+    }
 }
 
 /// Pumps one socket until it ends; returns the close code and reason reported to `$disconnect`.
 async fn run(
     gw: &WsGateway,
-    id: &ConnectionId,
+    connection: &ConnectionInfo,
     socket: WebSocket,
     mut outbound: mpsc::Receiver<Outbound>,
+    work: &Arc<WorkGuard>,
 ) -> (u16, String) {
+    let id = &connection.id;
     let (mut sink, mut stream) = socket.split();
     let opened = tokio::time::Instant::now();
     let max_end = opened + gw.limits.max_connection;
@@ -240,12 +369,13 @@ async fn run(
                         Outbound::Text(text) => Message::Text(text.into()),
                         Outbound::Binary(bytes) => Message::Binary(bytes.into()),
                     };
-                    if sink.send(message).await.is_err() {
-                        return (1006, "send failed".into());
+                    if let Err(why) = write(&mut sink, message).await {
+                        info!(connection = %id, why, "closing a connection that cannot be written to");
+                        return (1006, why.into());
                     }
                 }
                 None => {
-                    let _ = sink.send(close(close_code::NORMAL, "")).await;
+                    let _ = write(&mut sink, close(close_code::NORMAL, "")).await;
                     return (1000, "deleted through @connections".into());
                 }
             },
@@ -254,28 +384,25 @@ async fn run(
                     idle_end = tokio::time::Instant::now() + gw.limits.idle_timeout;
                     gw.hub.touch(id);
                     if text.len() > MAX_MESSAGE_BYTES {
-                        let _ = sink.send(close(close_code::SIZE, "Message too big")).await;
+                        let _ = write(&mut sink, close(close_code::SIZE, "Message too big")).await;
                         return (1009, "message too big".into());
                     }
                     let body = text.to_string();
                     let route = route_key(&body);
-                    let event = gw.event(id, "MESSAGE", route, json!({"body": body}));
-                    let gw = gw.clone();
-                    tokio::spawn(async move { gw.invoke(event).await });
+                    let event = gw.event(connection, "MESSAGE", route, json!({"body": body}));
+                    let (gw, work) = (gw.clone(), work.clone());
+                    tokio::spawn(async move {
+                        gw.invoke(event).await;
+                        drop(work);
+                    });
                 }
-                Some(Ok(Message::Binary(bytes))) => {
-                    idle_end = tokio::time::Instant::now() + gw.limits.idle_timeout;
-                    if bytes.len() > MAX_MESSAGE_BYTES {
-                        let _ = sink.send(close(close_code::SIZE, "Message too big")).await;
-                        return (1009, "message too big".into());
-                    }
-                    let body = String::from_utf8_lossy(&bytes).to_string();
-                    let event = gw.event(id, "MESSAGE", "$default", json!({"body": body}));
-                    let gw = gw.clone();
-                    tokio::spawn(async move { gw.invoke(event).await });
+                Some(Ok(Message::Binary(_))) => {
+                    gw.hub.touch(id);
+                    let _ = write(&mut sink, close(close_code::UNSUPPORTED, "Binary frames are not supported")).await;
+                    return (1003, "binary frame".into());
                 }
                 Some(Ok(Message::Close(frame))) => {
-                    let _ = sink.close().await;
+                    let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.close()).await;
                     let code = frame.as_ref().map_or(1005, |f| f.code);
                     return (code, "client closed".into());
                 }
@@ -283,7 +410,7 @@ async fn run(
                 Some(Err(e)) => {
                     let text = e.to_string();
                     if text.contains("too long") || text.contains("Space limit") || text.contains("capacity") {
-                        let _ = sink.send(close(close_code::SIZE, "Message too big")).await;
+                        let _ = write(&mut sink, close(close_code::SIZE, "Message too big")).await;
                         return (1009, "message too big".into());
                     }
                     return (1006, format!("socket error: {text}"));
@@ -291,15 +418,15 @@ async fn run(
                 None => return (1006, "socket ended".into()),
             },
             _ = tokio::time::sleep_until(idle_end) => {
-                let _ = sink.send(close(close_code::AWAY, "Going away: idle timeout")).await;
+                let _ = write(&mut sink, close(close_code::AWAY, "Going away: idle timeout")).await;
                 return (1001, "idle timeout".into());
             }
             _ = tokio::time::sleep_until(max_end) => {
-                let _ = sink.send(close(close_code::AWAY, "Going away: maximum connection duration")).await;
+                let _ = write(&mut sink, close(close_code::AWAY, "Going away: maximum connection duration")).await;
                 return (1001, "maximum connection duration".into());
             }
             _ = shutdown.changed() => {
-                let _ = sink.send(close(close_code::AWAY, "Going away: gateway shutting down")).await;
+                let _ = write(&mut sink, close(close_code::AWAY, "Going away: gateway shutting down")).await;
                 return (1001, "gateway shutdown".into());
             }
         }
@@ -308,7 +435,124 @@ async fn run(
 
 #[cfg(test)]
 mod tests {
+    use dlab_core::ids::ConnectionId;
+    use dlab_service::lambda::{WsRoute, parse_ws_event};
+
     use super::*;
+    use crate::connections::ConnectionState;
+
+    fn connection() -> ConnectionInfo {
+        let at = UNIX_EPOCH + Duration::from_millis(1_795_649_240_720);
+        ConnectionInfo {
+            id: ConnectionId::new("Ab12Cd34Ef56Gh="),
+            state: ConnectionState::Open,
+            connected_at: at,
+            last_active_at: at,
+            identity: Identity {
+                source_ip: "127.0.0.1".into(),
+                user_agent: "table/1.0".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn request_time_is_written_as_api_gateway_does() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_649_240);
+        assert_eq!(request_time(t), "25/Nov/2026:23:27:20 +0000");
+        assert_eq!(request_time(UNIX_EPOCH), "01/Jan/1970:00:00:00 +0000");
+    }
+
+    #[test]
+    fn connect_events_carry_the_handshake() {
+        let mut headers = HeaderMap::new();
+        headers.insert("host", "127.0.0.1:8080".parse().unwrap());
+        headers.insert("user-agent", "table/1.0".parse().unwrap());
+        headers.append("sec-websocket-protocol", "a".parse().unwrap());
+        headers.append("sec-websocket-protocol", "b".parse().unwrap());
+        let (single, multi) = handshake_headers(&headers);
+        let now = UNIX_EPOCH + Duration::from_secs(1_795_649_241);
+        let event = api_gateway_event(
+            "127.0.0.1:8080",
+            &connection(),
+            "CONNECT",
+            "$connect",
+            now,
+            json!({"headers": single, "multiValueHeaders": multi,
+                   "queryStringParameters": {"token": "t0k"}}),
+        );
+        let v = serde_json::to_value(&event).unwrap();
+        let ctx = &v["requestContext"];
+        assert_eq!(ctx["routeKey"], "$connect");
+        assert_eq!(ctx["eventType"], "CONNECT");
+        assert_eq!(ctx["stage"], STAGE);
+        assert_eq!(ctx["domainName"], "127.0.0.1:8080");
+        assert_eq!(ctx["connectionId"], "Ab12Cd34Ef56Gh=");
+        assert_eq!(ctx["connectedAt"], 1_795_649_240_720_i64);
+        assert_eq!(ctx["requestTimeEpoch"], 1_795_649_241_000_i64);
+        assert_eq!(ctx["requestTime"], "25/Nov/2026:23:27:21 +0000");
+        assert_eq!(ctx["identity"]["sourceIp"], "127.0.0.1");
+        assert_eq!(ctx["identity"]["userAgent"], "table/1.0");
+        assert!(ctx["requestId"].as_str().is_some_and(|r| !r.is_empty()));
+        assert!(
+            ctx["extendedRequestId"]
+                .as_str()
+                .is_some_and(|r| !r.is_empty())
+        );
+        assert!(ctx["messageId"].is_null(), "only messages have a messageId");
+        assert_eq!(v["headers"]["host"], "127.0.0.1:8080");
+        assert_eq!(v["headers"]["user-agent"], "table/1.0");
+        assert_eq!(
+            v["multiValueHeaders"]["sec-websocket-protocol"],
+            json!(["a", "b"])
+        );
+        // The handlers read it as they would on AWS.
+        let parsed = parse_ws_event(&event).unwrap();
+        assert_eq!(
+            parsed.route,
+            WsRoute::Connect {
+                token: Some("t0k".into())
+            }
+        );
+        assert_eq!(parsed.connection_id, connection().id);
+    }
+
+    #[test]
+    fn message_events_have_a_fresh_message_id_and_the_body() {
+        let now = SystemTime::now();
+        let a = api_gateway_event(
+            "h",
+            &connection(),
+            "MESSAGE",
+            "submit",
+            now,
+            json!({"body": "{}"}),
+        );
+        let b = api_gateway_event(
+            "h",
+            &connection(),
+            "MESSAGE",
+            "submit",
+            now,
+            json!({"body": "{}"}),
+        );
+        let (a, b) = (a.request_context, b.request_context);
+        assert!(a.message_id.is_some());
+        assert_ne!(a.message_id, b.message_id);
+        assert_ne!(a.request_id, b.request_id);
+        assert_eq!(a.route_key.as_deref(), Some("submit"));
+        let event = api_gateway_event(
+            "h",
+            &connection(),
+            "MESSAGE",
+            "submit",
+            now,
+            json!({"body": "{}"}),
+        );
+        assert_eq!(
+            parse_ws_event(&event).unwrap().route,
+            WsRoute::Message { body: "{}".into() }
+        );
+    }
 
     #[test]
     fn routes_are_selected_on_the_action_field() {
