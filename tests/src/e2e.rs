@@ -1662,7 +1662,9 @@ pub async fn vanished_client_is_removed(backend: Backend) {
     all.sort();
     assert_eq!(registry_subscribers(&running, s).await, all);
 
-    // (1) The socket vanishes from the gateway's connections.
+    // (1) The gateway forgets p2 (as `DeleteConnection` does): its socket is closed with 1000,
+    // posts to it answer 410 from then on, and between `$disconnect` and the broadcast's 410
+    // it leaves the registry.
     assert!(running.hub.remove(&id2));
     let line = p1.submit(&chat(s, "anyone there?"), None).await;
     p1.confirmed(&line).await;
@@ -1672,10 +1674,15 @@ pub async fn vanished_client_is_removed(backend: Backend) {
     })
     .await;
     let ended = wait_ended(&mut p2).await;
-    println!("after hub.remove, p2's socket ended with {ended:?}");
+    assert_eq!(
+        ended.close.as_ref().map(|(code, _)| *code),
+        Some(1000),
+        "{ended:?}"
+    );
 
-    // (2) p3 drops for real and its $disconnect runs; then its records come back as if that
-    // $disconnect had never happened.
+    // (2) The case of the issue: a client vanished and API Gateway knows it, but its records
+    // are still there (`$disconnect` is best effort on AWS). p3 drops for real and its
+    // $disconnect runs; then its records come back as if that $disconnect had never happened.
     let connection = running
         .deps
         .registry
@@ -2276,5 +2283,68 @@ pub async fn slow_reader_is_dropped(backend: Backend) {
     let id = healthy.submit(&attack, None).await;
     assert_eq!(healthy.confirmed(&id).await["duplicate"], false);
     drop(slow);
+    running.shutdown().await;
+}
+
+/// `unavailable` and `internal` over the wire, with the event log on a private Redis: stored
+/// events that cannot be decoded answer `internal` (details hidden), and the event log going
+/// away answers `unavailable`; both as `error` frames naming the action, and the gateway keeps
+/// serving. Skips when `redis-server` is not installed (fails when the servers are required).
+pub async fn outage_and_corrupt_data_over_the_wire(backend: Backend) {
+    use redis::AsyncCommands;
+    if !crate::private::redis_server_available() {
+        assert!(
+            !crate::servers::servers_required(),
+            "redis-server is not installed: run `bash infra/services.sh install`"
+        );
+        eprintln!("skipping: redis-server is not installed");
+        return;
+    }
+    let _turn = shared().await;
+    let mut private = crate::private::PrivateRedis::start(false);
+    let mut options = backend.options(Limits::default());
+    options.backends.redis = Some(private.url());
+    let running = start(options).await.expect("the gateway starts");
+    let http = Http::new(&running);
+    let t = setup_table(&http, 1, 1).await;
+    let s = t.session.as_str();
+    let mut c = WsClient::connect(&running.ws_url(), &t.players[0]).await;
+    c.subscribe(s, 0).await;
+
+    // internal: the first stored event is replaced by bytes that are not an event.
+    let client = redis::Client::open(private.url()).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("private redis");
+    let key = format!("dl:{{{s}}}:events");
+    let removed: usize = conn
+        .zrembyscore(&key, 1, 1)
+        .await
+        .expect("ZREMRANGEBYSCORE");
+    assert_eq!(removed, 1, "the session's first event was in {key}");
+    let _: usize = conn.zadd(&key, "not an event", 1).await.expect("ZADD");
+    c.send(json!({"action": "replay", "sessionId": s, "from": 0, "requestId": "bad-data"}))
+        .await;
+    let e = c.expect_rid("error", "bad-data").await;
+    assert_eq!(e["code"], "internal", "{e}");
+    assert_eq!(e["action"], "replay", "{e}");
+    assert_eq!(
+        e["message"], "internal error",
+        "details stay in the log: {e}"
+    );
+
+    // unavailable: the event log's server goes away.
+    private.kill9();
+    c.send(json!({"action": "ping", "requestId": "no-redis"}))
+        .await;
+    let e = c.expect_rid("error", "no-redis").await;
+    assert_eq!(e["code"], "unavailable", "{e}");
+    assert_eq!(e["action"], "ping", "{e}");
+    // The gateway itself is fine: the HTTP API answers what does not need the event log.
+    let (status, _) = http
+        .call(reqwest::Method::GET, "/healthz", None, None)
+        .await;
+    assert_eq!(status, 200);
     running.shutdown().await;
 }

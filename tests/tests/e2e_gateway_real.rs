@@ -33,4 +33,5 @@ cases!(
     binary_frame_closes_1003,
     max_connection_closes_1001,
     slow_reader_is_dropped,
+    outage_and_corrupt_data_over_the_wire,
 );
