@@ -76,6 +76,15 @@ pub enum StartError {
     /// A backend could not be reached.
     #[error(transparent)]
     Store(#[from] dlab_store::StoreError),
+    /// Nobody could get a token: dev tokens are off (`--no-dev-tokens`, or a non-loopback
+    /// address) and the token secret is random, known to no one.
+    #[error(
+        "no way to get a token on {addr}: dev tokens are off (--no-dev-tokens, or not a loopback address) and no --jwt-secret / JWT_SECRET is set"
+    )]
+    NoTokenSource {
+        /// The address asked for.
+        addr: SocketAddr,
+    },
     /// A setting in the environment is unusable (the Lambdas refuse it at cold start too).
     #[error("invalid configuration")]
     Config(#[from] dlab_store::error::ConfigError),
@@ -299,6 +308,12 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// Binds, builds and serves the gateway.
 pub async fn start(options: Options) -> Result<Running, StartError> {
+    let dev_tokens = options.dev_tokens && options.listen.ip().is_loopback();
+    if !dev_tokens && options.jwt_secret.is_none() {
+        return Err(StartError::NoTokenSource {
+            addr: options.listen,
+        });
+    }
     let listener = bind(options.listen).map_err(|source| StartError::Bind {
         addr: options.listen,
         source,
@@ -316,7 +331,6 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
     });
     let auth = Authenticator::with_secret(&secret);
     let deps = build_deps(&options, addr, auth.clone()).await?;
-    let dev_tokens = options.dev_tokens && addr.ip().is_loopback();
     if options.dev_tokens && !dev_tokens {
         warn!(%addr, "dev tokens are refused on a non-loopback address");
     }
@@ -431,6 +445,32 @@ mod tests {
             "at most the cap in flight"
         );
         assert_eq!(bounded.available(), 4, "every permit was given back");
+    }
+
+    #[tokio::test]
+    async fn refuses_to_start_when_nobody_could_get_a_token() {
+        let options = Options {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            backends: Backends::default(),
+            dev_tokens: false,
+            demo: false,
+            limits: Limits::default(),
+            jwt_secret: None,
+        };
+        match start(options.clone()).await {
+            Err(StartError::NoTokenSource { addr }) => assert_eq!(addr, options.listen),
+            Err(e) => panic!("unexpected error: {e}"),
+            Ok(_) => panic!("started without any way to get a token"),
+        }
+        // With a secret the same options start.
+        let running = start(Options {
+            jwt_secret: Some("a-shared-secret-for-this-test".into()),
+            ..options
+        })
+        .await
+        .expect("starts with a secret");
+        assert!(!running.dev_tokens);
+        running.shutdown().await;
     }
 
     #[tokio::test]
