@@ -2093,6 +2093,7 @@ pub async fn idle_timeout_closes_1001(backend: Backend) {
         .start(Limits {
             idle_timeout: Duration::from_millis(300),
             max_connection: Duration::from_secs(7_200),
+            ..Limits::default()
         })
         .await;
     let http = Http::new(&running);
@@ -2193,6 +2194,7 @@ pub async fn max_connection_closes_1001(backend: Backend) {
         .start(Limits {
             idle_timeout: Duration::from_secs(7_200),
             max_connection: Duration::from_millis(1_500),
+            ..Limits::default()
         })
         .await;
     let http = Http::new(&running);

@@ -13,7 +13,8 @@
 //!   closes it with 1003 (API Gateway accepts only text frames from clients);
 //! - a client that stops reading is closed with 1006 once one frame could not be written for
 //!   [`WRITE_TIMEOUT`], so it cannot hold up posts to it (and the broadcasts making them);
-//! - an idle connection is closed after 10 minutes and any connection after 2 hours;
+//! - an idle connection is closed after 10 minutes and any connection after 2 hours; a
+//!   `$connect` handler slower than the integration timeout (29 s) refuses the upgrade (504);
 //! - `$disconnect` runs on close, on error, on timeout and on shutdown.
 
 use std::net::SocketAddr;
@@ -56,6 +57,10 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Closed after this long in any case (API Gateway: 2 hours).
     pub max_connection: Duration,
+    /// How long the `$connect` handler may take before the upgrade is refused with 504
+    /// (API Gateway's integration timeout: 29 s). Message handlers are not cut off: their
+    /// answers never reach the client anyway, only their `@connections` posts do.
+    pub connect_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -63,7 +68,23 @@ impl Default for Limits {
         Self {
             idle_timeout: Duration::from_secs(600),
             max_connection: Duration::from_secs(7_200),
+            connect_timeout: Duration::from_secs(29),
         }
+    }
+}
+
+/// What a route invokes: API Gateway's Lambda proxy integration. The gateway runs
+/// [`WsLambda`], the Lambdas' own handler; tests plug in others to watch the events.
+#[async_trait::async_trait]
+pub trait Integration: Send + Sync + 'static {
+    /// Handles one event; returns the response's status code (only `$connect`'s is used).
+    async fn invoke(&self, event: ApiGatewayWebsocketProxyRequest) -> i64;
+}
+
+#[async_trait::async_trait]
+impl Integration for WsLambda {
+    async fn invoke(&self, event: ApiGatewayWebsocketProxyRequest) -> i64 {
+        self.handle(event).await.status_code
     }
 }
 
@@ -71,7 +92,7 @@ impl Default for Limits {
 #[derive(Clone)]
 pub struct WsGateway {
     hub: ConnectionHub,
-    lambda: Arc<WsLambda>,
+    integration: Arc<dyn Integration>,
     limits: Limits,
     domain: String,
     shutdown: watch::Receiver<bool>,
@@ -106,17 +127,17 @@ impl Drop for WorkGuard {
 }
 
 impl WsGateway {
-    /// A gateway invoking `lambda` for every route; `domain` is reported as `domainName`.
+    /// A gateway invoking `integration` for every route; `domain` is reported as `domainName`.
     pub fn new(
         hub: ConnectionHub,
-        lambda: Arc<WsLambda>,
+        integration: Arc<dyn Integration>,
         limits: Limits,
         domain: String,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         Self {
             hub,
-            lambda,
+            integration,
             limits,
             domain,
             shutdown,
@@ -152,7 +173,7 @@ impl WsGateway {
     }
 
     async fn invoke(&self, event: ApiGatewayWebsocketProxyRequest) -> i64 {
-        self.lambda.handle(event).await.status_code
+        self.integration.invoke(event).await
     }
 
     /// Runs `$disconnect` (with the connection's handshake facts even when the hub already
@@ -298,9 +319,12 @@ async fn upgrade(
         extra["queryStringParameters"] = Value::Object(qs);
         extra["multiValueQueryStringParameters"] = Value::Object(mqs);
     }
-    let status = gw
-        .invoke(gw.event(&connection, "CONNECT", "$connect", extra))
-        .await;
+    let connect = gw.invoke(gw.event(&connection, "CONNECT", "$connect", extra));
+    let Ok(status) = tokio::time::timeout(gw.limits.connect_timeout, connect).await else {
+        gw.hub.remove(&id);
+        info!(connection = %id, "upgrade refused: $connect exceeded the integration timeout");
+        return (StatusCode::GATEWAY_TIMEOUT, "").into_response();
+    };
     if !(200..300).contains(&status) {
         gw.hub.remove(&id);
         info!(connection = %id, status, "upgrade refused by $connect");

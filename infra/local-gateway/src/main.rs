@@ -71,6 +71,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         limits: Limits {
             idle_timeout: Duration::from_secs(cli.idle_timeout_secs),
             max_connection: Duration::from_secs(cli.max_connection_secs),
+            ..Limits::default()
         },
         jwt_secret: cli.jwt_secret,
     })
