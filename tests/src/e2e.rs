@@ -1144,6 +1144,17 @@ pub async fn registry_subscribers(running: &Running, session: &str) -> Vec<Conne
     ids
 }
 
+/// Waits until `$disconnect` has run for `id`: the registry forgot the connection and its
+/// subscription to `session`, and the gateway's hub forgot the socket.
+pub async fn wait_disconnected(running: &Running, id: &ConnectionId, session: &str) {
+    eventually(&format!("$disconnect removed {id}"), async || {
+        !registry_has(running, id).await
+            && !registry_subscribers(running, session).await.contains(id)
+            && !running.hub.ids().contains(id)
+    })
+    .await;
+}
+
 /// Whether the registry still knows the connection.
 pub async fn registry_has(running: &Running, id: &ConnectionId) -> bool {
     running
@@ -1991,10 +2002,7 @@ pub async fn oversized_message_closes_1009(backend: Backend) {
         c.send_text(json!({"action": "ping", "requestId": "big", "pad": pad}).to_string())
             .await;
         assert_eq!(c.expect_close().await, Some(1009), "{size} bytes");
-        eventually("the closed connection leaves the registry", async || {
-            !registry_has(&running, &id).await && !running.hub.ids().contains(&id)
-        })
-        .await;
+        wait_disconnected(&running, &id, s).await;
     }
     // Under the frame limit is fine.
     let mut c = WsClient::connect(&running.ws_url(), &t.players[0]).await;
@@ -2116,12 +2124,7 @@ pub async fn idle_timeout_closes_1001(backend: Backend) {
     assert!(c.take(|f| f["event"] == "session:subscribed").is_some());
     assert_eq!(registry_subscribers(&running, s).await, vec![id.clone()]);
     assert_eq!(c.expect_close().await, Some(1001));
-    eventually("$disconnect removed the idle connection", async || {
-        !registry_has(&running, &id).await
-            && registry_subscribers(&running, s).await.is_empty()
-            && !running.hub.ids().contains(&id)
-    })
-    .await;
+    wait_disconnected(&running, &id, s).await;
     running.shutdown().await;
 }
 
@@ -2177,12 +2180,7 @@ pub async fn binary_frame_closes_1003(backend: Backend) {
     let id = c.connection.clone().expect("tracked");
     c.send_binary(br#"{"action":"ping"}"#.to_vec()).await;
     assert_eq!(c.expect_close().await, Some(1003));
-    eventually("$disconnect removed the connection", async || {
-        !registry_has(&running, &id).await
-            && registry_subscribers(&running, s).await.is_empty()
-            && !running.hub.ids().contains(&id)
-    })
-    .await;
+    wait_disconnected(&running, &id, s).await;
     running.shutdown().await;
 }
 
@@ -2218,10 +2216,7 @@ pub async fn max_connection_closes_1001(backend: Backend) {
     let (code, reason) = ended.close.expect("a close frame");
     assert_eq!(code, 1001);
     assert!(reason.contains("maximum connection duration"), "{reason}");
-    eventually("$disconnect removed the connection", async || {
-        !registry_has(&running, &id).await && !running.hub.ids().contains(&id)
-    })
-    .await;
+    wait_disconnected(&running, &id, s).await;
     running.shutdown().await;
 }
 
@@ -2275,11 +2270,7 @@ pub async fn slow_reader_is_dropped(backend: Backend) {
         .expect("a post to a client that stopped reading waited without end");
     let posted = gone_after.expect("the client that stopped reading was never dropped");
     println!("slow reader: dropped after {posted} posted frames of 30 KB");
-    eventually("$disconnect removed the slow client", async || {
-        !registry_has(&running, &slow_id).await
-            && !registry_subscribers(&running, s).await.contains(&slow_id)
-    })
-    .await;
+    wait_disconnected(&running, &slow_id, s).await;
     // The healthy client is unaffected: its attack is confirmed.
     let attack = hit(s, &t.goblins[0], 15, 10);
     let id = healthy.submit(&attack, None).await;
