@@ -1948,7 +1948,7 @@ pub async fn error_codes_over_the_wire(backend: Backend) {
     assert_eq!(p1.ping("alive-1").await, json!({ s: 2 }));
 
     // rate_limited: a flood written at once, far over the burst.
-    let burst = running.deps.settings.rate_burst as usize;
+    let burst = running.deps.settings.rates.submit.burst as usize;
     let flood: Vec<Value> = (0..burst * 5)
         .map(|i| chat(s, &format!("flood {i}")))
         .collect();

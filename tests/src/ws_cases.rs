@@ -449,7 +449,7 @@ pub async fn flood_is_rate_limited(world: &World) {
     let t = world.seed().await;
     let mut p1 = world.connect(&t.players[0]).await;
     p1.subscribe(&t.session, 0).await;
-    let burst = world.deps().settings.rate_burst as usize;
+    let burst = world.deps().settings.rates.submit.burst as usize;
     let total = burst * 2;
     let messages: Vec<Value> = (0..total)
         .map(|i| json!({"action": "submit", "event": event(&t.session, "core:chat", json!({"i": i})).1}))

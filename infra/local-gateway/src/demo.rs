@@ -4,12 +4,12 @@
 use std::time::Duration;
 
 use dlab_core::actor::create_custom;
-use dlab_core::changes::{ACTOR_ADDED, parse_changes};
+use dlab_core::changes::ACTOR_ADDED;
 use dlab_core::event::GameEvent;
 use dlab_core::ids::{ActorId, CampaignId, EventId, Sequence, SessionId, UserId};
 use dlab_service::Deps;
 use dlab_store::model::{Campaign, GameSession, Member, MemberRole, SessionStatus, now_ms};
-use dlab_store::{CommitRequest, StoreError};
+use dlab_store::StoreError;
 use serde_json::json;
 
 /// The seeded ids and the users' tokens.
@@ -114,9 +114,7 @@ pub async fn seed(deps: &Deps) -> Result<Demo, StoreError> {
             payload: json!({"instanceId": instance, "actorId": actor.id, "actor": actor.to_value()}),
             checksum: None,
         };
-        let changes = parse_changes(&event.event_type, &event.payload)
-            .map_err(|e| StoreError::corrupt("demo", "event", e))?;
-        dlab_service::pipeline::commit(deps, CommitRequest { event, changes })
+        dlab_service::pipeline::publish(deps, event, dlab_service::pipeline::Origin::Server)
             .await
             .map_err(|e| StoreError::corrupt("demo", "commit", e))?;
     }

@@ -296,7 +296,8 @@ pub fn as_safe_integer(value: &Value) -> Option<i64> {
         }
         f as i64
     };
-    (int.abs() <= MAX_SAFE_INTEGER).then_some(int)
+    // `unsigned_abs`: `i64::MIN.abs()` overflows.
+    (int.unsigned_abs() <= MAX_SAFE_INTEGER.unsigned_abs()).then_some(int)
 }
 
 fn check_target_path(instance: &InstanceId, path: &str) -> Result<(), ChangeError> {

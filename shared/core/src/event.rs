@@ -98,6 +98,9 @@ impl SubmittedEvent {
     }
 }
 
+/// Largest `clientTimestamp` accepted: 2^53 − 1 ms, exact in every JSON client.
+pub const MAX_SAFE_TIMESTAMP: u64 = (1 << 53) - 1;
+
 /// Limits applied to every submitted envelope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EnvelopeLimits {
@@ -110,6 +113,21 @@ impl Default for EnvelopeLimits {
         Self {
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
         }
+    }
+}
+
+impl EnvelopeLimits {
+    /// The one payload-size check, for submitted events, server events and ephemeral messages:
+    /// the size is the compact UTF-8 JSON, as the frame carries it.
+    pub fn check_payload(&self, payload: &Value) -> Result<(), EnvelopeError> {
+        let size = serde_json::to_vec(payload).map_or(usize::MAX, |v| v.len());
+        if size > self.max_payload_bytes {
+            return Err(EnvelopeError::PayloadTooLarge {
+                size,
+                limit: self.max_payload_bytes,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -239,22 +257,18 @@ pub fn validate_submission(
         None => return Err(EnvelopeError::MissingField("payload")),
         Some(p) => p.clone(),
     };
-    let size = serde_json::to_vec(&payload)
-        .map(|v| v.len())
-        .unwrap_or(usize::MAX);
-    if size > limits.max_payload_bytes {
-        return Err(EnvelopeError::PayloadTooLarge {
-            size,
-            limit: limits.max_payload_bytes,
-        });
-    }
+    limits.check_payload(&payload)?;
 
     let client_timestamp = match obj.get("clientTimestamp") {
         None | Some(Value::Null) => None,
-        Some(v) => Some(v.as_u64().ok_or(EnvelopeError::WrongType {
-            field: "clientTimestamp",
-            expected: "a non-negative integer (milliseconds since the epoch)",
-        })?),
+        Some(v) => Some(
+            v.as_u64()
+                .filter(|t| *t <= MAX_SAFE_TIMESTAMP)
+                .ok_or(EnvelopeError::WrongType {
+                    field: "clientTimestamp",
+                    expected: "a non-negative integer of at most 2^53 - 1 (milliseconds since the epoch)",
+                })?,
+        ),
     };
 
     let checksum_field = match obj.get("checksum") {

@@ -106,9 +106,11 @@ impl Sequence {
         self.0
     }
 
-    /// The sequence right after this one.
+    /// The sequence right after this one (saturating: sequences never come near `u64::MAX`,
+    /// and a client's number is bounded by the protocol's `MAX_SEQUENCE` before any
+    /// arithmetic).
     pub fn next(self) -> Sequence {
-        Sequence(self.0 + 1)
+        Sequence(self.0.saturating_add(1))
     }
 }
 

@@ -34,6 +34,11 @@ pub const MAX_EPHEMERAL_TYPE_LEN: usize = crate::event::MAX_TYPE_LEN;
 /// the gateway's own framing, so a batch never closes the socket with 1009.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 28 * 1024;
 
+/// Largest sequence a client may name (`since`, `from`, `to`): 2^53 − 1, the largest integer a
+/// JSON number holds exactly in every client, far beyond any session's length. Larger values
+/// are `invalid_message`, so no arithmetic on a client's number can overflow.
+pub const MAX_SEQUENCE: u64 = (1 << 53) - 1;
+
 /// Longest unknown action name echoed back in an `error` frame, so a hostile client cannot make
 /// the server send its garbage back at full length.
 const MAX_ECHOED_ACTION_CHARS: usize = 64;
@@ -405,12 +410,21 @@ impl Fields<'_> {
         }
     }
 
+    /// A sequence number: a non-negative integer no larger than [`MAX_SEQUENCE`], so every
+    /// later `+ 1` is exact and JavaScript clients read it without rounding.
     fn sequence(&mut self, field: &str) -> Result<Sequence, String> {
         let value = self.required(field)?;
         value
             .as_u64()
+            .filter(|n| *n <= MAX_SEQUENCE)
             .map(Sequence)
-            .ok_or_else(|| self.wrong(field, "a non-negative integer", &value))
+            .ok_or_else(|| {
+                self.wrong(
+                    field,
+                    "a non-negative integer of at most 9007199254740991 (2^53 - 1)",
+                    &value,
+                )
+            })
     }
 
     /// Takes a field that must be present and not `null`.
@@ -541,6 +555,10 @@ pub enum ServerFrame {
         /// For `conflict` only: the current value of every path the event addressed.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         current: Option<BTreeMap<String, Value>>,
+        /// For `rate_limited` only: milliseconds until a retry can succeed (an addition to the
+        /// contract, documented in the README).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
         /// Echo of the client's `requestId`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         request_id: Option<RequestId>,
@@ -621,6 +639,10 @@ pub enum ServerFrame {
         /// The action that failed, when it could be read.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         action: Option<String>,
+        /// For `rate_limited` only: milliseconds until a retry can succeed (an addition to the
+        /// contract, documented in the README).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
         /// Echo of the client's `requestId`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         request_id: Option<RequestId>,
@@ -713,6 +735,7 @@ impl From<FrameError> for ServerFrame {
             code: error.code,
             message: error.message,
             action: error.action,
+            retry_after_ms: None,
             request_id: error.request_id,
         }
     }
@@ -1201,6 +1224,7 @@ mod tests {
             code: ErrorCode::Forbidden,
             message: "no".to_owned(),
             current: None,
+            retry_after_ms: None,
             request_id: None,
         };
         assert_eq!(

@@ -447,12 +447,12 @@ pub fn increment(current: &Value, by: i64, path: &str) -> Result<i64, ApplyError
             ))
         })?,
     };
-    let sum = base + by;
-    if sum.abs() > MAX_SAFE_INTEGER {
+    let sum = base.checked_add(by).filter(|s| s.unsigned_abs() <= MAX_SAFE_INTEGER.unsigned_abs());
+    let Some(sum) = sum else {
         return Err(ApplyError::Rejected(format!(
             "inc on {path}: result out of range"
         )));
-    }
+    };
     Ok(sum)
 }
 

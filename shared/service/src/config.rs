@@ -28,10 +28,11 @@ pub const CONNECTIONS_TABLE: &str = "CONNECTIONS_TABLE";
 pub const APIGW_MANAGEMENT_ENDPOINT: &str = "APIGW_MANAGEMENT_ENDPOINT";
 /// Payload limit in bytes.
 pub const MAX_PAYLOAD_BYTES: &str = "DLAB_MAX_PAYLOAD_BYTES";
-/// Events per second per connection.
-pub const RATE_PER_SECOND: &str = "DLAB_RATE_PER_SECOND";
-/// Burst size per connection.
-pub const RATE_BURST: &str = "DLAB_RATE_BURST";
+/// Prefix of the rate-limit variables: `DLAB_RATE_<CLASS>_PER_SECOND` and
+/// `DLAB_RATE_<CLASS>_BURST` for each [`RateClass`].
+pub const RATE_PREFIX: &str = "DLAB_RATE_";
+/// Events kept in the hot window when a session is rebuilt from the archive.
+pub const REHYDRATE_WINDOW: &str = "DLAB_REHYDRATE_WINDOW";
 /// Bound on the archive write inside submit, in milliseconds.
 pub const ARCHIVE_TIMEOUT_MS: &str = "DLAB_ARCHIVE_TIMEOUT_MS";
 /// Time budget of a subscribe or replay catch-up, in milliseconds.
@@ -44,10 +45,11 @@ pub struct Settings {
     pub max_payload_bytes: usize,
     /// Largest frame the server sends (API Gateway's limit is 32 KB).
     pub max_frame_bytes: usize,
-    /// Token refill rate per connection.
-    pub rate_per_second: f64,
-    /// Bucket size per connection.
-    pub rate_burst: u32,
+    /// Token buckets of every WebSocket action.
+    pub rates: RateLimits,
+    /// Events put back into the hot window when a session is rebuilt from the archive (older
+    /// ones are served from the archive), so a rebuild's memory does not grow with the session.
+    pub rehydrate_window: usize,
     /// Bound on the archive write on the submit path.
     pub archive_timeout: Duration,
     /// A catch-up stops early (`complete: false`) when this budget runs out, well inside API
@@ -69,8 +71,8 @@ impl Default for Settings {
         Self {
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
-            rate_per_second: 20.0,
-            rate_burst: 40,
+            rates: RateLimits::default(),
+            rehydrate_window: 1200,
             archive_timeout: Duration::from_millis(300),
             catchup_budget: Duration::from_secs(20),
             connection_ttl: Duration::from_secs(2 * 3600 + 600),
@@ -82,17 +84,22 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// The envelope limits these settings give.
+    pub fn envelope_limits(&self) -> dlab_core::event::EnvelopeLimits {
+        dlab_core::event::EnvelopeLimits {
+            max_payload_bytes: self.max_payload_bytes,
+        }
+    }
+
     /// Defaults, overridden by the `DLAB_*` variables that are set.
     pub fn from_env() -> Result<Self, ConfigError> {
         let mut s = Settings::default();
         if let Some(v) = parse_var::<usize>(MAX_PAYLOAD_BYTES)? {
             s.max_payload_bytes = v;
         }
-        if let Some(v) = parse_var::<f64>(RATE_PER_SECOND)? {
-            s.rate_per_second = v;
-        }
-        if let Some(v) = parse_var::<u32>(RATE_BURST)? {
-            s.rate_burst = v;
+        s.rates = RateLimits::from_env()?;
+        if let Some(v) = parse_var::<usize>(REHYDRATE_WINDOW)? {
+            s.rehydrate_window = v.max(1);
         }
         if let Some(v) = parse_var::<u64>(ARCHIVE_TIMEOUT_MS)? {
             s.archive_timeout = Duration::from_millis(v);
@@ -102,6 +109,171 @@ impl Settings {
         }
         Ok(s)
     }
+}
+
+/// One token bucket: refilled at `per_second`, holding at most `burst`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateBudget {
+    /// Tokens added per second.
+    pub per_second: f64,
+    /// Bucket size: how many actions may come at once after a quiet spell.
+    pub burst: u32,
+}
+
+impl RateBudget {
+    /// A budget of `per_second` with room for `burst`.
+    pub const fn new(per_second: f64, burst: u32) -> Self {
+        Self { per_second, burst }
+    }
+}
+
+/// Which bucket an action draws from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RateClass {
+    /// Every message on one connection, checked before any store lookup (a flood of frames,
+    /// even malformed ones, costs the flooder only).
+    Connection,
+    /// `submit`, per user across all their connections: each one is a commit and a broadcast.
+    Submit,
+    /// `subscribe` and `replay`, per user: each may read and post a whole log.
+    Read,
+    /// `ephemeral`, per user: each one is a broadcast.
+    Ephemeral,
+    /// `ping` and `unsubscribe`, per user: cheap, but still store reads.
+    Control,
+}
+
+impl RateClass {
+    /// Every class.
+    pub const ALL: [RateClass; 5] = [
+        RateClass::Connection,
+        RateClass::Submit,
+        RateClass::Read,
+        RateClass::Ephemeral,
+        RateClass::Control,
+    ];
+
+    /// Upper-case name in the variables (`DLAB_RATE_SUBMIT_PER_SECOND`).
+    pub fn var_name(self) -> &'static str {
+        match self {
+            RateClass::Connection => "CONNECTION",
+            RateClass::Submit => "SUBMIT",
+            RateClass::Read => "READ",
+            RateClass::Ephemeral => "EPHEMERAL",
+            RateClass::Control => "CONTROL",
+        }
+    }
+
+    /// Lower-case name in bucket keys and logs.
+    pub fn key_name(self) -> &'static str {
+        match self {
+            RateClass::Connection => "conn",
+            RateClass::Submit => "submit",
+            RateClass::Read => "read",
+            RateClass::Ephemeral => "ephemeral",
+            RateClass::Control => "control",
+        }
+    }
+}
+
+/// The budgets of every [`RateClass`]. The defaults let a busy table play (a player rarely
+/// submits more than a few events a second; a reconnecting client subscribes to a few
+/// sessions) while one member flooding `replay {from: 0}` is held to two a second.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimits {
+    /// Per connection, every message.
+    pub connection: RateBudget,
+    /// Per user, `submit`.
+    pub submit: RateBudget,
+    /// Per user, `subscribe` and `replay`.
+    pub read: RateBudget,
+    /// Per user, `ephemeral`.
+    pub ephemeral: RateBudget,
+    /// Per user, `ping` and `unsubscribe`.
+    pub control: RateBudget,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            connection: RateBudget::new(50.0, 100),
+            submit: RateBudget::new(20.0, 40),
+            read: RateBudget::new(2.0, 10),
+            ephemeral: RateBudget::new(30.0, 60),
+            control: RateBudget::new(5.0, 20),
+        }
+    }
+}
+
+impl RateLimits {
+    /// The budget of a class.
+    pub fn get(&self, class: RateClass) -> RateBudget {
+        match class {
+            RateClass::Connection => self.connection,
+            RateClass::Submit => self.submit,
+            RateClass::Read => self.read,
+            RateClass::Ephemeral => self.ephemeral,
+            RateClass::Control => self.control,
+        }
+    }
+
+    fn get_mut(&mut self, class: RateClass) -> &mut RateBudget {
+        match class {
+            RateClass::Connection => &mut self.connection,
+            RateClass::Submit => &mut self.submit,
+            RateClass::Read => &mut self.read,
+            RateClass::Ephemeral => &mut self.ephemeral,
+            RateClass::Control => &mut self.control,
+        }
+    }
+
+    /// Defaults, overridden by the `DLAB_RATE_<CLASS>_PER_SECOND` / `_BURST` variables that are
+    /// set. A rate must be positive and finite, a burst at least 1.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let mut limits = RateLimits::default();
+        for class in RateClass::ALL {
+            let budget = limits.get_mut(class);
+            let rate_var = rate_var_name(class, "PER_SECOND");
+            if let Some(v) = parse_var::<f64>(rate_var)? {
+                if !(v.is_finite() && v > 0.0) {
+                    return Err(ConfigError::Invalid {
+                        name: rate_var,
+                        reason: "must be a positive number".to_owned(),
+                    });
+                }
+                budget.per_second = v;
+            }
+            let burst_var = rate_var_name(class, "BURST");
+            if let Some(v) = parse_var::<u32>(burst_var)? {
+                if v == 0 {
+                    return Err(ConfigError::Invalid {
+                        name: burst_var,
+                        reason: "must be at least 1".to_owned(),
+                    });
+                }
+                budget.burst = v;
+            }
+        }
+        Ok(limits)
+    }
+}
+
+/// `DLAB_RATE_<CLASS>_<what>`, as a `'static` name for errors.
+fn rate_var_name(class: RateClass, what: &str) -> &'static str {
+    const NAMES: [[&str; 2]; 5] = [
+        ["DLAB_RATE_CONNECTION_PER_SECOND", "DLAB_RATE_CONNECTION_BURST"],
+        ["DLAB_RATE_SUBMIT_PER_SECOND", "DLAB_RATE_SUBMIT_BURST"],
+        ["DLAB_RATE_READ_PER_SECOND", "DLAB_RATE_READ_BURST"],
+        ["DLAB_RATE_EPHEMERAL_PER_SECOND", "DLAB_RATE_EPHEMERAL_BURST"],
+        ["DLAB_RATE_CONTROL_PER_SECOND", "DLAB_RATE_CONTROL_BURST"],
+    ];
+    let row = RateClass::ALL
+        .iter()
+        .position(|c| *c == class)
+        .expect("every class is listed");
+    let name = NAMES[row][usize::from(what == "BURST")];
+    debug_assert_eq!(name, format!("{RATE_PREFIX}{}_{what}", class.var_name()));
+    name
 }
 
 /// How user tokens are verified.
@@ -208,10 +380,22 @@ mod tests {
     fn defaults_follow_the_contract() {
         let s = Settings::default();
         assert_eq!(s.max_payload_bytes, 24 * 1024);
-        assert_eq!(s.rate_per_second, 20.0);
-        assert_eq!(s.rate_burst, 40);
+        assert_eq!(s.rates.submit, RateBudget::new(20.0, 40));
+        assert!(s.rates.read.per_second < s.rates.submit.per_second);
         assert!(s.catchup_budget < Duration::from_secs(29));
         assert!(s.connection_ttl > Duration::from_secs(2 * 3600));
         assert!(s.max_frame_bytes < 32 * 1024);
+    }
+
+    #[test]
+    fn every_rate_variable_name_follows_the_prefix() {
+        for class in RateClass::ALL {
+            for what in ["PER_SECOND", "BURST"] {
+                assert_eq!(
+                    rate_var_name(class, what),
+                    format!("{RATE_PREFIX}{}_{what}", class.var_name())
+                );
+            }
+        }
     }
 }

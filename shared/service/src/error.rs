@@ -1,11 +1,20 @@
 //! Errors of the use cases, and the one place that maps them to wire codes.
+//!
+//! Each variant's doc says what the edge does with it: the WebSocket edge sends `error` (or
+//! `event:error` for a submit whose event has a usable id) with [`ServiceError::code`] and
+//! [`ServiceError::public_message`]; the HTTP edge answers `{"error": {code, message}}` with the
+//! code's status. Faults the client cannot fix (`unavailable`, `internal`) are logged with their
+//! whole source chain and answered without internals.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
+use dlab_core::changes::ChangeError;
 use dlab_core::codes::ErrorCode;
 use dlab_core::event::{EnvelopeError, TypeForbidden};
-use dlab_core::ids::SessionId;
+use dlab_core::ids::{EventId, Sequence, SessionId};
 use dlab_core::protocol::FrameError;
+use dlab_core::state::ApplyError;
 use dlab_store::{ArchiveError, CommitError, StoreError};
 use serde_json::Value;
 use thiserror::Error;
@@ -16,50 +25,93 @@ use crate::auth::AuthError;
 /// is safe to send (internals are logged, never sent).
 #[derive(Debug, Error)]
 pub enum ServiceError {
-    /// The client frame is malformed or names an unknown action.
+    /// The client frame is malformed or names an unknown action. Edge: `error` with the frame
+    /// error's code (`invalid_message` or `unknown_action`).
     #[error(transparent)]
     Frame(#[from] FrameError),
-    /// The event envelope is invalid.
+    /// The event envelope is invalid. Edge: `invalid_event`, `payload_too_large` or
+    /// `checksum_mismatch`, as the envelope error says.
     #[error(transparent)]
     Envelope(#[from] EnvelopeError),
-    /// The token was refused.
+    /// The state-change conventions of the payload are malformed. Edge: `invalid_event`.
+    #[error(transparent)]
+    Changes(#[from] ChangeError),
+    /// The token was refused. Edge: `unauthorized` (HTTP 401; a refused `$connect` is 401), or
+    /// `unavailable` when the key set could not be fetched.
     #[error(transparent)]
     Auth(#[from] AuthError),
-    /// The caller may not do this.
+    /// The caller's role does not allow this. Edge: `forbidden` (HTTP 403).
     #[error("{0}")]
     Forbidden(String),
-    /// The event type is not allowed for this sender.
+    /// The event type is not allowed for this sender. Edge: `forbidden`.
     #[error(transparent)]
     TypeForbidden(#[from] TypeForbidden),
-    /// The connection is not subscribed to the session.
+    /// The connection is not subscribed to the session. Edge: `not_subscribed`.
     #[error("not subscribed to session {0}")]
     NotSubscribed(SessionId),
-    /// The session does not exist.
+    /// The session does not exist. Edge: `session_not_found` (HTTP 404).
     #[error("session {0} not found")]
     SessionNotFound(SessionId),
-    /// A resource does not exist (HTTP).
+    /// A resource does not exist. Edge (HTTP): 404 `not_found`.
     #[error("{0}")]
     NotFound(String),
-    /// The request body or parameters are invalid (HTTP).
+    /// The request body or parameters are invalid. Edge: `invalid_message` (HTTP 400).
     #[error("{0}")]
     BadRequest(String),
-    /// A compare-and-set precondition failed.
+    /// A compare-and-set precondition failed; nothing was stored. Edge: `event:error` with code
+    /// `conflict` and `current` (HTTP 409).
     #[error("state changed since the event was made; rebase and resubmit with a new id")]
     Conflict {
         /// Current value of every path of the event.
         current: BTreeMap<String, Value>,
     },
-    /// The event is invalid for the current state.
+    /// The event cannot apply to the session's state (unknown instance, `inc` on a
+    /// non-integer, …); nothing was stored. Edge: `invalid_event`.
     #[error("{0}")]
-    InvalidEvent(String),
-    /// Over the rate limit.
-    #[error("rate limit exceeded; slow down")]
-    RateLimited,
+    Refused(String),
+    /// The event id was committed before with other content. Edge: `invalid_event`; the client
+    /// must use a new id.
+    #[error("event id {id} was already used with different content")]
+    IdReused {
+        /// The reused id.
+        id: EventId,
+    },
+    /// Over a rate limit. Edge: `rate_limited` with `retryAfterMs` (HTTP 429).
+    #[error("rate limit exceeded; retry in {} ms", retry_after.as_millis())]
+    RateLimited {
+        /// How long until the bucket holds a token again.
+        retry_after: Duration,
+    },
     /// A store operation failed: unreachable or timed out (`unavailable`), an id already taken
-    /// (`conflict`), or undecodable data (`internal`).
+    /// (`conflict`), or undecodable data (`internal`). Edge: that code; internals are logged.
     #[error("{}", store_message(.0))]
     Unavailable(#[source] StoreError),
-    /// The session is fenced after an archive collision; retry later.
+    /// The archive lacks events between a snapshot (or the start) and its end, so the session's
+    /// hot state cannot be rebuilt or a range cannot be read without a hole. Edge:
+    /// `unavailable` (backfill closes such holes; nothing is rebuilt from a log with holes).
+    #[error("session {session} is temporarily unavailable")]
+    ArchiveHole {
+        /// The session.
+        session: SessionId,
+        /// First missing sequence.
+        from: Sequence,
+        /// Last missing sequence (the next stored one minus one, or the end of the range).
+        to: Sequence,
+    },
+    /// An archived event does not apply on top of the ones before it: stored data is corrupt.
+    /// Edge: `internal` (logged with the session and sequence).
+    #[error("archived event {sequence} of session {session} does not apply")]
+    ArchiveCorrupt {
+        /// The session.
+        session: SessionId,
+        /// The event that does not apply.
+        sequence: Sequence,
+        /// Why.
+        #[source]
+        source: ApplyError,
+    },
+    /// The session is fenced after an archive collision (its counter went back). Edge:
+    /// `unavailable`; the hot state is rebuilt from the archive on the next use.
     #[error("session temporarily unavailable")]
     Fenced(#[source] ArchiveError),
 }
@@ -77,10 +129,13 @@ impl ServiceError {
             ServiceError::NotFound(_) => ErrorCode::NotFound,
             ServiceError::BadRequest(_) => ErrorCode::InvalidMessage,
             ServiceError::Conflict { .. } => ErrorCode::Conflict,
-            ServiceError::InvalidEvent(_) => ErrorCode::InvalidEvent,
-            ServiceError::RateLimited => ErrorCode::RateLimited,
+            ServiceError::Changes(_) | ServiceError::Refused(_) | ServiceError::IdReused { .. } => {
+                ErrorCode::InvalidEvent
+            }
+            ServiceError::RateLimited { .. } => ErrorCode::RateLimited,
             ServiceError::Unavailable(e) => e.code(),
-            ServiceError::Fenced(_) => ErrorCode::Unavailable,
+            ServiceError::ArchiveHole { .. } | ServiceError::Fenced(_) => ErrorCode::Unavailable,
+            ServiceError::ArchiveCorrupt { .. } => ErrorCode::Internal,
         }
     }
 
@@ -89,6 +144,16 @@ impl ServiceError {
         match self.code() {
             ErrorCode::Internal => "internal error".to_owned(),
             _ => self.to_string(),
+        }
+    }
+
+    /// `retryAfterMs` for a rate-limit refusal.
+    pub fn retry_after_ms(&self) -> Option<u64> {
+        match self {
+            ServiceError::RateLimited { retry_after } => {
+                Some(u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX).max(1))
+            }
+            _ => None,
         }
     }
 }
@@ -110,7 +175,7 @@ impl From<CommitError> for ServiceError {
     fn from(e: CommitError) -> Self {
         match e {
             CommitError::Conflict { current } => ServiceError::Conflict { current },
-            CommitError::Invalid(msg) => ServiceError::InvalidEvent(msg),
+            CommitError::Invalid(reason) => ServiceError::Refused(reason),
             CommitError::HotStateMissing(s) => {
                 ServiceError::Unavailable(StoreError::HotStateMissing(s))
             }

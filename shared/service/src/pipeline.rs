@@ -1,16 +1,19 @@
 //! The shared steps of every use case that touches a session's log: keeping the hot state
-//! present (rehydrating it from snapshot + archive), committing with the archive write awaited,
-//! reading a contiguous range from the hot log and the archive, and posting frames.
+//! present (rebuilding it from snapshot + archive, never from an archive with holes), the one
+//! publish path (commit → archive write → confirm → broadcast), contiguous range reads from the
+//! hot log and the archive, and posting frames.
 //!
-//! Order inside a commit (invariant 3): commit (hot log) → archive write (bounded wait) →
+//! Order inside a publish (invariant 3): commit (hot log) → archive write (bounded wait) →
 //! confirm → broadcast. The archive write is awaited, never spawned: a Lambda freezes after it
 //! returns. If the write fails or times out the commit stands and backfill copies it later.
 
-use std::time::Instant;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
+use dlab_core::changes::parse_changes;
 use dlab_core::event::GameEvent;
 use dlab_core::ids::{ConnectionId, Sequence, SessionId};
-use dlab_core::protocol::ServerFrame;
+use dlab_core::protocol::{RequestId, ServerFrame};
 use dlab_core::state::GameSessionState;
 use dlab_store::{ArchiveError, CommitError, CommitRequest, Committed, PostOutcome, StoreError};
 use futures::StreamExt;
@@ -19,55 +22,125 @@ use tracing::{error, info, warn};
 use crate::deps::Deps;
 use crate::error::ServiceError;
 
+/// How often a caller that found another rebuild of the same session in progress re-reads
+/// before giving up with `unavailable`.
+const REBUILD_ATTEMPTS: u32 = 20;
+/// First wait between those re-reads; doubled each time up to [`REBUILD_MAX_WAIT`].
+const REBUILD_FIRST_WAIT: Duration = Duration::from_millis(20);
+/// Longest wait between two re-reads.
+const REBUILD_MAX_WAIT: Duration = Duration::from_millis(250);
+
 /// Rebuilds a session's hot state from its latest snapshot and the archive after it.
+///
+/// The archive must be contiguous from the snapshot to its end: a hole means events were never
+/// archived (backfill has not copied them yet), and rebuilding over it would issue their
+/// sequences again. On a hole this refuses with [`ServiceError::ArchiveHole`] and logs the
+/// missing range. Only the last `rehydrate_window` events go back into the hot window (the
+/// archive serves older ones), so memory stays bounded however long the session is.
 pub async fn rehydrate(deps: &Deps, session: &SessionId) -> Result<(), ServiceError> {
     let snapshot = deps.snapshots.latest(session).await?;
-    let mut state = match &snapshot {
-        Some(s) if s.verify() => s.state.clone(),
-        _ => GameSessionState::new(session.clone(), None),
+    let mut state = match snapshot {
+        Some(s) if s.verify() => s.state,
+        Some(s) => {
+            error!(session = %session, up_to = s.up_to_sequence.get(),
+                   "latest snapshot fails its checksum; rebuilding from the start of the archive");
+            GameSessionState::new(session.clone(), None)
+        }
+        None => GameSessionState::new(session.clone(), None),
     };
     let mut after = state.last_event_sequence;
-    let mut tail = Vec::new();
+    let window = deps.settings.rehydrate_window.max(1);
+    let mut tail: VecDeque<GameEvent> = VecDeque::with_capacity(window.min(4096));
     loop {
         let page = deps
             .archive
             .read(session, after, None, deps.settings.read_page)
             .await
-            .map_err(archive_unavailable)?;
-        let Some(last) = page.last() else { break };
-        after = last.sequence;
+            .map_err(archive_error)?;
+        if page.is_empty() {
+            break;
+        }
         for event in page {
-            if let Err(e) = state.apply(&event) {
-                error!(session = %session, seq = event.sequence.get(), error = %e, "archived event does not apply");
-                return Err(ServiceError::InvalidEvent(format!(
-                    "archive of session {session} cannot be replayed"
-                )));
+            if event.sequence != after.next() {
+                return Err(hole(session, after.next(), event.sequence, "rebuild"));
             }
-            tail.push(event);
+            if let Err(source) = state.apply(&event) {
+                error!(session = %session, seq = event.sequence.get(), error = %source,
+                       "archived event does not apply; refusing to rebuild the hot state");
+                return Err(ServiceError::ArchiveCorrupt {
+                    session: session.clone(),
+                    sequence: event.sequence,
+                    source,
+                });
+            }
+            after = event.sequence;
+            if tail.len() == window {
+                tail.pop_front();
+            }
+            tail.push_back(event);
         }
     }
-    let ids = deps
-        .archive
-        .ids(session)
-        .await
-        .map_err(archive_unavailable)?;
+    let ids = deps.archive.ids(session).await.map_err(archive_error)?;
+    let tail: Vec<GameEvent> = tail.into();
     deps.log.rehydrate(&state, &tail, &ids).await?;
-    warn!(session = %session, head = state.last_event_sequence.get(), "session rehydrated from snapshot and archive");
+    warn!(session = %session, head = state.last_event_sequence.get(),
+          "session rehydrated from snapshot and archive");
     Ok(())
 }
 
-fn archive_unavailable(e: ArchiveError) -> ServiceError {
+/// An error for a hole from `from` up to (not including) `next_present`, logged once here.
+fn hole(
+    session: &SessionId,
+    from: Sequence,
+    next_present: Sequence,
+    during: &'static str,
+) -> ServiceError {
+    let to = Sequence(next_present.get().saturating_sub(1).max(from.get()));
+    error!(session = %session, missing_from = from.get(), missing_to = to.get(), during,
+           "the archive has a hole: refusing to serve or rebuild across it until backfill closes it");
+    ServiceError::ArchiveHole {
+        session: session.clone(),
+        from,
+        to,
+    }
+}
+
+fn archive_error(e: ArchiveError) -> ServiceError {
     match e {
         ArchiveError::Store(s) => ServiceError::Unavailable(s),
         other => ServiceError::Fenced(other),
     }
 }
 
-/// The head of a session, rehydrating the hot state when it is missing.
+/// Makes sure the session's hot state exists, rebuilding it when it is missing. When another
+/// handler is rebuilding it at the same moment this one waits and re-reads (bounded), so
+/// concurrent rebuilds never erase each other's or a commit's work.
+pub async fn ensure_hot(deps: &Deps, session: &SessionId) -> Result<(), ServiceError> {
+    let mut wait = REBUILD_FIRST_WAIT;
+    for _ in 0..REBUILD_ATTEMPTS {
+        match deps.log.head(session).await {
+            Ok(_) => return Ok(()),
+            Err(StoreError::HotStateMissing(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        rehydrate(deps, session).await?;
+        match deps.log.head(session).await {
+            Ok(_) => return Ok(()),
+            Err(StoreError::HotStateMissing(_)) => {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(REBUILD_MAX_WAIT);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(StoreError::HotStateMissing(session.clone()).into())
+}
+
+/// The head of a session, rebuilding the hot state when it is missing.
 pub async fn head(deps: &Deps, session: &SessionId) -> Result<Sequence, ServiceError> {
     match deps.log.head(session).await {
         Err(StoreError::HotStateMissing(_)) => {
-            rehydrate(deps, session).await?;
+            ensure_hot(deps, session).await?;
             Ok(deps.log.head(session).await?)
         }
         other => Ok(other?),
@@ -85,26 +158,30 @@ pub async fn floor(deps: &Deps, session: &SessionId) -> Result<Sequence, Service
         .archive
         .archived_through(session)
         .await
-        .map_err(archive_unavailable)?;
-    Ok(if archived.get() + 1 >= hot_floor.get() {
+        .map_err(archive_error)?;
+    Ok(if archived.get().saturating_add(1) >= hot_floor.get() {
         Sequence(1)
     } else {
         hot_floor
     })
 }
 
-/// Commits an event: atomic commit (rehydrating and retrying once when the hot state is gone),
-/// then the archive write with a bounded wait. A sequence collision in the archive fences the
-/// session: its hot state is dropped so the next commit rebuilds it from the archive.
+/// The commit step of [`publish`] alone, without confirm or broadcast (seeding and tests;
+/// every route and submit publishes): atomic commit (rebuilding the hot state and retrying
+/// once when it is gone), then the archive write with a bounded wait. A sequence collision in the archive
+/// fences the session: its hot state is dropped so the next commit rebuilds it from the
+/// archive.
 pub async fn commit(deps: &Deps, request: CommitRequest) -> Result<Committed, ServiceError> {
     let session = request.event.session_id.clone();
     let committed = match deps.log.commit(request.clone()).await {
         Err(CommitError::HotStateMissing(_)) => {
-            rehydrate(deps, &session).await?;
+            ensure_hot(deps, &session).await?;
             deps.log.commit(request).await?
         }
         other => other?,
     };
+    // A duplicate's original is archived again too: idempotent, and it heals an original
+    // whose first archive write timed out.
     if let Some(event) = &committed.event {
         archive(deps, event).await?;
     }
@@ -116,7 +193,7 @@ async fn archive(deps: &Deps, event: &GameEvent) -> Result<(), ServiceError> {
     match tokio::time::timeout(deps.settings.archive_timeout, deps.archive.insert(event)).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(ArchiveError::Store(e))) => {
-            warn!(session = %event.session_id, seq = event.sequence.get(), error = %e,
+            warn!(session = %event.session_id, seq = event.sequence.get(), error = %dlab_store::Chain(&e),
                   "archive write failed; the commit stands and backfill will copy it");
             Ok(())
         }
@@ -130,66 +207,181 @@ async fn archive(deps: &Deps, event: &GameEvent) -> Result<(), ServiceError> {
         }
         Err(_) => {
             warn!(session = %event.session_id, seq = event.sequence.get(),
-                  waited_ms = started.elapsed().as_millis() as u64,
+                  waited_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
                   "archive write timed out; the commit stands and backfill will copy it");
             Ok(())
         }
     }
 }
 
-/// Reads `after < sequence <= to` contiguously: the archive below the hot floor, the hot log
-/// above. Stops early when `deadline` passes; returns the events and whether the range is
-/// complete.
-pub async fn read_range(
+/// Who published an event, and so who hears `event:confirmed`.
+#[derive(Debug, Clone, Copy)]
+pub enum Origin<'a> {
+    /// A client's submit: the sender gets `event:confirmed` (with its `requestId`), everyone
+    /// else in the session `event:applied`.
+    Connection {
+        /// The sending connection.
+        id: &'a ConnectionId,
+        /// The submit's `requestId`.
+        request_id: Option<&'a RequestId>,
+    },
+    /// A server event from an HTTP route (actor added or removed, GM override): every
+    /// connection of the session gets `event:applied`.
+    Server,
+}
+
+/// A published event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Published {
+    /// The stored event with its sequence (for a duplicate, the original).
+    pub event: GameEvent,
+    /// Whether the id had been committed before with the same content.
+    pub duplicate: bool,
+}
+
+/// The one publish path of every event, from a client's submit or a server route: payload
+/// limit, state-change conventions, atomic commit, archive write, `event:confirmed` to the
+/// sender, `event:applied` to the session. `event.sequence` is ignored and assigned here.
+///
+/// Once the commit has happened the event is final: a broadcast that fails (registry down) is
+/// logged and does not fail the publish, because the event is committed and replayable, and
+/// clients notice the gap through `pong.heads`.
+pub async fn publish(
+    deps: &Deps,
+    event: GameEvent,
+    origin: Origin<'_>,
+) -> Result<Published, ServiceError> {
+    deps.settings.envelope_limits().check_payload(&event.payload)?;
+    let changes = parse_changes(&event.event_type, &event.payload)?;
+    let session = event.session_id.clone();
+    let committed = commit(deps, CommitRequest { event, changes }).await?;
+    let stored = match committed.event {
+        Some(event) => event,
+        None => archived_original(deps, &session, committed.sequence).await?,
+    };
+    let exclude = match origin {
+        Origin::Connection { id, request_id } => {
+            send(
+                deps,
+                id,
+                &ServerFrame::EventConfirmed {
+                    temp_id: stored.id.clone(),
+                    event_id: stored.id.clone(),
+                    sequence: stored.sequence,
+                    timestamp: stored.timestamp,
+                    duplicate: committed.duplicate,
+                    request_id: request_id.cloned(),
+                },
+            )
+            .await;
+            Some(id)
+        }
+        Origin::Server => None,
+    };
+    let frame = ServerFrame::EventApplied(stored.clone());
+    if let Err(e) = broadcast(deps, &session, &frame, exclude).await {
+        warn!(session = %session, seq = stored.sequence.get(), error = %e,
+              "broadcast failed after the commit; subscribers catch up through replay");
+    }
+    Ok(Published {
+        event: stored,
+        duplicate: committed.duplicate,
+    })
+}
+
+/// The original of a duplicate whose event left the hot window: read from the archive.
+async fn archived_original(
     deps: &Deps,
     session: &SessionId,
-    after: Sequence,
+    sequence: Sequence,
+) -> Result<GameEvent, ServiceError> {
+    let before = Sequence(sequence.get().saturating_sub(1));
+    let original = deps
+        .archive
+        .read(session, before, Some(sequence), 1)
+        .await
+        .map_err(archive_error)?
+        .pop()
+        .filter(|e| e.sequence == sequence);
+    // Not archived yet (its archive write timed out): backfill will copy it; retry later.
+    original.ok_or_else(|| hole(session, sequence, sequence.next(), "duplicate"))
+}
+
+/// Reads `after < sequence <= to` page by page, contiguously: the archive below the hot floor,
+/// the hot log above. A range with a hole is never returned: an empty page or a gap before
+/// `to` is [`ServiceError::ArchiveHole`] (`unavailable`).
+pub struct RangeReader<'a> {
+    deps: &'a Deps,
+    session: &'a SessionId,
+    cursor: Sequence,
     to: Sequence,
-    deadline: Option<Instant>,
-) -> Result<(Vec<GameEvent>, bool), ServiceError> {
-    let mut out = Vec::new();
-    let mut cursor = after;
-    while cursor < to {
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            return Ok((out, false));
-        }
-        let page = match deps
-            .log
-            .read(session, cursor, Some(to), deps.settings.read_page)
-            .await
-        {
-            Ok(page) => page,
-            Err(StoreError::BelowFloor { floor, .. }) => {
-                let upper = Sequence(floor.get().saturating_sub(1)).min(to);
-                deps.archive
-                    .read(session, cursor, Some(upper), deps.settings.read_page)
-                    .await
-                    .map_err(archive_unavailable)?
-            }
-            Err(StoreError::HotStateMissing(_)) => {
-                rehydrate(deps, session).await?;
-                continue;
-            }
-            Err(e) => return Err(e.into()),
-        };
-        if page.is_empty() {
-            break;
-        }
-        for event in page {
-            if event.sequence != cursor.next() {
-                // A hole: the archive lacks an event (backfill has not run yet).
-                error!(session = %session, expected = cursor.next().get(), got = event.sequence.get(),
-                       "replay range has a hole");
-                return Err(ServiceError::Unavailable(StoreError::BelowFloor {
-                    session: session.clone(),
-                    floor: event.sequence,
-                }));
-            }
-            cursor = event.sequence;
-            out.push(event);
+}
+
+impl<'a> RangeReader<'a> {
+    /// A reader of `after < sequence <= to`.
+    pub fn new(deps: &'a Deps, session: &'a SessionId, after: Sequence, to: Sequence) -> Self {
+        Self {
+            deps,
+            session,
+            cursor: after,
+            to,
         }
     }
-    Ok((out, true))
+
+    /// The last sequence read so far.
+    pub fn cursor(&self) -> Sequence {
+        self.cursor
+    }
+
+    /// Whether the whole range has been read.
+    pub fn is_done(&self) -> bool {
+        self.cursor >= self.to
+    }
+
+    /// The next page (at most `limit` events), or `None` when the range is done.
+    pub async fn next_page(&mut self, limit: usize) -> Result<Option<Vec<GameEvent>>, ServiceError> {
+        let limit = limit.max(1);
+        loop {
+            if self.is_done() {
+                return Ok(None);
+            }
+            let deps = self.deps;
+            let page = match deps
+                .log
+                .read(self.session, self.cursor, Some(self.to), limit)
+                .await
+            {
+                Ok(page) => page,
+                Err(StoreError::BelowFloor { floor, .. }) => {
+                    let upper = Sequence(floor.get().saturating_sub(1)).min(self.to);
+                    deps.archive
+                        .read(self.session, self.cursor, Some(upper), limit)
+                        .await
+                        .map_err(archive_error)?
+                }
+                Err(StoreError::HotStateMissing(_)) => {
+                    ensure_hot(deps, self.session).await?;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let Some(first) = page.first() else {
+                return Err(hole(self.session, self.cursor.next(), self.to.next(), "read"));
+            };
+            if first.sequence != self.cursor.next() {
+                return Err(hole(self.session, self.cursor.next(), first.sequence, "read"));
+            }
+            let mut expected = self.cursor;
+            for event in &page {
+                if event.sequence != expected.next() {
+                    return Err(hole(self.session, expected.next(), event.sequence, "read"));
+                }
+                expected = event.sequence;
+            }
+            self.cursor = expected;
+            return Ok(Some(page));
+        }
+    }
 }
 
 /// Posts one frame to one connection. `Gone` removes the connection (not an error).

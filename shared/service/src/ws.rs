@@ -4,26 +4,26 @@
 //! Answers echo the client's `requestId`; failures of non-submit actions are
 //! `error {code, message, action}`; a submit with a usable event id fails as `event:error`.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use dlab_core::changes::parse_changes;
+use dlab_core::codes::ErrorCode;
 use dlab_core::event::{
-    EnvelopeLimits, Sender, TypePermission, check_type_permission, type_permission, usable_id,
+    GameEvent, Sender, TypePermission, check_type_permission, type_permission, usable_id,
     validate_submission,
 };
-use dlab_core::ids::{ConnectionId, EventId, Sequence, SessionId, UserId};
+use dlab_core::ids::{ConnectionId, Sequence, SessionId, UserId};
 use dlab_core::protocol::{
-    ClientMessage, ClientRequest, PresenceStatus, RequestId, ServerFrame, batch_frames,
-    parse_client_message,
+    ClientMessage, ClientRequest, PresenceStatus, RequestId, ServerFrame, parse_client_message,
+    split_into_batches,
 };
-use dlab_store::CommitRequest;
 use dlab_store::model::{Connection, Subscription, now_ms};
 use serde_json::Value;
 use tracing::{debug, info, warn};
 
+use crate::config::RateClass;
 use crate::deps::Deps;
 use crate::error::ServiceError;
-use crate::pipeline::{self, broadcast, send};
+use crate::pipeline::{self, Origin, broadcast, send};
 
 /// `$connect`: verifies the token and stores the connection. Nothing may be posted to the
 /// connection yet (API Gateway refuses it), so failures are only the status code.
@@ -61,9 +61,16 @@ pub async fn disconnect(deps: &Deps, connection: &ConnectionId) -> Result<(), Se
     Ok(())
 }
 
-/// Any message on an open connection: parse once, then apply.
+/// Any message on an open connection: the connection's own bucket first (before any store
+/// lookup, so a flood of frames, even malformed ones, costs only the flooder), then parse once,
+/// then apply. Every failure is answered to the sender.
 pub async fn message(deps: &Deps, connection: &ConnectionId, body: &str) {
-    let request = match parse_client_message(body) {
+    let parsed = parse_client_message(body);
+    if let Err(e) = rate_limit(deps, RateClass::Connection, connection.as_str()).await {
+        reply_error(deps, connection, parsed.as_ref().ok(), e).await;
+        return;
+    }
+    let request = match parsed {
         Ok(r) => r,
         Err(e) => {
             debug!(connection = %connection, code = %e.code, "bad frame");
@@ -71,59 +78,113 @@ pub async fn message(deps: &Deps, connection: &ConnectionId, body: &str) {
             return;
         }
     };
-    let Some(conn) = (match deps.registry.connection(connection).await {
-        Ok(c) => c,
-        Err(e) => {
-            fail(deps, connection, &request, ServiceError::from(e)).await;
-            return;
-        }
-    }) else {
-        let err = ServiceError::Auth(crate::auth::AuthError::Missing);
-        fail(deps, connection, &request, err).await;
-        return;
+    if let Err(e) = apply(deps, connection, &request).await {
+        reply_error(deps, connection, Some(&request), e).await;
+    }
+}
+
+/// Reads the connection record (its verified user), draws from that user's bucket of the
+/// action's class, and runs the action.
+async fn apply(
+    deps: &Deps,
+    connection: &ConnectionId,
+    request: &ClientRequest,
+) -> Result<(), ServiceError> {
+    let conn = deps
+        .registry
+        .connection(connection)
+        .await?
+        .ok_or(ServiceError::Auth(crate::auth::AuthError::Missing))?;
+    let class = match &request.message {
+        ClientMessage::Submit { .. } => RateClass::Submit,
+        ClientMessage::Subscribe { .. } | ClientMessage::Replay { .. } => RateClass::Read,
+        ClientMessage::Ephemeral { .. } => RateClass::Ephemeral,
+        ClientMessage::Ping | ClientMessage::Unsubscribe { .. } => RateClass::Control,
     };
-    let rid = request.request_id.clone();
-    let result = match &request.message {
+    rate_limit(deps, class, conn.user_id.as_str()).await?;
+    let rid = request.request_id.as_ref();
+    match &request.message {
         ClientMessage::Subscribe { session_id, since } => {
-            subscribe(deps, &conn, session_id, *since, rid.as_ref()).await
+            subscribe(deps, &conn, session_id, *since, rid).await
         }
-        ClientMessage::Submit { event } => {
-            submit(deps, &conn, event, rid.as_ref()).await;
-            Ok(())
-        }
+        ClientMessage::Submit { event } => submit(deps, &conn, event, rid).await,
         ClientMessage::Replay {
             session_id,
             from,
             to,
-        } => replay(deps, &conn, session_id, *from, *to, rid.as_ref()).await,
+        } => replay(deps, &conn, session_id, *from, *to, rid).await,
         ClientMessage::Unsubscribe { session_id } => {
-            unsubscribe(deps, &conn, session_id, rid.as_ref()).await
+            unsubscribe(deps, &conn, session_id, rid).await
         }
-        ClientMessage::Ping => ping(deps, &conn, rid.as_ref()).await,
+        ClientMessage::Ping => ping(deps, &conn, rid).await,
         ClientMessage::Ephemeral {
             session_id,
             event_type,
             payload,
         } => ephemeral(deps, &conn, session_id, event_type, payload).await,
-    };
-    if let Err(e) = result {
-        fail(deps, connection, &request, e).await;
     }
 }
 
-async fn fail(deps: &Deps, connection: &ConnectionId, request: &ClientRequest, e: ServiceError) {
-    if e.code() == dlab_core::codes::ErrorCode::Unavailable
-        || e.code() == dlab_core::codes::ErrorCode::Internal
-    {
-        warn!(connection = %connection, action = request.message.action_name(), error = %e, "action failed");
+/// Answers a failed action: `event:error` for a submit whose event has a usable id (PROTOCOL),
+/// `error {action}` otherwise.
+async fn reply_error(
+    deps: &Deps,
+    connection: &ConnectionId,
+    request: Option<&ClientRequest>,
+    e: ServiceError,
+) {
+    let code = e.code();
+    let action = request.map(|r| r.message.action_name());
+    if matches!(code, ErrorCode::Unavailable | ErrorCode::Internal) {
+        warn!(connection = %connection, action, code = %code, error = %dlab_store::Chain(&e), "action failed");
+    } else {
+        debug!(connection = %connection, action, code = %code, "action refused");
     }
-    let frame = ServerFrame::Error {
-        code: e.code(),
-        message: e.public_message(),
-        action: Some(request.message.action_name().to_owned()),
-        request_id: request.request_id.clone(),
+    let request_id = request.and_then(|r| r.request_id.clone());
+    let temp_id = match request.map(|r| &r.message) {
+        Some(ClientMessage::Submit { event }) => usable_id(event),
+        _ => None,
+    };
+    let frame = match temp_id {
+        Some(temp_id) => ServerFrame::EventError {
+            temp_id,
+            code,
+            message: e.public_message(),
+            retry_after_ms: e.retry_after_ms(),
+            current: match e {
+                ServiceError::Conflict { current } => Some(current),
+                _ => None,
+            },
+            request_id,
+        },
+        None => ServerFrame::Error {
+            code,
+            message: e.public_message(),
+            action: action.map(str::to_owned),
+            retry_after_ms: e.retry_after_ms(),
+            request_id,
+        },
     };
     send(deps, connection, &frame).await;
+}
+
+/// Takes one token from `who`'s bucket of `class`; `rate_limited` with the time until a token
+/// is back when it is empty. Bucket keys are `<class>:<who>`, each in its own Redis slot.
+async fn rate_limit(deps: &Deps, class: RateClass, who: &str) -> Result<(), ServiceError> {
+    let budget = deps.settings.rates.get(class);
+    let key = format!("{}:{who}", class.key_name());
+    if deps
+        .limiter
+        .try_acquire(&key, budget.per_second, budget.burst)
+        .await?
+    {
+        Ok(())
+    } else {
+        debug!(class = class.key_name(), who, "rate limited");
+        Err(ServiceError::RateLimited {
+            retry_after: Duration::from_secs_f64(1.0 / budget.per_second),
+        })
+    }
 }
 
 /// Whether the user is GM (owner or `role: gm`) of the session's campaign; errors when the
@@ -183,7 +244,7 @@ async fn subscribe(
         },
     )
     .await;
-    if since.get() + 1 < floor.get() || since > head {
+    if since.next() < floor || since > head {
         let snapshot = deps.snapshots.latest(session).await?;
         let (snapshot_sequence, href) = match snapshot {
             Some(s) => (s.up_to_sequence, format!("/sessions/{session}/snapshot")),
@@ -212,6 +273,10 @@ async fn subscribe(
     Ok(())
 }
 
+/// Streams `after < sequence <= to` as `events:batch` frames: page → frames → posts, one page
+/// in memory at a time. The budget covers reading AND posting: when it runs out the batch in
+/// hand goes out as the last one with `complete: false`, and the client continues with
+/// `replay`.
 async fn catch_up(
     deps: &Deps,
     connection: &ConnectionId,
@@ -222,16 +287,42 @@ async fn catch_up(
     started: Instant,
 ) -> Result<(), ServiceError> {
     let deadline = started + deps.settings.catchup_budget;
-    let (events, complete) = pipeline::read_range(deps, session, after, to, Some(deadline)).await?;
-    for frame in batch_frames(
-        session,
-        &events,
+    let frame = |events: Vec<GameEvent>, is_last: bool, complete: bool| ServerFrame::EventsBatch {
+        session_id: session.clone(),
+        events,
+        is_last,
         complete,
-        rid,
-        deps.settings.max_frame_bytes,
-    ) {
-        send(deps, connection, &frame).await;
+        request_id: rid.cloned(),
+    };
+    let mut reader = pipeline::RangeReader::new(deps, session, after, to);
+    // The newest batch, held back until we know whether it is the last one.
+    let mut held: Option<Vec<GameEvent>> = None;
+    let mut complete = true;
+    'read: while Instant::now() < deadline {
+        let Some(page) = reader.next_page(deps.settings.read_page).await? else {
+            break;
+        };
+        for batch in split_into_batches(&page, deps.settings.max_frame_bytes) {
+            if let Some(previous) = held.take() {
+                if Instant::now() >= deadline {
+                    held = Some(previous);
+                    complete = false;
+                    break 'read;
+                }
+                send(deps, connection, &frame(previous, false, true)).await;
+            }
+            held = Some(batch);
+        }
     }
+    if !reader.is_done() {
+        complete = false;
+    }
+    send(
+        deps,
+        connection,
+        &frame(held.unwrap_or_default(), true, complete),
+    )
+    .await;
     Ok(())
 }
 
@@ -316,18 +407,7 @@ async fn ephemeral(
     payload: &Value,
 ) -> Result<(), ServiceError> {
     require_subscription(deps, conn, session).await?;
-    let size = serde_json::to_vec(payload)
-        .map(|v| v.len())
-        .unwrap_or(usize::MAX);
-    if size > deps.settings.max_payload_bytes {
-        return Err(ServiceError::Envelope(
-            dlab_core::event::EnvelopeError::PayloadTooLarge {
-                size,
-                limit: deps.settings.max_payload_bytes,
-            },
-        ));
-    }
-    rate_limit(deps, &conn.id).await?;
+    deps.settings.envelope_limits().check_payload(payload)?;
     let frame = ServerFrame::Ephemeral {
         session_id: session.clone(),
         user_id: conn.user_id.clone(),
@@ -338,67 +418,19 @@ async fn ephemeral(
     Ok(())
 }
 
-async fn rate_limit(deps: &Deps, connection: &ConnectionId) -> Result<(), ServiceError> {
-    let ok = deps
-        .limiter
-        .try_acquire(
-            connection.as_str(),
-            deps.settings.rate_per_second,
-            deps.settings.rate_burst,
-        )
-        .await?;
-    if ok {
-        Ok(())
-    } else {
-        Err(ServiceError::RateLimited)
-    }
-}
-
-/// `submit`: every failure is answered here, as `event:error` when the event has a usable id
-/// and as `error {action: "submit"}` otherwise.
-async fn submit(deps: &Deps, conn: &Connection, raw: &Value, rid: Option<&RequestId>) {
-    let temp_id = usable_id(raw);
-    match submit_inner(deps, conn, raw, rid).await {
-        Ok(()) => {}
-        Err(e) => {
-            let frame = match temp_id {
-                Some(temp_id) => ServerFrame::EventError {
-                    temp_id,
-                    code: e.code(),
-                    message: e.public_message(),
-                    current: match &e {
-                        ServiceError::Conflict { current } => Some(current.clone()),
-                        _ => None,
-                    },
-                    request_id: rid.cloned(),
-                },
-                None => ServerFrame::Error {
-                    code: e.code(),
-                    message: e.public_message(),
-                    action: Some("submit".to_owned()),
-                    request_id: rid.cloned(),
-                },
-            };
-            send(deps, &conn.id, &frame).await;
-        }
-    }
-}
-
-async fn submit_inner(
+/// `submit`: subscription (whenever the event names a session at all, so `not_subscribed`
+/// comes before any envelope complaint), envelope, type permission, then the one publish path.
+async fn submit(
     deps: &Deps,
     conn: &Connection,
     raw: &Value,
     rid: Option<&RequestId>,
 ) -> Result<(), ServiceError> {
-    // The subscription is checked first whenever the event names a session at all.
     if let Some(session) = raw.get("sessionId").and_then(Value::as_str) {
         require_subscription(deps, conn, &SessionId::new(session)).await?;
     }
-    let limits = EnvelopeLimits {
-        max_payload_bytes: deps.settings.max_payload_bytes,
-    };
-    let submitted = validate_submission(raw, &limits)?;
-    require_subscription(deps, conn, &submitted.session_id).await?;
+    // A valid envelope's sessionId is a string, so the subscription was checked above.
+    let submitted = validate_submission(raw, &deps.settings.envelope_limits())?;
     let sender = match type_permission(&submitted.event_type) {
         TypePermission::Client => Sender::Player,
         TypePermission::Gm | TypePermission::ServerOnly => {
@@ -406,51 +438,14 @@ async fn submit_inner(
         }
     };
     check_type_permission(&submitted.event_type, sender)?;
-    rate_limit(deps, &conn.id).await?;
-    let changes = parse_changes(&submitted.event_type, &submitted.payload)
-        .map_err(|e| ServiceError::InvalidEvent(e.to_string()))?;
     let event = submitted.into_event(Sequence::ZERO, now_ms(), conn.user_id.clone());
-    let session = event.session_id.clone();
-    let event_id: EventId = event.id.clone();
-    let committed = pipeline::commit(deps, CommitRequest { event, changes }).await?;
-    let stored = match committed.event {
-        Some(e) => e,
-        None => {
-            // A duplicate whose original left the hot window: fetch it from the archive.
-            let seq = committed.sequence;
-            deps.archive
-                .read(&session, Sequence(seq.get() - 1), Some(seq), 1)
-                .await
-                .ok()
-                .and_then(|mut v| v.pop())
-                .ok_or_else(|| {
-                    // The archive has not caught up with the original yet: retry later.
-                    ServiceError::Unavailable(dlab_store::StoreError::unavailable(
-                        "archive",
-                        "read duplicate",
-                        format!("original of {event_id} (sequence {seq}) is not archived yet"),
-                    ))
-                })?
-        }
-    };
-    send(
+    pipeline::publish(
         deps,
-        &conn.id,
-        &ServerFrame::EventConfirmed {
-            temp_id: stored.id.clone(),
-            event_id: stored.id.clone(),
-            sequence: stored.sequence,
-            timestamp: stored.timestamp,
-            duplicate: committed.duplicate,
-            request_id: rid.cloned(),
+        event,
+        Origin::Connection {
+            id: &conn.id,
+            request_id: rid,
         },
-    )
-    .await;
-    broadcast(
-        deps,
-        &session,
-        &ServerFrame::EventApplied(stored),
-        Some(&conn.id),
     )
     .await?;
     Ok(())

@@ -4,13 +4,11 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use dlab_core::changes::{ACTOR_ADDED, ACTOR_REMOVED, parse_changes, parse_instance};
+use dlab_core::changes::{ACTOR_ADDED, ACTOR_REMOVED, parse_instance};
 use dlab_core::compaction::Snapshot;
-use dlab_core::event::{EnvelopeError, GameEvent, Sender, check_type_permission};
+use dlab_core::event::{GameEvent, Sender, check_type_permission};
 use dlab_core::ids::{ActorId, CampaignId, EventId, InstanceId, Sequence, SessionId, UserId};
-use dlab_core::protocol::ServerFrame;
 use dlab_core::state::GameSessionState;
-use dlab_store::CommitRequest;
 use dlab_store::model::{GameSession, SessionStatus, now_ms};
 use serde_json::{Value, json};
 use tracing::info;
@@ -165,9 +163,10 @@ fn require_active(session: &GameSession) -> Result<(), ApiError> {
     }
 }
 
-/// Commits a server event (the same atomic commit as a submit) and broadcasts it to every
-/// connection of the session. `taken` maps the commit's `invalid_event` (the only refusal an
-/// add or remove can meet once parsed) to the route's own answer.
+/// Publishes a server event through the one publish path (the same atomic commit as a
+/// submit, broadcast to every connection of the session). `taken` maps the commit's refusal
+/// (the only one an add or remove can meet once parsed: instance taken or missing) to the
+/// route's own answer.
 async fn commit_server_event(
     deps: &Deps,
     session: &SessionId,
@@ -177,16 +176,6 @@ async fn commit_server_event(
     taken: impl FnOnce() -> ApiError,
 ) -> Result<GameEvent, ApiError> {
     check_type_permission(event_type, Sender::Server).map_err(ServiceError::from)?;
-    let size = serde_json::to_vec(&payload).map_or(usize::MAX, |v| v.len());
-    if size > deps.settings.max_payload_bytes {
-        return Err(EnvelopeError::PayloadTooLarge {
-            size,
-            limit: deps.settings.max_payload_bytes,
-        }
-        .into());
-    }
-    let changes =
-        parse_changes(event_type, &payload).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let event = GameEvent {
         id: EventId::new(uuid::Uuid::new_v4().to_string()),
         sequence: Sequence::ZERO,
@@ -198,24 +187,11 @@ async fn commit_server_event(
         payload,
         checksum: None,
     };
-    let committed = match pipeline::commit(deps, CommitRequest { event, changes }).await {
-        Ok(c) => c,
-        Err(ServiceError::InvalidEvent(_)) => return Err(taken()),
+    let stored = match pipeline::publish(deps, event, pipeline::Origin::Server).await {
+        Ok(published) => published.event,
+        Err(ServiceError::Refused(_)) => return Err(taken()),
         Err(e) => return Err(e.into()),
     };
-    let stored = committed.event.ok_or_else(|| {
-        ApiError::new(
-            dlab_core::codes::ErrorCode::Internal,
-            "the committed event could not be read back",
-        )
-    })?;
-    pipeline::broadcast(
-        deps,
-        session,
-        &ServerFrame::EventApplied(stored.clone()),
-        None,
-    )
-    .await?;
     info!(session = %session, seq = stored.sequence.get(), event_type, "server event committed");
     Ok(stored)
 }
@@ -395,7 +371,11 @@ pub async fn events(
         return Ok(Json(Page::all(vec![])));
     }
     let to = Sequence(after.saturating_add(limit).min(head.get()));
-    let (items, _) = pipeline::read_range(deps, &session.id, Sequence(after), to, None).await?;
+    let mut reader = pipeline::RangeReader::new(deps, &session.id, Sequence(after), to);
+    let mut items = Vec::new();
+    while let Some(page) = reader.next_page(limit as usize).await? {
+        items.extend(page);
+    }
     let next_cursor = items
         .last()
         .filter(|e| e.sequence < head)
