@@ -8,8 +8,8 @@ use dlab_core::changes::ACTOR_ADDED;
 use dlab_core::event::GameEvent;
 use dlab_core::ids::{ActorId, CampaignId, EventId, Sequence, SessionId, UserId};
 use dlab_service::Deps;
-use dlab_store::model::{Campaign, GameSession, Member, MemberRole, SessionStatus, now_ms};
 use dlab_store::StoreError;
+use dlab_store::model::{Campaign, GameSession, Member, MemberRole, SessionStatus, now_ms};
 use serde_json::json;
 
 /// The seeded ids and the users' tokens.

@@ -222,12 +222,15 @@ fn parse_change(path: &str, spec: &Value) -> Result<Change, ChangeError> {
                 problem: "an inc takes only `by`",
             });
         }
+        // An inc by zero would log an event that changes nothing; refusing it keeps a
+        // hostile or buggy client from growing the log with no-ops (JSON `-0` included).
         let by = spec
             .get("by")
             .and_then(as_safe_integer)
+            .filter(|by| *by != 0)
             .ok_or_else(|| ChangeError::Field {
                 field: name(".by"),
-                problem: "must be an integer within ±(2^53 - 1)",
+                problem: "must be a non-zero integer within ±(2^53 - 1)",
             })?;
         return Ok(Change::Inc { by });
     }
@@ -449,6 +452,11 @@ mod tests {
             json!({"target": {"instanceId": "g"}, "stateChanges": {"a": {"op": "inc", "by": "1"}}}),
             json!({"target": {"instanceId": "g"}, "stateChanges": {"a": {"op": "inc", "by": 1, "to": 2}}}),
             json!({"target": {"instanceId": "g"}, "stateChanges": {"a": {"op": "inc", "by": 9007199254740993u64}}}),
+            json!({"target": {"instanceId": "g"}, "stateChanges": {"a": {"op": "inc", "by": i64::MIN}}}),
+            json!({"target": {"instanceId": "g"}, "stateChanges": {"a": {"op": "inc", "by": u64::MAX}}}),
+            json!({"target": {"instanceId": "g"}, "stateChanges": {"a": {"op": "inc", "by": 0}}}),
+            json!({"target": {"instanceId": "g"}, "stateChanges": {"a": {"op": "inc", "by": -0.0}}}),
+            json!({"target": {"instanceId": "g"}, "stateChanges": {"a": {"op": "inc", "by": 1e308}}}),
             json!({"target": {"instanceId": "g"}, "stateChanges": {"a": {"to": {"x": 1}}}}),
             json!({"target": {"instanceId": "$session"}, "stateChanges": {"attributes.hp": {"to": 1}}}),
             json!({"target": {"instanceId": "$session"}, "stateChanges": {"encounter": {"to": 1}}}),

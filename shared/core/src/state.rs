@@ -447,7 +447,9 @@ pub fn increment(current: &Value, by: i64, path: &str) -> Result<i64, ApplyError
             ))
         })?,
     };
-    let sum = base.checked_add(by).filter(|s| s.unsigned_abs() <= MAX_SAFE_INTEGER.unsigned_abs());
+    let sum = base
+        .checked_add(by)
+        .filter(|s| s.unsigned_abs() <= MAX_SAFE_INTEGER.unsigned_abs());
     let Some(sum) = sum else {
         return Err(ApplyError::Rejected(format!(
             "inc on {path}: result out of range"
@@ -471,6 +473,21 @@ pub fn apply_all<'a>(
 mod tests {
     use super::*;
     use crate::changes::{ACTOR_ADDED, ACTOR_REMOVED, GM_OVERRIDE};
+
+    #[test]
+    fn given_extreme_operands_when_incrementing_then_out_of_range_never_overflows() {
+        let max = json!(MAX_SAFE_INTEGER);
+        assert!(increment(&max, 1, "p").is_err());
+        assert!(increment(&json!(-MAX_SAFE_INTEGER), -1, "p").is_err());
+        assert!(
+            increment(&json!(i64::MIN), 1, "p").is_err(),
+            "current i64::MIN"
+        );
+        assert!(increment(&json!(i64::MAX), i64::MAX, "p").is_err());
+        assert!(increment(&json!(-5), i64::MIN, "p").is_err());
+        assert_eq!(increment(&max, -1, "p").unwrap(), MAX_SAFE_INTEGER - 1);
+        assert_eq!(increment(&Value::Null, 3, "p").unwrap(), 3);
+    }
 
     struct Log {
         state: GameSessionState,

@@ -261,10 +261,16 @@ impl RateLimits {
 /// `DLAB_RATE_<CLASS>_<what>`, as a `'static` name for errors.
 fn rate_var_name(class: RateClass, what: &str) -> &'static str {
     const NAMES: [[&str; 2]; 5] = [
-        ["DLAB_RATE_CONNECTION_PER_SECOND", "DLAB_RATE_CONNECTION_BURST"],
+        [
+            "DLAB_RATE_CONNECTION_PER_SECOND",
+            "DLAB_RATE_CONNECTION_BURST",
+        ],
         ["DLAB_RATE_SUBMIT_PER_SECOND", "DLAB_RATE_SUBMIT_BURST"],
         ["DLAB_RATE_READ_PER_SECOND", "DLAB_RATE_READ_BURST"],
-        ["DLAB_RATE_EPHEMERAL_PER_SECOND", "DLAB_RATE_EPHEMERAL_BURST"],
+        [
+            "DLAB_RATE_EPHEMERAL_PER_SECOND",
+            "DLAB_RATE_EPHEMERAL_BURST",
+        ],
         ["DLAB_RATE_CONTROL_PER_SECOND", "DLAB_RATE_CONTROL_BURST"],
     ];
     let row = RateClass::ALL

@@ -150,9 +150,11 @@ impl ServiceError {
     /// `retryAfterMs` for a rate-limit refusal.
     pub fn retry_after_ms(&self) -> Option<u64> {
         match self {
-            ServiceError::RateLimited { retry_after } => {
-                Some(u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX).max(1))
-            }
+            ServiceError::RateLimited { retry_after } => Some(
+                u64::try_from(retry_after.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .max(1),
+            ),
             _ => None,
         }
     }

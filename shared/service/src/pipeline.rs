@@ -251,7 +251,9 @@ pub async fn publish(
     event: GameEvent,
     origin: Origin<'_>,
 ) -> Result<Published, ServiceError> {
-    deps.settings.envelope_limits().check_payload(&event.payload)?;
+    deps.settings
+        .envelope_limits()
+        .check_payload(&event.payload)?;
     let changes = parse_changes(&event.event_type, &event.payload)?;
     let session = event.session_id.clone();
     let committed = commit(deps, CommitRequest { event, changes }).await?;
@@ -339,7 +341,10 @@ impl<'a> RangeReader<'a> {
     }
 
     /// The next page (at most `limit` events), or `None` when the range is done.
-    pub async fn next_page(&mut self, limit: usize) -> Result<Option<Vec<GameEvent>>, ServiceError> {
+    pub async fn next_page(
+        &mut self,
+        limit: usize,
+    ) -> Result<Option<Vec<GameEvent>>, ServiceError> {
         let limit = limit.max(1);
         loop {
             if self.is_done() {
@@ -366,10 +371,20 @@ impl<'a> RangeReader<'a> {
                 Err(e) => return Err(e.into()),
             };
             let Some(first) = page.first() else {
-                return Err(hole(self.session, self.cursor.next(), self.to.next(), "read"));
+                return Err(hole(
+                    self.session,
+                    self.cursor.next(),
+                    self.to.next(),
+                    "read",
+                ));
             };
             if first.sequence != self.cursor.next() {
-                return Err(hole(self.session, self.cursor.next(), first.sequence, "read"));
+                return Err(hole(
+                    self.session,
+                    self.cursor.next(),
+                    first.sequence,
+                    "read",
+                ));
             }
             let mut expected = self.cursor;
             for event in &page {
