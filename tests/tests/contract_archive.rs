@@ -148,3 +148,43 @@ async fn mongo_archived_through_advances_over_many_events() {
         Sequence(total)
     );
 }
+
+/// The unique indexes are created by the explicit `migrate` step, not at cold start; an archive
+/// writer in a database without them refuses every write (rather than archiving without the
+/// dedup and collision fence), and writes once they exist.
+#[tokio::test]
+async fn mongo_archive_refuses_writes_until_its_unique_indexes_exist() {
+    if !dlab_tests::servers::require(dlab_tests::servers::Server::Mongo) {
+        return;
+    }
+    let mut config = MongoConfig::new(dlab_tests::servers::Server::Mongo.url());
+    config.database = format!("dlab_ct_noindex_{}", uuid::Uuid::new_v4().simple());
+    let stores = MongoStores::open(&config).await.expect("open");
+    let archive = stores.archive();
+    let session = contract::unique_session();
+    let event = contract::event(&session, 1, &contract::unique_id());
+    match archive.insert(&event).await {
+        Err(dlab_store::ArchiveError::IndexesMissing { missing, .. }) => {
+            assert_eq!(missing.len(), 2, "{missing:?}")
+        }
+        other => panic!("expected IndexesMissing, got {other:?}"),
+    }
+    assert!(
+        archive
+            .read(&session, Sequence::ZERO, None, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing was written"
+    );
+    stores.ensure_indexes().await.expect("migrate");
+    archive.insert(&event).await.expect("insert once indexed");
+    assert_eq!(
+        archive
+            .read(&session, Sequence::ZERO, None, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}

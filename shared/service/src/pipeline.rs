@@ -197,6 +197,11 @@ async fn archive(deps: &Deps, event: &GameEvent) -> Result<(), ServiceError> {
                   "archive write failed; the commit stands and backfill will copy it");
             Ok(())
         }
+        Ok(Err(e @ ArchiveError::IndexesMissing { .. })) => {
+            error!(session = %event.session_id, seq = event.sequence.get(), error = %e,
+                   "archive refuses writes; the commit stands and backfill will copy it");
+            Ok(())
+        }
         Ok(Err(collision)) => {
             error!(session = %event.session_id, seq = event.sequence.get(), error = %collision,
                    "archive collision: the sequence counter went back; fencing the session");

@@ -144,6 +144,16 @@ pub enum ArchiveError {
         /// Where it is stored.
         existing: Sequence,
     },
+    /// The unique indexes that fence duplicates are missing (the `migrate` step has not run), so
+    /// the archive refuses to write. Edge: logged as an error; the commit stands and backfill
+    /// copies the event once the indexes exist.
+    #[error("unique indexes {missing:?} of {collection} are missing; run the migrate step")]
+    IndexesMissing {
+        /// The collection.
+        collection: &'static str,
+        /// The missing indexes, as `field+field`.
+        missing: Vec<String>,
+    },
     /// The backend failed or timed out. Edge: log; the commit stands and backfill copies it.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -309,6 +309,7 @@ impl MongoStores {
             events: self.database.collection(EVENTS),
             sessions: self.database.collection(SESSIONS),
             operation_timeout: self.operation_timeout,
+            indexes_checked: std::sync::Arc::new(tokio::sync::OnceCell::new()),
         }
     }
 
@@ -332,6 +333,23 @@ impl MongoStores {
 
 fn index(keys: Document, options: Option<IndexOptions>) -> IndexModel {
     IndexModel::builder().keys(keys).options(options).build()
+}
+
+/// Whether `index` is unique on exactly `keys`, ascending, in this order.
+fn is_unique_on(index: &IndexModel, keys: &[&str]) -> bool {
+    let unique = index
+        .options
+        .as_ref()
+        .and_then(|o| o.unique)
+        .unwrap_or(false);
+    let fields: Vec<&str> = index.keys.keys().map(String::as_str).collect();
+    let ascending = index.keys.values().all(|v| match v {
+        bson::Bson::Int32(1) => true,
+        bson::Bson::Int64(1) => true,
+        bson::Bson::Double(d) => *d == 1.0,
+        _ => false,
+    });
+    unique && ascending && fields == keys
 }
 
 /// Whether a driver error is a unique-index violation (code 11000).
@@ -428,15 +446,60 @@ struct Progress {
 /// session id) and only ever raised (`$max`); when the archive gets there before the session
 /// document exists, it upserts a document holding just `archivedThrough`, which
 /// [`MongoCampaignStore::create_session`] later completes.
+///
+/// The unique indexes are what make an insert its own dedup and collision fence, and they are
+/// created by the explicit `migrate` step, not at a Lambda's cold start. So the first insert of
+/// each process checks once that both exist (by their keys and `unique` flag, not by name:
+/// servers name indexes differently) and refuses every write with
+/// [`ArchiveError::IndexesMissing`] until they do. A failed check is not remembered: the next
+/// insert checks again.
 #[derive(Debug, Clone)]
 pub struct MongoEventArchive {
     events: Collection<Document>,
     sessions: Collection<Document>,
     operation_timeout: Duration,
+    indexes_checked: std::sync::Arc<tokio::sync::OnceCell<()>>,
 }
 
+/// The unique indexes of `events` the archive's correctness rests on.
+const ARCHIVE_UNIQUE_INDEXES: [[&str; 2]; 2] = [["sessionId", "sequence"], ["sessionId", "id"]];
+
 impl MongoEventArchive {
+    /// Succeeds once both unique indexes of `events` exist; see the type's docs.
+    async fn check_indexes(&self) -> Result<(), ArchiveError> {
+        self.indexes_checked
+            .get_or_try_init(|| async {
+                let cursor = self
+                    .events
+                    .list_indexes()
+                    .await
+                    .map_err(unavailable("list archive indexes"))?;
+                let indexes: Vec<IndexModel> = cursor
+                    .try_collect()
+                    .await
+                    .map_err(unavailable("list archive indexes"))?;
+                let missing: Vec<String> = ARCHIVE_UNIQUE_INDEXES
+                    .iter()
+                    .filter(|keys| !indexes.iter().any(|i| is_unique_on(i, &keys[..])))
+                    .map(|keys| keys.join("+"))
+                    .collect();
+                if missing.is_empty() {
+                    Ok(())
+                } else {
+                    tracing::error!(collection = EVENTS, missing = ?missing,
+                        "the archive's unique indexes are missing: refusing writes until `migrate` creates them");
+                    Err(ArchiveError::IndexesMissing {
+                        collection: EVENTS,
+                        missing,
+                    })
+                }
+            })
+            .await
+            .map(|_| ())
+    }
+
     async fn insert_unbounded(&self, event: &GameEvent) -> Result<(), ArchiveError> {
+        self.check_indexes().await?;
         let document = doc! {
             "sessionId": event.session_id.as_str(),
             "sequence": to_i64(event.sequence.get(), "event sequence")?,
