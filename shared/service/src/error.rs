@@ -110,7 +110,9 @@ impl From<CommitError> for ServiceError {
     fn from(e: CommitError) -> Self {
         match e {
             CommitError::Conflict { current } => ServiceError::Conflict { current },
-            CommitError::Invalid(msg) => ServiceError::InvalidEvent(msg),
+            e @ (CommitError::IdReused { .. } | CommitError::Invalid(_)) => {
+                ServiceError::InvalidEvent(e.to_string())
+            }
             CommitError::HotStateMissing(s) => {
                 ServiceError::Unavailable(StoreError::HotStateMissing(s))
             }

@@ -51,8 +51,8 @@ pub async fn rehydrate(deps: &Deps, session: &SessionId) -> Result<(), ServiceEr
         .ids(session)
         .await
         .map_err(archive_unavailable)?;
-    deps.log.rehydrate(&state, &tail, &ids).await?;
-    warn!(session = %session, head = state.last_event_sequence.get(), "session rehydrated from snapshot and archive");
+    let outcome = deps.log.rehydrate(&state, &tail, &ids).await?;
+    warn!(session = %session, head = state.last_event_sequence.get(), ?outcome, "session rehydration from snapshot and archive");
     Ok(())
 }
 

@@ -339,18 +339,17 @@ async fn ephemeral(
 }
 
 async fn rate_limit(deps: &Deps, connection: &ConnectionId) -> Result<(), ServiceError> {
-    let ok = deps
+    match deps
         .limiter
         .try_acquire(
             connection.as_str(),
             deps.settings.rate_per_second,
             deps.settings.rate_burst,
         )
-        .await?;
-    if ok {
-        Ok(())
-    } else {
-        Err(ServiceError::RateLimited)
+        .await?
+    {
+        dlab_store::Acquire::Taken => Ok(()),
+        dlab_store::Acquire::Limited { .. } => Err(ServiceError::RateLimited),
     }
 }
 
