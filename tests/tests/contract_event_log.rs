@@ -114,6 +114,7 @@ every_log!(
     racing_rebased_hits_stay_gap_free,
     invalid_changes_store_nothing,
     state_matches_the_projection,
+    state_reads_are_consistent_while_instances_change,
     reads_and_trims,
     wiped_hot_state_is_refused_then_rehydrated,
     rehydrate_over_a_live_state_changes_nothing,
@@ -220,4 +221,129 @@ async fn cluster_spreads_sessions_over_its_nodes() {
         slots.insert(slot * 3 / 16_384);
     }
     assert_eq!(slots.len(), 3, "sessions should land on every node");
+}
+
+/// A rebuild whose lease runs out while it writes (a frozen Lambda) can no longer write: the
+/// rebuild that takes over is the only one visible, with nothing of the first mixed in.
+async fn a_rebuild_that_lost_its_lease_writes_nothing(h: &Redis) {
+    use dlab_core::compaction::fold;
+    use dlab_core::event::GameEvent;
+    use dlab_core::ids::{EventId, Sequence};
+    use dlab_store::{CommitError, Rehydration};
+    use dlab_tests::contract::event_log::{new_session, request, request_with_id};
+    use serde_json::json;
+
+    fn archive(session: &SessionId, n: u64, text: &str) -> Vec<GameEvent> {
+        (1..=n)
+            .map(|i| {
+                let mut e = request(session, "u", "core:chat", json!({"text": text, "i": i})).event;
+                e.sequence = Sequence(i);
+                e
+            })
+            .collect()
+    }
+    fn ids(events: &[GameEvent]) -> Vec<(EventId, Sequence, String)> {
+        events
+            .iter()
+            .map(|e| (e.id.clone(), e.sequence, e.content_hash()))
+            .collect()
+    }
+
+    let log = h.log.clone();
+    for _attempt in 0..5 {
+        let session = new_session(log.as_ref()).await;
+        h.wipe(&session).await;
+        let lease = format!("dl:{{{session}}}:lease");
+        let epoch = format!("dl:{{{session}}}:epoch");
+        // A large rebuild: hundreds of chunks, so there is time to take its lease away.
+        let slow = archive(&session, 1_200, &"a".repeat(20_000));
+        let slow_state = fold(&session, None, None, &slow, 0).unwrap().0.state;
+        let first = {
+            let (log, slow) = (log.clone(), slow.clone());
+            tokio::spawn(async move { log.rehydrate(&slow_state, &slow, &ids(&slow)).await })
+        };
+        // Its lease "runs out": removed while it exists and the epoch is still absent.
+        let expire = redis::Script::new(
+            "if redis.call('EXISTS', KEYS[2]) == 0 and redis.call('EXISTS', KEYS[1]) == 1 \
+             then return redis.call('DEL', KEYS[1]) end return 0",
+        );
+        let mut conn = h.conn.clone();
+        let mut expired = false;
+        for _ in 0..20_000 {
+            let n: i64 = expire
+                .key(&lease)
+                .key(&epoch)
+                .invoke_async(&mut conn)
+                .await
+                .unwrap();
+            if n == 1 {
+                expired = true;
+                break;
+            }
+            if first.is_finished() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        if !expired {
+            // The first rebuild finished before its lease could be taken away; try again.
+            first.await.unwrap().unwrap();
+            continue;
+        }
+        let winner = archive(&session, 3, "b");
+        let winner_state = fold(&session, None, None, &winner, 0).unwrap().0.state;
+        assert_eq!(
+            log.rehydrate(&winner_state, &winner, &ids(&winner))
+                .await
+                .unwrap(),
+            Rehydration::Rebuilt
+        );
+        let lost = first.await.unwrap().unwrap();
+        assert_ne!(
+            lost,
+            Rehydration::Rebuilt,
+            "the rebuild without its lease lost"
+        );
+        assert_eq!(log.head(&session).await.unwrap(), Sequence(3));
+        assert_eq!(log.state(&session).await.unwrap().unwrap(), winner_state);
+        assert_eq!(
+            log.read(&session, Sequence::ZERO, None, 10_000)
+                .await
+                .unwrap(),
+            winner,
+            "nothing of the first rebuild's events in the hot log"
+        );
+        // Nor in the dedup map: its ids are unknown, so they commit as new events.
+        let stray = &slow[slow.len() - 1];
+        let c = log
+            .commit(request_with_id(
+                &session,
+                stray.id.as_str(),
+                "u",
+                "core:chat",
+                json!({"other": true}),
+            ))
+            .await;
+        assert!(
+            !matches!(c, Err(CommitError::IdReused { .. })),
+            "a stray id of the first rebuild reached the dedup map: {c:?}"
+        );
+        assert_eq!(c.unwrap().sequence, Sequence(4));
+        return;
+    }
+    panic!("the first rebuild always finished before its lease could be taken away");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_rebuild_that_lost_its_lease_writes_nothing() {
+    if let Some(h) = redis().await {
+        a_rebuild_that_lost_its_lease_writes_nothing(&h).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cluster_rebuild_that_lost_its_lease_writes_nothing() {
+    if let Some(h) = cluster().await {
+        a_rebuild_that_lost_its_lease_writes_nothing(&h).await;
+    }
 }

@@ -56,10 +56,10 @@ use crate::ports::{Acquire, CommitRequest, Committed, EventLog, RateLimiter, Reh
 
 const BACKEND: &str = "redis";
 
-/// How many times a script that lists a session's instances is retried when the instance set
-/// changed between the caller's read and the script (each retry means a concurrent add or
-/// remove committed in between, so a few always suffice).
-const INSTANCE_SET_ATTEMPTS: usize = 5;
+/// How many times a script that lists a session's instances is tried when the instance set
+/// changed between the caller's read and the script (each retry means an actor was added or
+/// removed within one round trip; actors come and go at the pace of a game master).
+const INSTANCE_SET_ATTEMPTS: usize = 10;
 
 /// How long a rebuild's lease lasts without progress; every chunk renews it. A rebuild that
 /// stalls longer (a frozen Lambda) loses it and can no longer write.
@@ -464,6 +464,16 @@ fn strings(v: RedisValue) -> Result<Vec<String>, StoreError> {
     }
 }
 
+/// The sequence at `reply[i]` of a script's reply.
+fn sequence_at(reply: &[String], i: usize) -> Result<Sequence, StoreError> {
+    let raw = reply
+        .get(i)
+        .ok_or_else(|| StoreError::corrupt(BACKEND, "sequence", "missing from the reply"))?;
+    raw.parse()
+        .map(Sequence)
+        .map_err(|e| StoreError::corrupt(BACKEND, "sequence", e))
+}
+
 fn parse_json(raw: &str, what: &'static str) -> Result<Value, StoreError> {
     serde_json::from_str(raw).map_err(|e| StoreError::corrupt(BACKEND, what, e))
 }
@@ -564,11 +574,7 @@ impl EventLog for RedisEventLog {
         let reply = strings(reply)?;
         match reply.first().map(String::as_str) {
             Some("ok") => {
-                let sequence = Sequence(
-                    reply[1]
-                        .parse()
-                        .map_err(|e| StoreError::corrupt(BACKEND, "sequence", e))?,
-                );
+                let sequence = sequence_at(&reply, 1)?;
                 debug!(session = %session, seq = sequence.get(), "event committed");
                 let mut event = event;
                 event.sequence = sequence;
@@ -579,11 +585,7 @@ impl EventLog for RedisEventLog {
                 })
             }
             Some("dup") => {
-                let sequence = Sequence(
-                    reply[1]
-                        .parse()
-                        .map_err(|e| StoreError::corrupt(BACKEND, "sequence", e))?,
-                );
+                let sequence = sequence_at(&reply, 1)?;
                 // Below the hot floor the original is in the archive (`None`); any other read
                 // failure is passed on rather than mistaken for a trimmed event.
                 let original = match self
@@ -622,9 +624,9 @@ impl EventLog for RedisEventLog {
                     }
                 }))
             }
-            Some("conflict") => {
+            Some("conflict") if reply.len() % 2 == 1 => {
                 let mut current = BTreeMap::new();
-                for pair in reply[1..].chunks(2) {
+                for pair in reply[1..].chunks_exact(2) {
                     current.insert(pair[0].clone(), parse_json(&pair[1], "current value")?);
                 }
                 Err(CommitError::Conflict { current })
@@ -659,7 +661,7 @@ impl EventLog for RedisEventLog {
             Some("ok") => reply[1..].iter().map(|r| parse_event(r)).collect(),
             Some("below") => Err(StoreError::BelowFloor {
                 session: session.clone(),
-                floor: Sequence(reply[1].parse().unwrap_or(1)),
+                floor: sequence_at(&reply, 1)?,
             }),
             Some("nohot") => Err(StoreError::HotStateMissing(session.clone())),
             _ => Err(StoreError::corrupt(
@@ -719,8 +721,8 @@ impl EventLog for RedisEventLog {
         let keys = Keys::new(session);
         let mut conn = self.conn.clone();
         let mut reply = None;
+        let mut names = self.instance_names(&keys).await?;
         for _ in 0..INSTANCE_SET_ATTEMPTS {
-            let names = self.instance_names(&keys).await?;
             let mut inv = self.state.key(keys.k("epoch"));
             inv.key(keys.k("seq")).key(keys.k("inst"));
             for name in std::iter::once(InstanceId::SESSION).chain(names.iter().map(String::as_str))
@@ -736,7 +738,7 @@ impl EventLog for RedisEventLog {
             let raw = strings(raw)?;
             match raw.first().map(String::as_str) {
                 Some("nohot") => return Ok(None),
-                Some("changed") => continue,
+                Some("changed") => names = raw[1..].to_vec(),
                 Some("ok") => {
                     reply = Some(raw);
                     break;
@@ -757,27 +759,32 @@ impl EventLog for RedisEventLog {
                 "the session's instances kept changing while it was read",
             ));
         };
-        let corrupt = |what: &'static str| {
-            move |e: std::num::ParseIntError| StoreError::corrupt(BACKEND, what, e)
+        let mut fields = reply.into_iter().skip(1);
+        let mut next = |what: &'static str| {
+            fields
+                .next()
+                .ok_or_else(|| StoreError::corrupt(BACKEND, what, "the state reply ended early"))
+        };
+        let number = |raw: String, what: &'static str| {
+            raw.parse::<u64>()
+                .map_err(|e| StoreError::corrupt(BACKEND, what, e))
         };
         let mut state = GameSessionState::new(session.clone(), None);
-        state.last_event_sequence = Sequence(reply[1].parse().map_err(corrupt("sequence"))?);
-        let count: usize = reply[2].parse().map_err(corrupt("instance count"))?;
-        let mut at = 3;
+        state.last_event_sequence = Sequence(number(next("sequence")?, "sequence")?);
+        let count = number(next("instance count")?, "instance count")?;
         for _ in 0..count {
-            let name = reply[at].clone();
-            let record = reply[at + 1].clone();
-            let n: usize = reply[at + 2].parse().map_err(corrupt("override count"))?;
-            at += 3;
+            let name = next("instance name")?;
+            let record = next("instance record")?;
+            let n = number(next("override count")?, "override count")?;
             let mut overrides = BTreeMap::new();
             for _ in 0..n {
-                let path = reply[at].clone();
-                let mut meta = parse_json(&reply[at + 2], "override metadata")?;
-                meta["value"] = parse_json(&reply[at + 1], "override value")?;
+                let path = next("override path")?;
+                let value = parse_json(&next("override value")?, "override value")?;
+                let mut meta = parse_json(&next("override metadata")?, "override metadata")?;
+                meta["value"] = value;
                 let o: Override = serde_json::from_value(meta)
                     .map_err(|e| StoreError::corrupt(BACKEND, "override", e))?;
                 overrides.insert(path, o);
-                at += 3;
             }
             if name == InstanceId::SESSION {
                 state.session_overrides = overrides;
@@ -808,6 +815,9 @@ impl EventLog for RedisEventLog {
         let lease = keys.k("lease");
         let token = uuid::Uuid::new_v4().to_string();
         let lease_ms = REHYDRATE_LEASE.as_millis() as u64;
+        // Everything is prepared before the lease is taken, so the lease only has to cover
+        // the writes.
+        let fills = Self::fills(&keys, state, events, ids);
         let mut conn = self.conn.clone();
         let mut taken = false;
         for _ in 0..INSTANCE_SET_ATTEMPTS {
@@ -847,7 +857,6 @@ impl EventLog for RedisEventLog {
                 "leftover instances kept changing while the rebuild started",
             ));
         }
-        let fills = Self::fills(&keys, state, events, ids);
         match self.put_all(&token, &lease, &fills).await {
             Ok(true) => {}
             Ok(false) => {

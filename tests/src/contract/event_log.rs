@@ -505,6 +505,53 @@ pub async fn state_matches_the_projection(h: &dyn LogHarness) {
     assert!(!actual.has_instance(&InstanceId::new("g3")));
 }
 
+/// Every live state read while actors come and go is the projection of a prefix of the log: a
+/// read never misses an instance that its sequence says was added, nor keeps one removed.
+pub async fn state_reads_are_consistent_while_instances_change(h: &dyn LogHarness) {
+    let log = h.log();
+    let session = new_session(log.as_ref()).await;
+    let writer = {
+        let (log, session) = (log.clone(), session.clone());
+        tokio::spawn(async move {
+            for i in 0..30 {
+                let g = format!("g{i}");
+                log.commit(add_goblin(&session, &g, 10)).await.unwrap();
+                log.commit(hit(&session, "p", &g, 10, 9)).await.unwrap();
+                if i % 3 == 0 {
+                    let gone = request(
+                        &session,
+                        "gm",
+                        "core:session:actor_removed",
+                        json!({"instanceId": g}),
+                    );
+                    log.commit(gone).await.unwrap();
+                }
+            }
+        })
+    };
+    let mut reads = Vec::new();
+    while !writer.is_finished() {
+        reads.push(log.state(&session).await.unwrap().expect("hot state"));
+        assert!(reads.len() < 100_000, "writer never finished");
+    }
+    writer.await.unwrap();
+    reads.push(log.state(&session).await.unwrap().expect("hot state"));
+    let events = all_events(log.as_ref(), &session).await;
+    assert_eq!(events.len(), 70);
+    for state in &reads {
+        let upto = state.last_event_sequence.get() as usize;
+        let expected = if upto == 0 {
+            GameSessionState::new(session.clone(), None)
+        } else {
+            fold(&session, None, None, &events[..upto], 0)
+                .unwrap()
+                .0
+                .state
+        };
+        assert_eq!(state, &expected, "state read at sequence {upto}");
+    }
+}
+
 /// Reads are contiguous and ordered; a trim raises the floor and reads below it are refused.
 pub async fn reads_and_trims(h: &dyn LogHarness) {
     let log = h.log();
@@ -975,6 +1022,7 @@ pub async fn run_all(h: &dyn LogHarness) {
     racing_rebased_hits_stay_gap_free(h).await;
     invalid_changes_store_nothing(h).await;
     state_matches_the_projection(h).await;
+    state_reads_are_consistent_while_instances_change(h).await;
     reads_and_trims(h).await;
     wiped_hot_state_is_refused_then_rehydrated(h).await;
     rehydrate_over_a_live_state_changes_nothing(h).await;
