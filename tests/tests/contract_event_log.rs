@@ -269,7 +269,8 @@ async fn a_rebuild_that_lost_its_lease_writes_nothing(h: &Redis) {
         );
         let mut conn = h.conn.clone();
         let mut expired = false;
-        for _ in 0..20_000 {
+        // Polled until the first rebuild ends; bounded (about two minutes at most).
+        for _ in 0..120_000 {
             let n: i64 = expire
                 .key(&lease)
                 .key(&epoch)
@@ -283,7 +284,7 @@ async fn a_rebuild_that_lost_its_lease_writes_nothing(h: &Redis) {
             if first.is_finished() {
                 break;
             }
-            tokio::task::yield_now().await;
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
         if !expired {
             // The first rebuild finished before its lease could be taken away; try again.

@@ -105,9 +105,7 @@ fn invalid_reason(state: &GameSessionState, changes: &ChangeSet) -> Option<Inval
                         None => return Some(InvalidCommit::IncNotInteger { path }),
                     },
                 };
-                (base + by)
-                    .abs()
-                    .gt(&MAX_SAFE_INTEGER)
+                ((base + by).abs() > MAX_SAFE_INTEGER)
                     .then_some(InvalidCommit::IncOutOfRange { path })
             })
         }),

@@ -45,7 +45,7 @@ pub struct Committed {
 #[async_trait]
 pub trait EventLog: Send + Sync {
     /// Creates the hot state of a new session (epoch, counter at 0, `$session` defaults).
-    /// Idempotent: an existing session is left as it is.
+    /// Idempotent: an existing session, or one a rebuild is writing, is left as it is.
     async fn init_session(&self, session: &SessionId) -> Result<(), StoreError>;
 
     /// ONE atomic step: epoch check (refuses with [`CommitError::HotStateMissing`] when the
