@@ -3,7 +3,8 @@
 # release build of every Lambda.
 #
 #   infra/lambda-build.sh [build]   install the tools if needed, then `cargo lambda build --release`
-#                                   for every function crate in functions/ (x86_64 by default)
+#                                   for every function crate in functions/ (x86_64 by default), one
+#                                   cargo call per function, and check what each binary links
 #   infra/lambda-build.sh validate  install the tools if needed, then `sam validate --lint` on
 #                                   infra/template.yaml (offline)
 #   infra/lambda-build.sh install   only install the tools venv (.dlab/tools-venv)
@@ -11,6 +12,11 @@
 #
 # The function list is read from `cargo metadata`: every workspace package whose manifest lives
 # under functions/, so a new function crate is built as soon as it joins the workspace.
+#
+# One cargo call per function: a single call for all of them would unify the features of
+# dlab-service and dlab-store across the functions and link every adapter (and its SDK) into
+# every binary. Built one by one, each links only the adapters its Cargo.toml enables; shared
+# dependencies with the same features are compiled once and reused from target/.
 #
 # Environment:
 #   LAMBDA_TARGET     target triple (default x86_64-unknown-linux-gnu, the only std installed on the
@@ -36,6 +42,14 @@ CARGO_LAMBDA_VERSION=1.9.2
 # Lambda's provided.al2023 runtime ships glibc 2.34: a binary that needs a newer symbol fails to
 # start there.
 MAX_GLIBC=2.34
+
+# Crates a function's deployed binary must not contain (checked on the bootstrap itself, by the
+# source paths that every crate leaves in a binary's panic locations): `ws-connect` verifies a
+# ticket and writes the registry, so it must start while Redis or MongoDB is down and stay small.
+declare -A FORBIDDEN=(
+    [ws-connect]="mongodb redis bson"
+    [ws-disconnect]="mongodb redis bson"
+)
 
 TARGET=${LAMBDA_TARGET:-x86_64-unknown-linux-gnu}
 COMPILER=${LAMBDA_COMPILER:-cargo-zigbuild}
@@ -176,6 +190,17 @@ print(".".join(map(str, max(versions))) if versions else "")
 PY
 }
 
+# Whether an ELF binary contains code of a crates.io crate: every crate leaves the source path
+# of its panic locations (`.../<crate>-<version>/src/...`) in the binary, stripped or not.
+links_crate() {
+    python3 - "$1" "$2" <<'PY'
+import re, sys
+data = open(sys.argv[1], "rb").read()
+pattern = re.compile(rb"[/\\]" + re.escape(sys.argv[2].encode()) + rb"-\d+\.\d+\.\d+[^/\\]*[/\\]src[/\\]")
+sys.exit(0 if pattern.search(data) else 1)
+PY
+}
+
 version_le() {
     [[ $(printf '%s\n%s\n' "$1" "$2" | sort -V | head -n1) == "$1" ]]
 }
@@ -193,22 +218,23 @@ cmd_build() {
 
     local args=(lambda build --release --target "$TARGET" --compiler "$COMPILER")
     [[ -f $ROOT/Cargo.lock ]] && args+=(--locked)
-    local name
-    while read -r name; do
-        args+=(-p "$name")
-    done <<<"$packages"
 
     if [[ -n ${LAMBDA_LTO:-} ]]; then
         export CARGO_PROFILE_RELEASE_LTO=$LAMBDA_LTO
         log "build: [profile.release] lto overridden: $LAMBDA_LTO"
     fi
-    log "build: cargo ${args[*]}"
-    local t0=$SECONDS
-    # No rustup download: the target was checked above.
-    (cd "$ROOT" && cargo "${args[@]}" --skip-target-check)
-    log "build: compiled in $((SECONDS - t0))s"
+    local t0=$SECONDS name t1
+    while read -r name; do
+        t1=$SECONDS
+        log "build: cargo ${args[*]} -p $name"
+        # No rustup download: the target was checked above.
+        (cd "$ROOT" && cargo "${args[@]}" -p "$name" --skip-target-check)
+        log "build: $name compiled in $((SECONDS - t1))s"
+    done <<<"$packages"
+    log "build: every function compiled in $((SECONDS - t0))s"
 
-    local bootstrap size glibc rc=0
+    local bootstrap bytes glibc crate rc=0
+    printf '%-16s %12s  %s\n' function bytes glibc >&2
     while read -r name; do
         bootstrap="${CARGO_TARGET_DIR:-$ROOT/target}/lambda/$name/bootstrap"
         if [[ ! -x $bootstrap ]]; then
@@ -216,16 +242,21 @@ cmd_build() {
             rc=1
             continue
         fi
-        size="$(du -h "$bootstrap" | cut -f1)"
+        bytes="$(stat -c %s "$bootstrap")"
         glibc="$(max_glibc "$bootstrap")"
+        printf '%-16s %12s  %s\n' "$name" "$bytes" "${glibc:-static}" >&2
         if [[ -n $glibc ]] && ! version_le "$glibc" "$MAX_GLIBC"; then
             log "build: target/lambda/$name/bootstrap needs GLIBC_$glibc, newer than provided.al2023's $MAX_GLIBC"
             rc=1
-            continue
         fi
-        log "build: target/lambda/$name/bootstrap ($size, glibc ${glibc:-static} <= $MAX_GLIBC)"
+        for crate in ${FORBIDDEN[$name]:-}; do
+            if links_crate "$bootstrap" "$crate"; then
+                log "build: target/lambda/$name/bootstrap links the $crate crate, which $name must not use"
+                rc=1
+            fi
+        done
     done <<<"$packages"
-    ((rc == 0)) || die "some bootstrap binaries are missing or unusable on Lambda"
+    ((rc == 0)) || die "some bootstrap binaries are missing, unusable on Lambda, or link what they must not"
     log "build: done in $((SECONDS - t0))s"
 }
 

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Local backing services for the real-server tests: Redis, MongoDB (nx-27017) and DynamoDB (moto).
+# Local backing services for the real-server tests: Redis, a three-node Redis Cluster (stands in
+# for MemoryDB), MongoDB (nx-27017) and DynamoDB (moto).
 #
-#   infra/services.sh install   install redis-server (apt) and a venv with nx-27017 + moto[server]
-#   infra/services.sh start     start all three on 127.0.0.1 and wait until they answer
-#   infra/services.sh stop      stop them by the pids in their pid files
-#   infra/services.sh status    show which ones are running
-#   infra/services.sh env       print the export lines the tests read (eval "$(... env)")
+#   infra/services.sh install            install redis-server (apt) and a venv with nx-27017 + moto[server]
+#   infra/services.sh start [NAME...]    start them on 127.0.0.1 and wait until they answer
+#   infra/services.sh stop [NAME...]     stop them by the pids in their pid files
+#   infra/services.sh status [NAME...]   show which ones are running
+#   infra/services.sh env                print the export lines the tests read (eval "$(... env)")
+#
+# NAME is one of: redis redis-cluster mongo moto (default: all of them).
 #
 # Everything lives under .dlab/ at the repository root: the venv in .dlab/venv, pid files, logs
 # and data in .dlab/run. Servers bind loopback only and are never stopped by name.
@@ -18,6 +21,7 @@ RUN="$DLAB/run"
 
 HOST=127.0.0.1
 REDIS_PORT=6390
+CLUSTER_PORTS=(6391 6392 6393)
 MONGO_PORT=27118
 MOTO_PORT=5000
 
@@ -126,9 +130,10 @@ pidfile() { printf '%s/%s.pid' "$RUN" "$1"; }
 logfile() { printf '%s/%s.log' "$RUN" "$1"; }
 
 # The program name a live server of ours has on its command line (guards against pid reuse).
+# Each cluster node is a process of its own, named redis-cluster-PORT.
 signature() {
     case $1 in
-        redis) echo redis-server ;;
+        redis | redis-cluster-*) echo redis-server ;;
         mongo) echo nx-27017 ;;
         moto) echo moto_server ;;
     esac
@@ -137,8 +142,20 @@ signature() {
 port_of() {
     case $1 in
         redis) echo "$REDIS_PORT" ;;
+        redis-cluster-*) echo "${1#redis-cluster-}" ;;
         mongo) echo "$MONGO_PORT" ;;
         moto) echo "$MOTO_PORT" ;;
+    esac
+}
+
+# The processes behind a service name.
+processes_of() {
+    case $1 in
+        redis-cluster)
+            local port
+            for port in "${CLUSTER_PORTS[@]}"; do echo "redis-cluster-$port"; done
+            ;;
+        *) echo "$1" ;;
     esac
 }
 
@@ -171,6 +188,15 @@ port_open() {
 
 probe_redis() {
     [[ $(redis-cli -h "$HOST" -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]]
+}
+
+# A node answers once it is up; the cluster is ready once every slot is served.
+probe_redis_cluster_node() {
+    [[ $(redis-cli -h "$HOST" -p "$1" ping 2>/dev/null) == PONG ]]
+}
+
+probe_redis_cluster() {
+    redis-cli -h "$HOST" -p "${CLUSTER_PORTS[0]}" cluster info 2>/dev/null | grep -q '^cluster_state:ok'
 }
 
 probe_mongo() {
@@ -264,6 +290,53 @@ spawn() {
     echo $!
 }
 
+# Three empty nodes with cluster mode on, joined into one cluster with every slot assigned and
+# no replicas. Each start makes a fresh cluster: old node configs are removed first.
+start_redis_cluster() {
+    local port name pid running=0
+    for port in "${CLUSTER_PORTS[@]}"; do
+        our_pid "redis-cluster-$port" >/dev/null && running=$((running + 1))
+    done
+    if ((running == ${#CLUSTER_PORTS[@]})) && probe_redis_cluster; then
+        log "redis-cluster: already running ($HOST:${CLUSTER_PORTS[*]}), reusing it"
+        return 0
+    fi
+    ((running == 0)) || stop_service redis-cluster
+    command -v redis-server >/dev/null || die "redis-server not found; run: bash infra/services.sh install"
+    for port in "${CLUSTER_PORTS[@]}"; do
+        name="redis-cluster-$port"
+        needs_start "$name" || die "$name: still running after stop"
+        rm -rf "$RUN/$name"
+        mkdir -p "$RUN/$name"
+        : >"$(logfile "$name")"
+        redis-server --bind "$HOST" --port "$port" --cluster-enabled yes \
+            --cluster-config-file nodes.conf --save '' --appendonly no \
+            --daemonize yes --pidfile "$(pidfile "$name")" --logfile "$(logfile "$name")" \
+            --dir "$RUN/$name" >/dev/null
+    done
+    local deadline=$((SECONDS + READY_TIMEOUT))
+    for port in "${CLUSTER_PORTS[@]}"; do
+        name="redis-cluster-$port"
+        until pid="$(our_pid "$name")"; do
+            ((SECONDS < deadline)) || die "$name did not write its pid file; log: $(logfile "$name")"
+            sleep 0.05
+        done
+        until probe_redis_cluster_node "$port"; do
+            alive "$pid" || { show_logs "$name"; die "$name (pid $pid) exited before it was ready"; }
+            ((SECONDS < deadline)) || { show_logs "$name"; die "$name did not answer on $HOST:$port within ${READY_TIMEOUT}s"; }
+            sleep 0.05
+        done
+    done
+    local nodes=()
+    for port in "${CLUSTER_PORTS[@]}"; do nodes+=("$HOST:$port"); done
+    quiet redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes
+    until probe_redis_cluster; do
+        ((SECONDS < deadline)) || die "redis-cluster: cluster_state is not ok after ${READY_TIMEOUT}s; logs: $RUN/redis-cluster-*.log"
+        sleep 0.1
+    done
+    log "redis-cluster: ready on $HOST:${CLUSTER_PORTS[*]}"
+}
+
 start_mongo() {
     needs_start mongo || return 0
     [[ -x $VENV/bin/nx-27017 ]] || die "nx-27017 not found in .dlab/venv; run: bash infra/services.sh install"
@@ -289,18 +362,34 @@ start_moto() {
     log "moto (dynamodb): ready on $HOST:$MOTO_PORT (pid $pid)"
 }
 
+ALL_SERVICES=(redis redis-cluster mongo moto)
+
+# Sets NAMES to the service names given on the command line (default: all), checked.
+select_services() {
+    local name k known
+    NAMES=("$@")
+    ((${#NAMES[@]} > 0)) || NAMES=("${ALL_SERVICES[@]}")
+    for name in "${NAMES[@]}"; do
+        known=0
+        for k in "${ALL_SERVICES[@]}"; do [[ $name == "$k" ]] && known=1; done
+        ((known)) || die "unknown service '$name' (known: ${ALL_SERVICES[*]})"
+    done
+}
+
 cmd_start() {
-    local t0=$SECONDS
+    local t0=$SECONDS name proc
+    select_services "$@"
     mkdir -p "$RUN"
     # Refuse before starting anything when a port is held by a process that is not ours.
-    local name
-    for name in redis mongo moto; do
-        our_pid "$name" >/dev/null || ! port_open "$(port_of "$name")" ||
-            die "$name: port $HOST:$(port_of "$name") is taken by a process this script did not start; stop it or free the port"
+    for name in "${NAMES[@]}"; do
+        for proc in $(processes_of "$name"); do
+            our_pid "$proc" >/dev/null || ! port_open "$(port_of "$proc")" ||
+                die "$proc: port $HOST:$(port_of "$proc") is taken by a process this script did not start; stop it or free the port"
+        done
     done
-    start_redis
-    start_mongo
-    start_moto
+    for name in "${NAMES[@]}"; do
+        "start_${name//-/_}"
+    done
     log "start: done in $((SECONDS - t0))s"
 }
 
@@ -328,23 +417,37 @@ stop_one() {
     log "$name: stopped (pid $pid)"
 }
 
+stop_service() {
+    local proc rc=0
+    for proc in $(processes_of "$1"); do
+        stop_one "$proc" || rc=1
+    done
+    return "$rc"
+}
+
 cmd_stop() {
-    local rc=0
-    for name in moto mongo redis; do
-        stop_one "$name" || rc=1
+    local rc=0 name i
+    select_services "$@"
+    for ((i = ${#NAMES[@]} - 1; i >= 0; i--)); do
+        name=${NAMES[i]}
+        stop_service "$name" || rc=1
+        [[ $name == redis-cluster ]] && rm -rf "$RUN"/redis-cluster-*/
     done
     return "$rc"
 }
 
 cmd_status() {
-    local name pid rc=0
-    for name in redis mongo moto; do
-        if pid="$(our_pid "$name")"; then
-            echo "$name: running (pid $pid, $HOST:$(port_of "$name"))"
-        else
-            echo "$name: stopped"
-            rc=3
-        fi
+    local name proc pid rc=0
+    select_services "$@"
+    for name in "${NAMES[@]}"; do
+        for proc in $(processes_of "$name"); do
+            if pid="$(our_pid "$proc")"; then
+                echo "$proc: running (pid $pid, $HOST:$(port_of "$proc"))"
+            else
+                echo "$proc: stopped"
+                rc=3
+            fi
+        done
     done
     return "$rc"
 }
@@ -352,6 +455,7 @@ cmd_status() {
 cmd_env() {
     cat <<EOF
 export REDIS_URL=redis://$HOST:$REDIS_PORT
+export REDIS_CLUSTER_URL=redis://$HOST:${CLUSTER_PORTS[0]}
 export MONGODB_URI=mongodb://$HOST:$MONGO_PORT
 export AWS_ENDPOINT_URL=http://$HOST:$MOTO_PORT
 export AWS_ACCESS_KEY_ID=test
@@ -362,16 +466,21 @@ EOF
 }
 
 usage() {
-    log "usage: $0 install|start|stop|status|env"
+    log "usage: $0 install|env, or $0 start|stop|status [redis|redis-cluster|mongo|moto ...]"
     exit 2
 }
 
-[[ $# -eq 1 ]] || usage
-case $1 in
+(($# >= 1)) || usage
+cmd=$1
+shift
+case $cmd in
+    install | env) (($# == 0)) || usage ;;
+esac
+case $cmd in
     install) cmd_install ;;
-    start) cmd_start ;;
-    stop) cmd_stop ;;
-    status) cmd_status ;;
+    start) cmd_start "$@" ;;
+    stop) cmd_stop "$@" ;;
+    status) cmd_status "$@" ;;
     env) cmd_env ;;
     *) usage ;;
 esac

@@ -15,10 +15,14 @@ pub enum Server {
     Mongo,
     /// moto's DynamoDB, `AWS_ENDPOINT_URL` (default `http://127.0.0.1:5000`).
     Moto,
+    /// A three-node Redis Cluster (stands in for MemoryDB), `REDIS_CLUSTER_URL` (default
+    /// `redis://127.0.0.1:6391`, any node). Only the Redis adapter's suites use it.
+    RedisCluster,
 }
 
 impl Server {
-    /// Every server the test command starts.
+    /// The servers every end-to-end world needs (the test command also starts
+    /// [`Server::RedisCluster`], which only the Redis adapter's suites use).
     pub const ALL: [Server; 3] = [Server::Redis, Server::Mongo, Server::Moto];
 
     /// Human name used in messages.
@@ -27,6 +31,7 @@ impl Server {
             Server::Redis => "Redis",
             Server::Mongo => "MongoDB (nx-27017)",
             Server::Moto => "moto (DynamoDB)",
+            Server::RedisCluster => "Redis Cluster",
         }
     }
 
@@ -36,6 +41,7 @@ impl Server {
             Server::Redis => "REDIS_URL",
             Server::Mongo => "MONGODB_URI",
             Server::Moto => "AWS_ENDPOINT_URL",
+            Server::RedisCluster => "REDIS_CLUSTER_URL",
         }
     }
 
@@ -45,6 +51,7 @@ impl Server {
             Server::Redis => "redis://127.0.0.1:6390",
             Server::Mongo => "mongodb://127.0.0.1:27118",
             Server::Moto => "http://127.0.0.1:5000",
+            Server::RedisCluster => "redis://127.0.0.1:6391",
         }
     }
 

@@ -7,7 +7,7 @@ use dlab_core::compaction::fold;
 use dlab_core::ids::{InstanceId, Sequence};
 use dlab_store::memory::MemoryEventArchive;
 use dlab_store::redis::{RedisConfig, RedisEventLog};
-use dlab_store::{CommitError, EventArchive, EventLog};
+use dlab_store::{CommitError, EventArchive, EventLog, Rehydration};
 use dlab_tests::contract::event_log::{add_goblin, hit, inc, new_session, request_with_id};
 use dlab_tests::private::{PrivateRedis, redis_server_available};
 use dlab_tests::servers::servers_required;
@@ -69,9 +69,12 @@ async fn flushall_is_detected_and_the_archive_rebuilds_the_session() {
         .unwrap();
     let (snapshot, _) = fold(&session, None, None, &events, 0).unwrap();
     let known = archive.ids(&session).await.unwrap();
-    log.rehydrate(&snapshot.state, &events, &known)
-        .await
-        .unwrap();
+    assert_eq!(
+        log.rehydrate(&snapshot.state, &events, &known)
+            .await
+            .unwrap(),
+        Rehydration::Rebuilt
+    );
 
     assert_eq!(log.state(&session).await.unwrap().unwrap(), before);
     let next = log.commit(inc(&session, "p2", "g", -1)).await.unwrap();

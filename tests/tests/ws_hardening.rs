@@ -347,7 +347,7 @@ impl EventLog for RecordingLog {
         state: &dlab_core::state::GameSessionState,
         events: &[GameEvent],
         ids: &[(EventId, Sequence, String)],
-    ) -> Result<(), StoreError> {
+    ) -> Result<dlab_store::Rehydration, StoreError> {
         self.inner.rehydrate(state, events, ids).await
     }
     async fn release(&self, s: &SessionId) -> Result<(), StoreError> {

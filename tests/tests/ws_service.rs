@@ -331,7 +331,7 @@ impl dlab_store::EventLog for BrokenLog {
         _: &dlab_core::state::GameSessionState,
         _: &[GameEvent],
         _: &[(EventId, Sequence, String)],
-    ) -> Result<(), StoreError> {
+    ) -> Result<dlab_store::Rehydration, StoreError> {
         Err(self.err())
     }
     async fn release(&self, _: &SessionId) -> Result<(), StoreError> {

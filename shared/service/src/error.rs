@@ -15,7 +15,7 @@ use dlab_core::event::{EnvelopeError, TypeForbidden};
 use dlab_core::ids::{EventId, Sequence, SessionId};
 use dlab_core::protocol::FrameError;
 use dlab_core::state::ApplyError;
-use dlab_store::{ArchiveError, CommitError, StoreError};
+use dlab_store::{ArchiveError, CommitError, InvalidCommit, StoreError};
 use serde_json::Value;
 use thiserror::Error;
 
@@ -67,8 +67,8 @@ pub enum ServiceError {
     },
     /// The event cannot apply to the session's state (unknown instance, `inc` on a
     /// non-integer, …); nothing was stored. Edge: `invalid_event`.
-    #[error("{0}")]
-    Refused(String),
+    #[error(transparent)]
+    Refused(InvalidCommit),
     /// The event id was committed before with other content. Edge: `invalid_event`; the client
     /// must use a new id.
     #[error("event id {id} was already used with different content")]
@@ -178,6 +178,7 @@ impl From<CommitError> for ServiceError {
         match e {
             CommitError::Conflict { current } => ServiceError::Conflict { current },
             CommitError::Invalid(reason) => ServiceError::Refused(reason),
+            CommitError::IdReused { id } => ServiceError::IdReused { id },
             CommitError::HotStateMissing(s) => {
                 ServiceError::Unavailable(StoreError::HotStateMissing(s))
             }

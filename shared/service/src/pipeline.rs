@@ -15,7 +15,9 @@ use dlab_core::event::GameEvent;
 use dlab_core::ids::{ConnectionId, Sequence, SessionId};
 use dlab_core::protocol::{RequestId, ServerFrame};
 use dlab_core::state::GameSessionState;
-use dlab_store::{ArchiveError, CommitError, CommitRequest, Committed, PostOutcome, StoreError};
+use dlab_store::{
+    ArchiveError, CommitError, CommitRequest, Committed, PostOutcome, Rehydration, StoreError,
+};
 use futures::StreamExt;
 use tracing::{error, info, warn};
 
@@ -30,14 +32,16 @@ const REBUILD_FIRST_WAIT: Duration = Duration::from_millis(20);
 /// Longest wait between two re-reads.
 const REBUILD_MAX_WAIT: Duration = Duration::from_millis(250);
 
-/// Rebuilds a session's hot state from its latest snapshot and the archive after it.
+/// Rebuilds a session's hot state from its latest snapshot and the archive after it, unless
+/// it exists (or another handler is rebuilding it): the store writes only while the hot state
+/// is absent, so a late rebuild from an older archive read can never erase a commit.
 ///
 /// The archive must be contiguous from the snapshot to its end: a hole means events were never
 /// archived (backfill has not copied them yet), and rebuilding over it would issue their
 /// sequences again. On a hole this refuses with [`ServiceError::ArchiveHole`] and logs the
 /// missing range. Only the last `rehydrate_window` events go back into the hot window (the
 /// archive serves older ones), so memory stays bounded however long the session is.
-pub async fn rehydrate(deps: &Deps, session: &SessionId) -> Result<(), ServiceError> {
+pub async fn rehydrate(deps: &Deps, session: &SessionId) -> Result<Rehydration, ServiceError> {
     let snapshot = deps.snapshots.latest(session).await?;
     let mut state = match snapshot {
         Some(s) if s.verify() => s.state,
@@ -82,10 +86,18 @@ pub async fn rehydrate(deps: &Deps, session: &SessionId) -> Result<(), ServiceEr
     }
     let ids = deps.archive.ids(session).await.map_err(archive_error)?;
     let tail: Vec<GameEvent> = tail.into();
-    deps.log.rehydrate(&state, &tail, &ids).await?;
-    warn!(session = %session, head = state.last_event_sequence.get(),
-          "session rehydrated from snapshot and archive");
-    Ok(())
+    let outcome = deps.log.rehydrate(&state, &tail, &ids).await?;
+    match outcome {
+        Rehydration::Rebuilt => {
+            warn!(session = %session, head = state.last_event_sequence.get(),
+                  "session rehydrated from snapshot and archive")
+        }
+        Rehydration::AlreadyPresent | Rehydration::Busy => {
+            info!(session = %session, outcome = ?outcome,
+                  "another handler rebuilt (or is rebuilding) the hot state; re-reading")
+        }
+    }
+    Ok(outcome)
 }
 
 /// An error for a hole from `from` up to (not including) `next_present`, logged once here.
@@ -123,7 +135,9 @@ pub async fn ensure_hot(deps: &Deps, session: &SessionId) -> Result<(), ServiceE
             Err(StoreError::HotStateMissing(_)) => {}
             Err(e) => return Err(e.into()),
         }
-        rehydrate(deps, session).await?;
+        if rehydrate(deps, session).await? == Rehydration::Rebuilt {
+            return Ok(());
+        }
         match deps.log.head(session).await {
             Ok(_) => return Ok(()),
             Err(StoreError::HotStateMissing(_)) => {

@@ -4,7 +4,7 @@
 //! Answers echo the client's `requestId`; failures of non-submit actions are
 //! `error {code, message, action}`; a submit with a usable event id fails as `event:error`.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use dlab_core::codes::ErrorCode;
 use dlab_core::event::{
@@ -16,6 +16,7 @@ use dlab_core::protocol::{
     ClientMessage, ClientRequest, PresenceStatus, RequestId, ServerFrame, parse_client_message,
     split_into_batches,
 };
+use dlab_store::Acquire;
 use dlab_store::model::{Connection, Subscription, now_ms};
 use serde_json::Value;
 use tracing::{debug, info, warn};
@@ -173,17 +174,21 @@ async fn reply_error(
 async fn rate_limit(deps: &Deps, class: RateClass, who: &str) -> Result<(), ServiceError> {
     let budget = deps.settings.rates.get(class);
     let key = format!("{}:{who}", class.key_name());
-    if deps
+    match deps
         .limiter
         .try_acquire(&key, budget.per_second, budget.burst)
         .await?
     {
-        Ok(())
-    } else {
-        debug!(class = class.key_name(), who, "rate limited");
-        Err(ServiceError::RateLimited {
-            retry_after: Duration::from_secs_f64(1.0 / budget.per_second),
-        })
+        Acquire::Taken => Ok(()),
+        Acquire::Limited { retry_after } => {
+            debug!(
+                class = class.key_name(),
+                who,
+                retry_after_ms = u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX),
+                "rate limited"
+            );
+            Err(ServiceError::RateLimited { retry_after })
+        }
     }
 }
 

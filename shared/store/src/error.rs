@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use dlab_core::codes::ErrorCode;
-use dlab_core::ids::{Sequence, SessionId};
+use dlab_core::ids::{EventId, InstanceId, Sequence, SessionId};
 use serde_json::Value;
 use thiserror::Error;
 
@@ -95,10 +95,17 @@ pub enum CommitError {
         /// The current value of every path of the event.
         current: BTreeMap<String, Value>,
     },
-    /// The event cannot apply to this state (unknown instance, id reused with other content,
-    /// `inc` on a non-integer, …). Edge: `invalid_event`.
-    #[error("{0}")]
-    Invalid(String),
+    /// The event id was already committed in this session with other content (a client bug
+    /// or a forged id: a retry carries the same content). Edge: `invalid_event`.
+    #[error("event id {id} was already used with different content")]
+    IdReused {
+        /// The reused id.
+        id: EventId,
+    },
+    /// The event cannot apply to the current state. Edge: `invalid_event`, with the reason's
+    /// message.
+    #[error(transparent)]
+    Invalid(#[from] InvalidCommit),
     /// The session's hot state is missing (wiped or failed-over Redis). Edge: rehydrate from
     /// snapshot + archive, then retry.
     #[error("hot state of session {0} is missing")]
@@ -113,11 +120,43 @@ impl CommitError {
     pub fn code(&self) -> ErrorCode {
         match self {
             CommitError::Conflict { .. } => ErrorCode::Conflict,
-            CommitError::Invalid(_) => ErrorCode::InvalidEvent,
+            CommitError::IdReused { .. } | CommitError::Invalid(_) => ErrorCode::InvalidEvent,
             CommitError::HotStateMissing(_) => ErrorCode::Unavailable,
             CommitError::Store(e) => e.code(),
         }
     }
+}
+
+/// Why an event's changes cannot apply to the session's current state. Every adapter gives the
+/// same reason for the same event and state (the contract suite checks it). Edge:
+/// `invalid_event` with this message; the client must not retry the event unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum InvalidCommit {
+    /// The event targets (updates, force-sets or removes) an instance that is not in the
+    /// session.
+    #[error("instance {instance} is not in the session")]
+    InstanceMissing {
+        /// The missing instance.
+        instance: InstanceId,
+    },
+    /// `core:session:actor_added` names an instance that is already in the session.
+    #[error("instance {instance} is already in the session")]
+    InstanceExists {
+        /// The taken instance id.
+        instance: InstanceId,
+    },
+    /// An `inc` targets a path whose current value is not an integer within ±(2^53 − 1).
+    #[error("inc on {path}: the current value is not an integer")]
+    IncNotInteger {
+        /// The path of the `inc`.
+        path: String,
+    },
+    /// An `inc` would leave ±(2^53 − 1), the integers every client decodes exactly.
+    #[error("inc on {path}: result out of range")]
+    IncOutOfRange {
+        /// The path of the `inc`.
+        path: String,
+    },
 }
 
 /// A failure of the archive.

@@ -7,7 +7,8 @@
 //! - [`model`]: stored records that are not pure domain values (campaigns, sessions,
 //!   connections).
 //! - [`memory`]: in-memory adapters, the embedded default; same rules as the real ones.
-//! - `redis` (feature `redis`): the atomic commit script, hot log and rate limiter.
+//! - `redis` (feature `redis`): the atomic commit script, hot log and rate limiter, on one
+//!   Redis node or a Redis Cluster / MemoryDB.
 //! - `mongo` (feature `mongo`): archive, campaign store, snapshots.
 //! - `dynamo` (feature `dynamo`): the connection registry.
 //! - `apigw` (feature `apigw`): the `@connections` notifier.
@@ -17,10 +18,10 @@ pub mod memory;
 pub mod model;
 pub mod ports;
 
-pub use error::{ArchiveError, Chain, CommitError, NotifyError, StoreError};
+pub use error::{ArchiveError, Chain, CommitError, InvalidCommit, NotifyError, StoreError};
 pub use ports::{
-    CampaignStore, CommitRequest, Committed, ConnectionRegistry, EventArchive, EventLog, Notifier,
-    PostOutcome, RateLimiter, SnapshotStore,
+    Acquire, CampaignStore, CommitRequest, Committed, ConnectionRegistry, EventArchive, EventLog,
+    Notifier, PostOutcome, RateLimiter, Rehydration, SnapshotStore,
 };
 
 #[cfg(feature = "apigw")]

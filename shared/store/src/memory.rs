@@ -7,25 +7,30 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use dlab_core::actor::{Actor, CompendiumEntry};
-use dlab_core::changes::ChangeSet;
+use dlab_core::changes::{Change, ChangeSet, MAX_SAFE_INTEGER, as_safe_integer};
 use dlab_core::compaction::Snapshot;
 use dlab_core::event::GameEvent;
-use dlab_core::ids::{ActorId, CampaignId, ConnectionId, EventId, Sequence, SessionId, UserId};
+use dlab_core::ids::{
+    ActorId, CampaignId, ConnectionId, EventId, InstanceId, Sequence, SessionId, UserId,
+};
 use dlab_core::state::{ApplyError, GameSessionState};
+use serde_json::Value;
 use tokio::sync::{Mutex, mpsc};
 
-use crate::error::{ArchiveError, CommitError, NotifyError, StoreError};
+const BACKEND: &str = "memory";
+
+use crate::error::{ArchiveError, CommitError, InvalidCommit, NotifyError, StoreError};
 use crate::model::{
     Campaign, CompendiumPage, CompendiumQuery, Connection, GameSession, Member, MemberRole,
     Subscription, now_ms,
 };
 use crate::ports::{
-    CampaignStore, CommitRequest, Committed, ConnectionRegistry, EventArchive, EventLog, Notifier,
-    PostOutcome, RateLimiter, SnapshotStore,
+    Acquire, CampaignStore, CommitRequest, Committed, ConnectionRegistry, EventArchive, EventLog,
+    Notifier, PostOutcome, RateLimiter, Rehydration, SnapshotStore,
 };
 
 #[derive(Debug)]
@@ -65,6 +70,48 @@ impl MemoryEventLog {
     }
 }
 
+/// Which [`InvalidCommit`] reason an event that the projection refused has, checked in the
+/// commit script's order (instances, then each `inc` in path order), so memory and Redis give
+/// the same answer. `None` when the refusal is none of them (a bug: the changes were parsed
+/// from the event by the caller).
+fn invalid_reason(state: &GameSessionState, changes: &ChangeSet) -> Option<InvalidCommit> {
+    let missing = |instance: &InstanceId| {
+        (!state.has_instance(instance)).then(|| InvalidCommit::InstanceMissing {
+            instance: instance.clone(),
+        })
+    };
+    match changes {
+        ChangeSet::None => None,
+        ChangeSet::AddActor { instance, .. } => {
+            state
+                .has_instance(instance)
+                .then(|| InvalidCommit::InstanceExists {
+                    instance: instance.clone(),
+                })
+        }
+        ChangeSet::RemoveActor { instance } => missing(instance),
+        ChangeSet::ForceSet { targets } => targets.iter().find_map(|(i, _)| missing(i)),
+        ChangeSet::Update { instance, changes } => missing(instance).or_else(|| {
+            changes.iter().find_map(|c| {
+                let Change::Inc { by } = c.change else {
+                    return None;
+                };
+                let path = c.path.clone();
+                let current = state.current(instance, &c.path)?;
+                let base = match current {
+                    Value::Null => 0,
+                    other => match as_safe_integer(&other) {
+                        Some(n) => n,
+                        None => return Some(InvalidCommit::IncNotInteger { path }),
+                    },
+                };
+                ((base + by).abs() > MAX_SAFE_INTEGER)
+                    .then_some(InvalidCommit::IncOutOfRange { path })
+            })
+        }),
+    }
+}
+
 #[async_trait]
 impl EventLog for MemoryEventLog {
     async fn init_session(&self, session: &SessionId) -> Result<(), StoreError> {
@@ -86,10 +133,7 @@ impl EventLog for MemoryEventLog {
         let hash = event.content_hash();
         if let Some((sequence, stored_hash)) = hot.ids.get(&event.id) {
             if *stored_hash != hash {
-                return Err(CommitError::Invalid(format!(
-                    "event id {} was already used with different content",
-                    event.id
-                )));
+                return Err(CommitError::IdReused { id: event.id });
             }
             return Ok(Committed {
                 sequence: *sequence,
@@ -105,7 +149,10 @@ impl EventLog for MemoryEventLog {
         );
         hot.state.apply(&event).map_err(|e| match e {
             ApplyError::Conflict { current } => CommitError::Conflict { current },
-            other => CommitError::Invalid(other.to_string()),
+            other => match invalid_reason(&hot.state, &changes) {
+                Some(reason) => CommitError::Invalid(reason),
+                None => StoreError::corrupt(BACKEND, "commit", other).into(),
+            },
         })?;
         hot.ids.insert(event.id.clone(), (event.sequence, hash));
         hot.events.insert(event.sequence.get(), event.clone());
@@ -189,8 +236,12 @@ impl EventLog for MemoryEventLog {
         state: &GameSessionState,
         events: &[GameEvent],
         ids: &[(EventId, Sequence, String)],
-    ) -> Result<(), StoreError> {
+    ) -> Result<Rehydration, StoreError> {
         let session = state.session_id.clone();
+        let mut sessions = self.sessions.lock().await;
+        if sessions.contains_key(&session) {
+            return Ok(Rehydration::AlreadyPresent);
+        }
         let mut hot = HotSession::new(&session);
         hot.state = state.clone();
         hot.floor = events
@@ -203,8 +254,8 @@ impl EventLog for MemoryEventLog {
         for (id, seq, hash) in ids {
             hot.ids.insert(id.clone(), (*seq, hash.clone()));
         }
-        self.sessions.lock().await.insert(session, hot);
-        Ok(())
+        sessions.insert(session, hot);
+        Ok(Rehydration::Rebuilt)
     }
 
     async fn release(&self, session: &SessionId) -> Result<(), StoreError> {
@@ -742,7 +793,7 @@ impl RateLimiter for MemoryRateLimiter {
         key: &str,
         per_second: f64,
         burst: u32,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Acquire, StoreError> {
         let now = Instant::now();
         let mut buckets = self.buckets.lock().await;
         let (tokens, last) = buckets.entry(key.to_owned()).or_insert((burst as f64, now));
@@ -751,9 +802,11 @@ impl RateLimiter for MemoryRateLimiter {
         *last = now;
         if *tokens >= 1.0 {
             *tokens -= 1.0;
-            Ok(true)
+            Ok(Acquire::Taken)
         } else {
-            Ok(false)
+            Ok(Acquire::Limited {
+                retry_after: Duration::from_secs_f64((1.0 - *tokens) / per_second),
+            })
         }
     }
 }

@@ -4,6 +4,7 @@
 //! one contract suite (in `dlab-tests`) runs against both, so the rules below hold everywhere.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use dlab_core::actor::{Actor, CompendiumEntry};
@@ -44,14 +45,16 @@ pub struct Committed {
 #[async_trait]
 pub trait EventLog: Send + Sync {
     /// Creates the hot state of a new session (epoch, counter at 0, `$session` defaults).
-    /// Idempotent: an existing session is left as it is.
+    /// Idempotent: an existing session, or one a rebuild is writing, is left as it is.
     async fn init_session(&self, session: &SessionId) -> Result<(), StoreError>;
 
     /// ONE atomic step: epoch check (refuses with [`CommitError::HotStateMissing`] when the
     /// session's hot state is gone), dedup by event id (same content → the original sequence,
-    /// `duplicate: true`; different content → invalid), every compare-and-set precondition
-    /// (mismatch → [`CommitError::Conflict`], nothing stored), next sequence, append, override
-    /// update.
+    /// `duplicate: true`; different content → [`CommitError::IdReused`]), the target instances
+    /// (→ [`CommitError::Invalid`]), every compare-and-set precondition (mismatch →
+    /// [`CommitError::Conflict`], nothing stored), `inc` arithmetic (→
+    /// [`CommitError::Invalid`]), next sequence, append, override update. Checked in that
+    /// order, so every adapter gives the same error for the same event.
     async fn commit(&self, request: CommitRequest) -> Result<Committed, CommitError>;
 
     /// Events with `after < sequence <= to` (default: head), at most `limit`, contiguous and in
@@ -78,16 +81,28 @@ pub trait EventLog: Send + Sync {
     /// missing.
     async fn state(&self, session: &SessionId) -> Result<Option<GameSessionState>, StoreError>;
 
-    /// Rebuilds the hot state after a wipe or failover: `state` (a snapshot folded with the
-    /// archived events after it), the hot window `events` (contiguous, ending at the state's
-    /// last sequence), and every known `(id, sequence, content hash)` for dedup. Replaces
-    /// whatever hot state exists, with a new epoch.
+    /// Rebuilds the hot state after a wipe or failover from `state` (a snapshot folded with
+    /// the archived events after it), the hot window `events` (contiguous, ending at the state's
+    /// last sequence), and every known `(id, sequence, content hash)` for dedup.
+    ///
+    /// Conditional: it writes ONLY while the session has no hot state. Two handlers that both
+    /// saw the hot state missing may race, and one of them may have read an older archive; if
+    /// its rebuild replaced a live hot state it would erase events already confirmed. So:
+    /// - [`Rehydration::Rebuilt`]: the hot state was absent and is now this one (new epoch).
+    /// - [`Rehydration::AlreadyPresent`]: a hot state exists (another rebuild won, or it was
+    ///   never lost); nothing was written. Re-read and carry on.
+    /// - [`Rehydration::Busy`]: another rebuild is writing right now; nothing was written.
+    ///   Wait briefly, then re-read (and rehydrate again if the state is still missing).
+    ///
+    /// A half-written rebuild is never visible: readers and commits see the session as missing
+    /// until the rebuild completes, and a rebuild that stalls past its lease can no longer
+    /// write (the next one clears what it left).
     async fn rehydrate(
         &self,
         state: &GameSessionState,
         events: &[GameEvent],
         ids: &[(EventId, Sequence, String)],
-    ) -> Result<(), StoreError>;
+    ) -> Result<Rehydration, StoreError>;
 
     /// Deletes the session's hot state (session ended; its snapshot and archive remain).
     async fn release(&self, session: &SessionId) -> Result<(), StoreError>;
@@ -227,13 +242,43 @@ pub trait ConnectionRegistry: Send + Sync {
     ) -> Result<Vec<Subscription>, StoreError>;
 }
 
+/// What [`EventLog::rehydrate`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rehydration {
+    /// The hot state was missing and has been rebuilt from the given state.
+    Rebuilt,
+    /// A hot state already existed; nothing was written. Re-read it.
+    AlreadyPresent,
+    /// Another rebuild of the session is in progress; nothing was written. Wait briefly and
+    /// re-read.
+    Busy,
+}
+
+/// The answer of [`RateLimiter::try_acquire`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acquire {
+    /// A token was taken: go ahead.
+    Taken,
+    /// The bucket is empty. Edge: `rate_limited` with `retryAfterMs`.
+    Limited {
+        /// Time until one token is back (at most `1 / per_second`), measured on the limiter's
+        /// clock, so clients of every instance get the same answer.
+        retry_after: Duration,
+    },
+}
+
 /// A token bucket per key, shared by every instance of the service.
 #[async_trait]
 pub trait RateLimiter: Send + Sync {
-    /// Takes one token from `key`'s bucket (refilled at `per_second`, holding at most `burst`);
-    /// `false` when empty.
-    async fn try_acquire(&self, key: &str, per_second: f64, burst: u32)
-    -> Result<bool, StoreError>;
+    /// Takes one token from `key`'s bucket (refilled at `per_second`, holding at most `burst`;
+    /// a new bucket starts full). `per_second` must be positive and finite and `burst` at least
+    /// 1: the caller validates its configuration.
+    async fn try_acquire(
+        &self,
+        key: &str,
+        per_second: f64,
+        burst: u32,
+    ) -> Result<Acquire, StoreError>;
 }
 
 /// What happened to a post.

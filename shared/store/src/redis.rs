@@ -1,11 +1,15 @@
-//! Redis adapters: the atomic event log and the shared rate limiter.
+//! Redis adapters: the atomic event log and the shared rate limiter, on one Redis node or on a
+//! Redis Cluster / MemoryDB ([`RedisConfig::cluster`]).
 //!
-//! Keys are hash-tagged per session (`dl:{S}:…`), so one session lives in one cluster slot and
-//! every script touches a single slot:
+//! Keys are hash-tagged per session (`dl:{S}:…`), so one session lives in one cluster slot, and
+//! every key a script touches is passed in `KEYS` (a cluster routes a script by its keys and
+//! refuses keys of several slots). Rate-limit buckets (`dl:rl:{K}`) live in their own slots and
+//! never share a script with a session's keys.
 //!
 //! | key | type | what |
 //! |---|---|---|
 //! | `dl:{S}:epoch` | string | present while the hot state exists; commits refuse without it |
+//! | `dl:{S}:lease` | string | a rebuild's token while it writes (`PX`, renewed per chunk) |
 //! | `dl:{S}:seq` | string | last sequence |
 //! | `dl:{S}:floor` | string | lowest sequence still in the hot window (absent = 1) |
 //! | `dl:{S}:events` | zset | event JSON scored by sequence |
@@ -15,9 +19,18 @@
 //! | `dl:{S}:i:<instance>:ovr` | hash | leaf path → canonical JSON override value |
 //! | `dl:{S}:i:<instance>:meta` | hash | leaf path → `{eventId, timestamp, userId, sequence}` |
 //!
-//! The commit is one Lua script (`commit.lua`, sent with EVALSHA and loaded on NOSCRIPT): epoch
-//! check, dedup, compare-and-set, INCR, ZADD and override update together. Values arrive as
-//! canonical JSON strings computed here, so the script compares strings and never parses JSON.
+//! The commit is one Lua script (`commit.lua`, sent with EVALSHA and loaded on NOSCRIPT, on
+//! every node of a cluster): epoch check, dedup, compare-and-set, INCR, ZADD and override update
+//! together. Values arrive as canonical JSON strings computed here, so the script compares
+//! strings and never parses JSON. Scripts that need a session's instance keys get them from the
+//! caller, who reads the instance list first; the script checks that list against `inst` and
+//! answers `changed` when it moved, and the caller reads again (bounded).
+//!
+//! A rebuild ([`EventLog::rehydrate`]) may be large (every event id of the session, a hot window
+//! of ~1,200 events of up to 24 KiB), so it is not one script: it takes a lease (`SET NX PX`
+//! with a random token, only while the epoch is absent), clears leftovers, writes in chunks that
+//! each check and renew the lease, and sets the epoch last, again only under the lease and
+//! only while the epoch is absent. Readers and commits see the session as missing until then.
 //! Production Redis must not evict (`maxmemory-policy noeviction`) and should be durable
 //! (MemoryDB, or AOF with `appendfsync always`); a wiped session is detected by its missing
 //! epoch and rehydrated by the service.
@@ -32,25 +45,41 @@ use dlab_core::event::GameEvent;
 use dlab_core::ids::{EventId, InstanceId, Sequence, SessionId};
 use dlab_core::paths::flatten;
 use dlab_core::state::{ActiveActor, GameSessionState, Override, session_defaults};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, Script, Value as RedisValue};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{AsyncCommands, Cmd, Pipeline, RedisFuture, Script, Value as RedisValue};
 use serde_json::{Value, json};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
-use crate::error::{CommitError, StoreError};
-use crate::ports::{CommitRequest, Committed, EventLog, RateLimiter};
-
-/// Environment variable with the Redis URL (`redis://` or `rediss://` for TLS; AUTH as
-/// `redis://user:password@host:port`).
-pub const REDIS_URL_VAR: &str = "REDIS_URL";
+use crate::error::{CommitError, InvalidCommit, StoreError};
+use crate::ports::{Acquire, CommitRequest, Committed, EventLog, RateLimiter, Rehydration};
 
 const BACKEND: &str = "redis";
+
+/// How many times a script that lists a session's instances is tried when the instance set
+/// changed between the caller's read and the script (each retry means an actor was added or
+/// removed within one round trip; actors come and go at the pace of a game master).
+const INSTANCE_SET_ATTEMPTS: usize = 10;
+
+/// How long a rebuild's lease lasts without progress; every chunk renews it. A rebuild that
+/// stalls longer (a frozen Lambda) loses it and can no longer write.
+const REHYDRATE_LEASE: Duration = Duration::from_secs(5);
+
+/// Upper bounds of one chunk of a rebuild: each chunk is one short script call, well inside
+/// the response timeout, so the lease is renewed often and Redis is never blocked for long.
+const CHUNK_PAIRS: usize = 1_000;
+const CHUNK_BYTES: usize = 256 * 1024;
 
 /// How to reach Redis.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
     /// Connection URL; `rediss://` enables TLS (ElastiCache / MemoryDB in-transit encryption).
+    /// In cluster mode, any node of the cluster (MemoryDB's cluster endpoint).
     pub url: String,
+    /// Speak the cluster protocol (Redis Cluster, MemoryDB): commands are routed to the node
+    /// owning their slot and `MOVED` / `ASK` are followed. A single-node connection cannot
+    /// follow a resharded or failed-over cluster.
+    pub cluster: bool,
     /// Bound on each command's answer.
     pub response_timeout: Duration,
     /// Bound on (re)connecting.
@@ -58,24 +87,31 @@ pub struct RedisConfig {
 }
 
 impl RedisConfig {
-    /// A config for `url` with the default timeouts.
+    /// A single-node config for `url` with the default timeouts.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            cluster: false,
             response_timeout: Duration::from_millis(1_000),
             connection_timeout: Duration::from_millis(1_000),
         }
     }
 
-    /// Reads [`REDIS_URL_VAR`].
-    pub fn from_env() -> Result<Self, crate::error::ConfigError> {
-        std::env::var(REDIS_URL_VAR)
-            .map(Self::new)
-            .map_err(|_| crate::error::ConfigError::Missing(REDIS_URL_VAR))
-    }
-
-    /// Opens a self-reconnecting connection.
-    pub async fn connect(&self) -> Result<ConnectionManager, StoreError> {
+    /// Opens a self-reconnecting connection (a cluster client in cluster mode).
+    pub async fn connect(&self) -> Result<RedisConnection, StoreError> {
+        if self.cluster {
+            let client = redis::cluster::ClusterClient::builder([self.url.as_str()])
+                .connection_timeout(self.connection_timeout)
+                .response_timeout(self.response_timeout)
+                .retries(2)
+                .build()
+                .map_err(|e| StoreError::unavailable(BACKEND, "parse url", e))?;
+            let conn = client
+                .get_async_connection()
+                .await
+                .map_err(|e| StoreError::unavailable(BACKEND, "connect", e))?;
+            return Ok(RedisConnection::Cluster(conn));
+        }
         let client = redis::Client::open(self.url.as_str())
             .map_err(|e| StoreError::unavailable(BACKEND, "parse url", e))?;
         let config = ConnectionManagerConfig::new()
@@ -84,7 +120,54 @@ impl RedisConfig {
             .set_number_of_retries(2);
         ConnectionManager::new_with_config(client, config)
             .await
+            .map(RedisConnection::Single)
             .map_err(|e| StoreError::unavailable(BACKEND, "connect", e))
+    }
+}
+
+/// A cheap-to-clone connection to Redis, shared by the adapters: one node, or a cluster.
+#[derive(Clone)]
+pub enum RedisConnection {
+    /// One node (or a primary endpoint), reconnecting after failures.
+    Single(ConnectionManager),
+    /// Redis Cluster / MemoryDB: every command goes to the node owning its keys' slot.
+    Cluster(ClusterConnection),
+}
+
+impl std::fmt::Debug for RedisConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RedisConnection::Single(_) => "RedisConnection::Single",
+            RedisConnection::Cluster(_) => "RedisConnection::Cluster",
+        })
+    }
+}
+
+impl ConnectionLike for RedisConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, RedisValue> {
+        match self {
+            RedisConnection::Single(c) => c.req_packed_command(cmd),
+            RedisConnection::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<RedisValue>> {
+        match self {
+            RedisConnection::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            RedisConnection::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            RedisConnection::Single(c) => c.get_db(),
+            RedisConnection::Cluster(c) => c.get_db(),
+        }
     }
 }
 
@@ -104,19 +187,76 @@ impl Keys {
     fn instance(&self, instance: &str, name: &str) -> String {
         format!("{}i:{instance}:{name}", self.tag)
     }
-    fn instance_prefix(&self) -> String {
-        format!("{}i:", self.tag)
+    /// Every key of the session but the epoch, the lease and `inst`, for the given instances.
+    fn data_keys(&self, instances: &[String]) -> Vec<String> {
+        let mut out: Vec<String> = ["seq", "floor", "events", "ids"]
+            .iter()
+            .map(|n| self.k(n))
+            .collect();
+        for i in instances
+            .iter()
+            .map(String::as_str)
+            .chain([InstanceId::SESSION])
+        {
+            for n in ["base", "ovr", "meta"] {
+                out.push(self.instance(i, n));
+            }
+        }
+        out
+    }
+}
+
+/// A hash or sorted set to fill during a rebuild, as chunks of `(field, value)` or
+/// `(score, member)` pairs.
+struct Fill {
+    key: String,
+    kind: &'static str,
+    pairs: Vec<(String, String)>,
+}
+
+impl Fill {
+    fn hash(key: String, pairs: Vec<(String, String)>) -> Self {
+        Self {
+            key,
+            kind: "hash",
+            pairs,
+        }
+    }
+
+    /// The pairs cut into chunks of at most [`CHUNK_PAIRS`] pairs and about [`CHUNK_BYTES`].
+    fn chunks(&self) -> Vec<&[(String, String)]> {
+        let mut out = Vec::new();
+        let (mut start, mut bytes) = (0, 0);
+        for (i, (a, b)) in self.pairs.iter().enumerate() {
+            let size = a.len() + b.len();
+            if i > start && (i - start >= CHUNK_PAIRS || bytes + size > CHUNK_BYTES) {
+                out.push(&self.pairs[start..i]);
+                start = i;
+                bytes = 0;
+            }
+            bytes += size;
+        }
+        if start < self.pairs.len() {
+            out.push(&self.pairs[start..]);
+        }
+        out
     }
 }
 
 /// The event log on Redis.
 #[derive(Clone)]
 pub struct RedisEventLog {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     commit: Script,
     read: Script,
     trim: Script,
     state: Script,
+    init: Script,
+    drop: Script,
+    begin: Script,
+    put: Script,
+    finish: Script,
+    abort: Script,
 }
 
 impl std::fmt::Debug for RedisEventLog {
@@ -127,13 +267,19 @@ impl std::fmt::Debug for RedisEventLog {
 
 impl RedisEventLog {
     /// Wraps a connection.
-    pub fn new(conn: ConnectionManager) -> Self {
+    pub fn new(conn: RedisConnection) -> Self {
         Self {
             conn,
             commit: Script::new(include_str!("redis/commit.lua")),
             read: Script::new(include_str!("redis/read.lua")),
             trim: Script::new(include_str!("redis/trim.lua")),
             state: Script::new(include_str!("redis/state.lua")),
+            init: Script::new(include_str!("redis/init.lua")),
+            drop: Script::new(include_str!("redis/drop.lua")),
+            begin: Script::new(include_str!("redis/rehydrate_begin.lua")),
+            put: Script::new(include_str!("redis/rehydrate_put.lua")),
+            finish: Script::new(include_str!("redis/rehydrate_finish.lua")),
+            abort: Script::new(include_str!("redis/rehydrate_abort.lua")),
         }
     }
 
@@ -141,27 +287,132 @@ impl RedisEventLog {
         move |e| StoreError::unavailable(BACKEND, op, e)
     }
 
-    async fn all_keys(&self, session: &SessionId) -> Result<Vec<String>, StoreError> {
-        let keys = Keys::new(session);
+    /// The instance ids in the session's `inst` hash (without `$session`).
+    async fn instance_names(&self, keys: &Keys) -> Result<Vec<String>, StoreError> {
         let mut conn = self.conn.clone();
-        let instances: Vec<String> = conn
-            .hkeys(keys.k("inst"))
+        conn.hkeys(keys.k("inst"))
             .await
-            .map_err(Self::unavailable("list instances"))?;
-        let mut out: Vec<String> = ["epoch", "seq", "floor", "events", "ids", "inst"]
+            .map_err(Self::unavailable("list instances"))
+    }
+
+    /// Every write of a rebuild, in order: instances first (so a later rebuild finds, and
+    /// clears, every instance key a stalled one wrote), then dedup ids, events and values.
+    fn fills(
+        keys: &Keys,
+        state: &GameSessionState,
+        events: &[GameEvent],
+        ids: &[(EventId, Sequence, String)],
+    ) -> Vec<Fill> {
+        let mut fills = Vec::new();
+        let records: Vec<(String, String)> = state
+            .active_actors
             .iter()
-            .map(|n| keys.k(n))
+            .map(|(instance, actor)| {
+                let record = json!({"actorId": actor.actor_id, "addedAt": actor.added_at,
+                                    "addedBy": actor.added_by, "actor": actor.actor});
+                (instance.to_string(), record.to_string())
+            })
             .collect();
-        for i in instances
+        fills.push(Fill::hash(keys.k("inst"), records));
+        let id_fields: Vec<(String, String)> = ids
             .iter()
-            .map(String::as_str)
-            .chain([InstanceId::SESSION])
-        {
-            for n in ["base", "ovr", "meta"] {
-                out.push(keys.instance(i, n));
+            .map(|(id, seq, hash)| (id.to_string(), format!("{}:{hash}", seq.get())))
+            .chain(events.iter().map(|e| {
+                (
+                    e.id.to_string(),
+                    format!("{}:{}", e.sequence.get(), e.content_hash()),
+                )
+            }))
+            .collect();
+        fills.push(Fill::hash(keys.k("ids"), id_fields));
+        let members: Vec<(String, String)> = events
+            .iter()
+            .map(|e| {
+                // Same member text as the commit script writes: sequence first.
+                let member = format!("{{\"sequence\":{},{}", e.sequence.get(), event_tail(e));
+                debug_assert_eq!(parse_event(&member).ok().as_ref(), Some(e));
+                (e.sequence.get().to_string(), member)
+            })
+            .collect();
+        fills.push(Fill {
+            key: keys.k("events"),
+            kind: "zset",
+            pairs: members,
+        });
+        let leaves = |doc: &Value| -> Vec<(String, String)> {
+            flatten(doc)
+                .into_iter()
+                .map(|(p, v)| (p, canonical_json(&v)))
+                .collect()
+        };
+        let mut values =
+            |instance: &str, base: Vec<(String, String)>, o: &BTreeMap<String, Override>| {
+                fills.push(Fill::hash(keys.instance(instance, "base"), base));
+                fills.push(Fill::hash(
+                    keys.instance(instance, "ovr"),
+                    o.iter()
+                        .map(|(path, o)| (path.clone(), canonical_json(&o.value)))
+                        .collect(),
+                ));
+                fills.push(Fill::hash(
+                    keys.instance(instance, "meta"),
+                    o.iter()
+                        .map(|(path, o)| {
+                            let meta = json!({"eventId": o.event_id, "timestamp": o.timestamp,
+                                          "userId": o.user_id, "sequence": o.sequence});
+                            (path.clone(), meta.to_string())
+                        })
+                        .collect(),
+                ));
+            };
+        values(
+            InstanceId::SESSION,
+            leaves(&session_defaults()),
+            &state.session_overrides,
+        );
+        for (instance, actor) in &state.active_actors {
+            values(instance.as_str(), leaves(&actor.actor), &actor.overrides);
+        }
+        fills
+    }
+
+    /// Writes every chunk under the lease; `false` as soon as the lease is lost.
+    async fn put_all(&self, token: &str, lease: &str, fills: &[Fill]) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        for fill in fills {
+            for chunk in fill.chunks() {
+                let mut inv = self.put.key(lease);
+                inv.key(&fill.key)
+                    .arg(token)
+                    .arg(REHYDRATE_LEASE.as_millis() as u64)
+                    .arg(fill.kind);
+                for (a, b) in chunk {
+                    inv.arg(a).arg(b);
+                }
+                let written: i64 = inv
+                    .invoke_async(&mut conn)
+                    .await
+                    .map_err(Self::unavailable("rehydrate"))?;
+                if written == 0 {
+                    return Ok(false);
+                }
             }
         }
-        Ok(out)
+        Ok(true)
+    }
+
+    /// What a rebuild that lost its lease reports: the winner's state, or a rebuild still going.
+    async fn after_lost_lease(&self, keys: &Keys) -> Result<Rehydration, StoreError> {
+        let mut conn = self.conn.clone();
+        let present: bool = conn
+            .exists(keys.k("epoch"))
+            .await
+            .map_err(Self::unavailable("rehydrate"))?;
+        Ok(if present {
+            Rehydration::AlreadyPresent
+        } else {
+            Rehydration::Busy
+        })
     }
 }
 
@@ -213,6 +464,16 @@ fn strings(v: RedisValue) -> Result<Vec<String>, StoreError> {
     }
 }
 
+/// The sequence at `reply[i]` of a script's reply.
+fn sequence_at(reply: &[String], i: usize) -> Result<Sequence, StoreError> {
+    let raw = reply
+        .get(i)
+        .ok_or_else(|| StoreError::corrupt(BACKEND, "sequence", "missing from the reply"))?;
+    raw.parse()
+        .map(Sequence)
+        .map_err(|e| StoreError::corrupt(BACKEND, "sequence", e))
+}
+
 fn parse_json(raw: &str, what: &'static str) -> Result<Value, StoreError> {
     serde_json::from_str(raw).map_err(|e| StoreError::corrupt(BACKEND, what, e))
 }
@@ -221,24 +482,19 @@ fn parse_json(raw: &str, what: &'static str) -> Result<Value, StoreError> {
 impl EventLog for RedisEventLog {
     async fn init_session(&self, session: &SessionId) -> Result<(), StoreError> {
         let keys = Keys::new(session);
+        let mut inv = self.init.key(keys.k("epoch"));
+        inv.key(keys.k("seq"))
+            .key(keys.k("lease"))
+            .key(keys.instance(InstanceId::SESSION, "base"))
+            .arg(uuid::Uuid::new_v4().to_string());
+        for (path, value) in flatten(&session_defaults()) {
+            inv.arg(path).arg(canonical_json(&value));
+        }
         let mut conn = self.conn.clone();
-        let created: bool = conn
-            .set_nx(keys.k("epoch"), uuid::Uuid::new_v4().to_string())
+        let _created: i64 = inv
+            .invoke_async(&mut conn)
             .await
             .map_err(Self::unavailable("init session"))?;
-        if created {
-            let leaves: Vec<(String, String)> = flatten(&session_defaults())
-                .into_iter()
-                .map(|(p, v)| (p, canonical_json(&v)))
-                .collect();
-            let _: () = redis::pipe()
-                .atomic()
-                .set_nx(keys.k("seq"), 0)
-                .hset_multiple(keys.instance(InstanceId::SESSION, "base"), &leaves)
-                .query_async(&mut conn)
-                .await
-                .map_err(Self::unavailable("init session"))?;
-        }
         Ok(())
     }
 
@@ -318,11 +574,7 @@ impl EventLog for RedisEventLog {
         let reply = strings(reply)?;
         match reply.first().map(String::as_str) {
             Some("ok") => {
-                let sequence = Sequence(
-                    reply[1]
-                        .parse()
-                        .map_err(|e| StoreError::corrupt(BACKEND, "sequence", e))?,
-                );
+                let sequence = sequence_at(&reply, 1)?;
                 debug!(session = %session, seq = sequence.get(), "event committed");
                 let mut event = event;
                 event.sequence = sequence;
@@ -333,11 +585,7 @@ impl EventLog for RedisEventLog {
                 })
             }
             Some("dup") => {
-                let sequence = Sequence(
-                    reply[1]
-                        .parse()
-                        .map_err(|e| StoreError::corrupt(BACKEND, "sequence", e))?,
-                );
+                let sequence = sequence_at(&reply, 1)?;
                 // Below the hot floor the original is in the archive (`None`); any other read
                 // failure is passed on rather than mistaken for a trimmed event.
                 let original = match self
@@ -354,16 +602,31 @@ impl EventLog for RedisEventLog {
                     event: original,
                 })
             }
-            Some("reused") => Err(CommitError::Invalid(format!(
-                "event id {} was already used with different content",
-                event.id
-            ))),
-            Some("invalid") => Err(CommitError::Invalid(
-                reply.get(1).cloned().unwrap_or_default(),
-            )),
-            Some("conflict") => {
+            Some("reused") => Err(CommitError::IdReused { id: event.id }),
+            Some("invalid") if reply.len() == 3 => {
+                let subject = reply[2].clone();
+                Err(CommitError::Invalid(match reply[1].as_str() {
+                    "instance_missing" => InvalidCommit::InstanceMissing {
+                        instance: InstanceId::new(subject),
+                    },
+                    "instance_exists" => InvalidCommit::InstanceExists {
+                        instance: InstanceId::new(subject),
+                    },
+                    "inc_not_integer" => InvalidCommit::IncNotInteger { path: subject },
+                    "inc_out_of_range" => InvalidCommit::IncOutOfRange { path: subject },
+                    other => {
+                        return Err(StoreError::corrupt(
+                            BACKEND,
+                            "commit reply",
+                            format!("unknown invalid reason {other:?}"),
+                        )
+                        .into());
+                    }
+                }))
+            }
+            Some("conflict") if reply.len() % 2 == 1 => {
                 let mut current = BTreeMap::new();
-                for pair in reply[1..].chunks(2) {
+                for pair in reply[1..].chunks_exact(2) {
                     current.insert(pair[0].clone(), parse_json(&pair[1], "current value")?);
                 }
                 Err(CommitError::Conflict { current })
@@ -398,7 +661,7 @@ impl EventLog for RedisEventLog {
             Some("ok") => reply[1..].iter().map(|r| parse_event(r)).collect(),
             Some("below") => Err(StoreError::BelowFloor {
                 session: session.clone(),
-                floor: Sequence(reply[1].parse().unwrap_or(1)),
+                floor: sequence_at(&reply, 1)?,
             }),
             Some("nohot") => Err(StoreError::HotStateMissing(session.clone())),
             _ => Err(StoreError::corrupt(
@@ -412,10 +675,8 @@ impl EventLog for RedisEventLog {
     async fn head(&self, session: &SessionId) -> Result<Sequence, StoreError> {
         let keys = Keys::new(session);
         let mut conn = self.conn.clone();
-        let (epoch, seq): (Option<String>, Option<u64>) = redis::pipe()
-            .get(keys.k("epoch"))
-            .get(keys.k("seq"))
-            .query_async(&mut conn)
+        let (epoch, seq): (Option<String>, Option<u64>) = conn
+            .mget(&[keys.k("epoch"), keys.k("seq")])
             .await
             .map_err(Self::unavailable("head"))?;
         if epoch.is_none() {
@@ -427,10 +688,8 @@ impl EventLog for RedisEventLog {
     async fn floor(&self, session: &SessionId) -> Result<Sequence, StoreError> {
         let keys = Keys::new(session);
         let mut conn = self.conn.clone();
-        let (epoch, floor): (Option<String>, Option<u64>) = redis::pipe()
-            .get(keys.k("epoch"))
-            .get(keys.k("floor"))
-            .query_async(&mut conn)
+        let (epoch, floor): (Option<String>, Option<u64>) = conn
+            .mget(&[keys.k("epoch"), keys.k("floor")])
             .await
             .map_err(Self::unavailable("floor"))?;
         if epoch.is_none() {
@@ -461,40 +720,71 @@ impl EventLog for RedisEventLog {
     async fn state(&self, session: &SessionId) -> Result<Option<GameSessionState>, StoreError> {
         let keys = Keys::new(session);
         let mut conn = self.conn.clone();
-        let reply: RedisValue = self
-            .state
-            .key(keys.k("epoch"))
-            .key(keys.k("seq"))
-            .key(keys.k("inst"))
-            .arg(keys.instance_prefix())
-            .invoke_async(&mut conn)
-            .await
-            .map_err(Self::unavailable("read state"))?;
-        let reply = strings(reply)?;
-        if reply.first().map(String::as_str) != Some("ok") {
-            return Ok(None);
+        let mut reply = None;
+        let mut names = self.instance_names(&keys).await?;
+        for _ in 0..INSTANCE_SET_ATTEMPTS {
+            let mut inv = self.state.key(keys.k("epoch"));
+            inv.key(keys.k("seq")).key(keys.k("inst"));
+            for name in std::iter::once(InstanceId::SESSION).chain(names.iter().map(String::as_str))
+            {
+                inv.key(keys.instance(name, "ovr"))
+                    .key(keys.instance(name, "meta"))
+                    .arg(name);
+            }
+            let raw: RedisValue = inv
+                .invoke_async(&mut conn)
+                .await
+                .map_err(Self::unavailable("read state"))?;
+            let raw = strings(raw)?;
+            match raw.first().map(String::as_str) {
+                Some("nohot") => return Ok(None),
+                Some("changed") => names = raw[1..].to_vec(),
+                Some("ok") => {
+                    reply = Some(raw);
+                    break;
+                }
+                _ => {
+                    return Err(StoreError::corrupt(
+                        BACKEND,
+                        "state reply",
+                        format!("{:?}", raw.first()),
+                    ));
+                }
+            }
         }
-        let corrupt = |what: &'static str| {
-            move |e: std::num::ParseIntError| StoreError::corrupt(BACKEND, what, e)
+        let Some(reply) = reply else {
+            return Err(StoreError::unavailable(
+                BACKEND,
+                "read state",
+                "the session's instances kept changing while it was read",
+            ));
+        };
+        let mut fields = reply.into_iter().skip(1);
+        let mut next = |what: &'static str| {
+            fields
+                .next()
+                .ok_or_else(|| StoreError::corrupt(BACKEND, what, "the state reply ended early"))
+        };
+        let number = |raw: String, what: &'static str| {
+            raw.parse::<u64>()
+                .map_err(|e| StoreError::corrupt(BACKEND, what, e))
         };
         let mut state = GameSessionState::new(session.clone(), None);
-        state.last_event_sequence = Sequence(reply[1].parse().map_err(corrupt("sequence"))?);
-        let count: usize = reply[2].parse().map_err(corrupt("instance count"))?;
-        let mut at = 3;
+        state.last_event_sequence = Sequence(number(next("sequence")?, "sequence")?);
+        let count = number(next("instance count")?, "instance count")?;
         for _ in 0..count {
-            let name = reply[at].clone();
-            let record = reply[at + 1].clone();
-            let n: usize = reply[at + 2].parse().map_err(corrupt("override count"))?;
-            at += 3;
+            let name = next("instance name")?;
+            let record = next("instance record")?;
+            let n = number(next("override count")?, "override count")?;
             let mut overrides = BTreeMap::new();
             for _ in 0..n {
-                let path = reply[at].clone();
-                let mut meta = parse_json(&reply[at + 2], "override metadata")?;
-                meta["value"] = parse_json(&reply[at + 1], "override value")?;
+                let path = next("override path")?;
+                let value = parse_json(&next("override value")?, "override value")?;
+                let mut meta = parse_json(&next("override metadata")?, "override metadata")?;
+                meta["value"] = value;
                 let o: Override = serde_json::from_value(meta)
                     .map_err(|e| StoreError::corrupt(BACKEND, "override", e))?;
                 overrides.insert(path, o);
-                at += 3;
             }
             if name == InstanceId::SESSION {
                 state.session_overrides = overrides;
@@ -519,92 +809,138 @@ impl EventLog for RedisEventLog {
         state: &GameSessionState,
         events: &[GameEvent],
         ids: &[(EventId, Sequence, String)],
-    ) -> Result<(), StoreError> {
+    ) -> Result<Rehydration, StoreError> {
         let session = &state.session_id;
         let keys = Keys::new(session);
-        let old_keys = self.all_keys(session).await?;
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        pipe.del(&old_keys);
-        pipe.set(keys.k("epoch"), uuid::Uuid::new_v4().to_string());
-        pipe.set(keys.k("seq"), state.last_event_sequence.get());
-        let floor = events
-            .first()
-            .map_or(state.last_event_sequence.get() + 1, |e| e.sequence.get());
-        pipe.set(keys.k("floor"), floor);
-        for e in events {
-            let text = serde_json::to_string(e).expect("events serialize");
-            // Same member text as the commit script writes: sequence first.
-            let member = format!("{{\"sequence\":{},{}", e.sequence.get(), event_tail(e));
-            debug_assert_eq!(parse_event(&member).ok().as_ref(), Some(e), "{text}");
-            pipe.zadd(keys.k("events"), member, e.sequence.get());
-        }
-        let mut id_fields: Vec<(String, String)> = ids
-            .iter()
-            .map(|(id, seq, hash)| (id.to_string(), format!("{}:{hash}", seq.get())))
-            .collect();
-        id_fields.extend(events.iter().map(|e| {
-            (
-                e.id.to_string(),
-                format!("{}:{}", e.sequence.get(), e.content_hash()),
-            )
-        }));
-        for chunk in id_fields.chunks(500) {
-            pipe.hset_multiple(keys.k("ids"), chunk);
-        }
-        let write_overrides =
-            |pipe: &mut redis::Pipeline, instance: &str, overrides: &BTreeMap<String, Override>| {
-                for (path, o) in overrides {
-                    pipe.hset(
-                        keys.instance(instance, "ovr"),
-                        path,
-                        canonical_json(&o.value),
-                    );
-                    let meta = json!({"eventId": o.event_id, "timestamp": o.timestamp,
-                                  "userId": o.user_id, "sequence": o.sequence});
-                    pipe.hset(keys.instance(instance, "meta"), path, meta.to_string());
-                }
-            };
-        let session_base: Vec<(String, String)> = flatten(&session_defaults())
-            .into_iter()
-            .map(|(p, v)| (p, canonical_json(&v)))
-            .collect();
-        pipe.hset_multiple(keys.instance(InstanceId::SESSION, "base"), &session_base);
-        write_overrides(&mut pipe, InstanceId::SESSION, &state.session_overrides);
-        for (instance, actor) in &state.active_actors {
-            let record = json!({"actorId": actor.actor_id, "addedAt": actor.added_at,
-                                "addedBy": actor.added_by, "actor": actor.actor});
-            pipe.hset(keys.k("inst"), instance.as_str(), record.to_string());
-            let leaves: Vec<(String, String)> = flatten(&actor.actor)
-                .into_iter()
-                .map(|(p, v)| (p, canonical_json(&v)))
-                .collect();
-            if !leaves.is_empty() {
-                pipe.hset_multiple(keys.instance(instance.as_str(), "base"), &leaves);
-            }
-            write_overrides(&mut pipe, instance.as_str(), &actor.overrides);
-        }
+        let lease = keys.k("lease");
+        let token = uuid::Uuid::new_v4().to_string();
+        let lease_ms = REHYDRATE_LEASE.as_millis() as u64;
+        // Everything is prepared before the lease is taken, so the lease only has to cover
+        // the writes.
+        let fills = Self::fills(&keys, state, events, ids);
         let mut conn = self.conn.clone();
-        let _: () = pipe
-            .query_async(&mut conn)
+        let mut taken = false;
+        for _ in 0..INSTANCE_SET_ATTEMPTS {
+            let names = self.instance_names(&keys).await?;
+            let mut inv = self.begin.key(&lease);
+            inv.key(keys.k("epoch"))
+                .key(keys.k("inst"))
+                .key(keys.data_keys(&names))
+                .arg(&token)
+                .arg(lease_ms)
+                .arg(&names);
+            let reply: String = inv
+                .invoke_async(&mut conn)
+                .await
+                .map_err(Self::unavailable("rehydrate"))?;
+            match reply.as_str() {
+                "present" => return Ok(Rehydration::AlreadyPresent),
+                "busy" => return Ok(Rehydration::Busy),
+                "changed" => continue,
+                "ok" => {
+                    taken = true;
+                    break;
+                }
+                other => {
+                    return Err(StoreError::corrupt(
+                        BACKEND,
+                        "rehydrate reply",
+                        format!("{other:?}"),
+                    ));
+                }
+            }
+        }
+        if !taken {
+            return Err(StoreError::unavailable(
+                BACKEND,
+                "rehydrate",
+                "leftover instances kept changing while the rebuild started",
+            ));
+        }
+        match self.put_all(&token, &lease, &fills).await {
+            Ok(true) => {}
+            Ok(false) => {
+                warn!(session = %session, "rebuild lost its lease while writing; another rebuild took over");
+                return self.after_lost_lease(&keys).await;
+            }
+            Err(e) => {
+                let released: Result<i64, _> = self
+                    .abort
+                    .key(&lease)
+                    .arg(&token)
+                    .invoke_async(&mut conn)
+                    .await;
+                if let Err(release) = released {
+                    debug!(session = %session, error = %release, "could not give up the rebuild lease");
+                }
+                return Err(e);
+            }
+        }
+        let head = state.last_event_sequence.get();
+        let floor = events.first().map_or(head + 1, |e| e.sequence.get());
+        let reply: String = self
+            .finish
+            .key(&lease)
+            .key(keys.k("epoch"))
+            .key(keys.k("seq"))
+            .key(keys.k("floor"))
+            .arg(&token)
+            .arg(uuid::Uuid::new_v4().to_string())
+            .arg(head)
+            .arg(floor)
+            .invoke_async(&mut conn)
             .await
             .map_err(Self::unavailable("rehydrate"))?;
-        warn!(session = %session, head = state.last_event_sequence.get(), floor, "hot state rehydrated");
-        Ok(())
+        match reply.as_str() {
+            "ok" => {
+                info!(session = %session, head, floor, events = events.len(), ids = ids.len(), "hot state rehydrated");
+                Ok(Rehydration::Rebuilt)
+            }
+            "present" => Ok(Rehydration::AlreadyPresent),
+            "lost" => {
+                warn!(session = %session, "rebuild lost its lease before it finished; another rebuild took over");
+                self.after_lost_lease(&keys).await
+            }
+            other => Err(StoreError::corrupt(
+                BACKEND,
+                "rehydrate reply",
+                format!("{other:?}"),
+            )),
+        }
     }
 
     async fn release(&self, session: &SessionId) -> Result<(), StoreError> {
-        let keys = self.all_keys(session).await?;
+        let keys = Keys::new(session);
         let mut conn = self.conn.clone();
-        let _: () = conn.del(keys).await.map_err(Self::unavailable("release"))?;
-        Ok(())
+        for _ in 0..INSTANCE_SET_ATTEMPTS {
+            let names = self.instance_names(&keys).await?;
+            let reply: String = self
+                .drop
+                .key(keys.k("inst"))
+                .key(keys.k("epoch"))
+                .key(keys.k("lease"))
+                .key(keys.data_keys(&names))
+                .arg(&names)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(Self::unavailable("release"))?;
+            if reply == "ok" {
+                return Ok(());
+            }
+        }
+        Err(StoreError::unavailable(
+            BACKEND,
+            "release",
+            "the session's instances kept changing while it was released",
+        ))
     }
 }
 
-/// The token-bucket rate limiter on Redis, shared by every Lambda instance.
+/// The token-bucket rate limiter on Redis, shared by every Lambda instance. Each bucket is
+/// its own key (`dl:rl:{key}`), in its own slot, never in a script with a session's keys.
 #[derive(Clone)]
 pub struct RedisRateLimiter {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     script: Script,
 }
 
@@ -616,7 +952,7 @@ impl std::fmt::Debug for RedisRateLimiter {
 
 impl RedisRateLimiter {
     /// Wraps a connection.
-    pub fn new(conn: ConnectionManager) -> Self {
+    pub fn new(conn: RedisConnection) -> Self {
         Self {
             conn,
             script: Script::new(include_str!("redis/rate.lua")),
@@ -631,9 +967,9 @@ impl RateLimiter for RedisRateLimiter {
         key: &str,
         per_second: f64,
         burst: u32,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Acquire, StoreError> {
         let mut conn = self.conn.clone();
-        let taken: i64 = self
+        let (taken, wait_us): (i64, u64) = self
             .script
             .key(format!("dl:rl:{{{key}}}"))
             .arg(per_second)
@@ -641,6 +977,12 @@ impl RateLimiter for RedisRateLimiter {
             .invoke_async(&mut conn)
             .await
             .map_err(|e| StoreError::unavailable(BACKEND, "rate limit", e))?;
-        Ok(taken == 1)
+        Ok(if taken == 1 {
+            Acquire::Taken
+        } else {
+            Acquire::Limited {
+                retry_after: Duration::from_micros(wait_us),
+            }
+        })
     }
 }

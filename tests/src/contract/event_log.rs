@@ -1,18 +1,24 @@
 //! The `EventLog` contract: gap-free sequences, idempotent submit, compare-and-set without
-//! lost updates, contiguous reads, trimming, and rehydration after a wipe.
+//! lost updates, typed refusals, contiguous reads, trimming, and rehydration after a wipe that
+//! never erases a confirmed event, however many rebuilds race with commits.
 //!
 //! Every body takes a [`LogHarness`], so the same checks run against the memory adapter and
 //! Redis. Each test uses its own session id (uuid), so bodies can run in parallel on one server.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use dlab_core::changes::{ACTOR_ADDED, parse_changes};
 use dlab_core::compaction::fold;
 use dlab_core::event::GameEvent;
 use dlab_core::ids::{EventId, InstanceId, Sequence, SessionId, UserId};
-use dlab_store::{CommitError, CommitRequest, EventLog, StoreError};
+use dlab_core::state::GameSessionState;
+use dlab_store::{
+    CommitError, CommitRequest, Committed, EventLog, InvalidCommit, Rehydration, StoreError,
+};
 use serde_json::{Value, json};
 
 /// An adapter under test, with a way to lose a session's hot state as a wiped Redis would.
@@ -212,7 +218,14 @@ pub async fn resubmitted_id_is_a_duplicate(h: &dyn LogHarness) {
         ))
         .await
         .unwrap_err();
-    assert!(matches!(err, CommitError::Invalid(_)), "{err:?}");
+    match &err {
+        CommitError::IdReused { id: reused } => assert_eq!(reused.as_str(), id),
+        other => panic!("expected IdReused, got {other:?}"),
+    }
+    assert_eq!(
+        err.to_string(),
+        format!("event id {id} was already used with different content")
+    );
     assert_eq!(log.head(&session).await.unwrap(), Sequence(2));
 }
 
@@ -337,37 +350,99 @@ pub async fn racing_rebased_hits_stay_gap_free(h: &dyn LogHarness) {
     assert_eq!(log.state(&session).await.unwrap().unwrap(), expected.state);
 }
 
-/// Unknown instances, `inc` on a non-integer and duplicate adds are invalid and store nothing.
+/// Unknown instances, duplicate adds and bad `inc` arithmetic are refused with their typed
+/// reason and message, and store nothing; a stale compare-and-set is reported as a conflict
+/// before any `inc` problem of the same event.
 pub async fn invalid_changes_store_nothing(h: &dyn LogHarness) {
     let log = h.log();
     let session = new_session(log.as_ref()).await;
     log.commit(add_goblin(&session, "g", 10)).await.unwrap();
-    for bad in [
-        hit(&session, "p", "nobody", 1, 0),
-        add_goblin(&session, "g", 10),
-        request(
+    let instance = |i: &str| InstanceId::new(i);
+    let path = |p: &str| p.to_owned();
+    let cases = [
+        (
+            hit(&session, "p", "nobody", 1, 0),
+            InvalidCommit::InstanceMissing {
+                instance: instance("nobody"),
+            },
+            "instance nobody is not in the session",
+        ),
+        (
+            add_goblin(&session, "g", 10),
+            InvalidCommit::InstanceExists {
+                instance: instance("g"),
+            },
+            "instance g is already in the session",
+        ),
+        (
+            request(
+                &session,
+                "p",
+                "plugin:x:y",
+                json!({"target": {"instanceId": "g"}, "stateChanges": {"name": {"op": "inc", "by": 1}}}),
+            ),
+            InvalidCommit::IncNotInteger { path: path("name") },
+            "inc on name: the current value is not an integer",
+        ),
+        (
+            inc(&session, "p", "g", 9_007_199_254_740_991),
+            InvalidCommit::IncOutOfRange {
+                path: path("attributes.hp.value"),
+            },
+            "inc on attributes.hp.value: result out of range",
+        ),
+        (
+            request(
+                &session,
+                "gm",
+                "core:gm_override",
+                json!({"finalState": {"g": {"a": 1}, "ghost": {"a": 1}}}),
+            ),
+            InvalidCommit::InstanceMissing {
+                instance: instance("ghost"),
+            },
+            "instance ghost is not in the session",
+        ),
+        (
+            request(
+                &session,
+                "gm",
+                "core:session:actor_removed",
+                json!({"instanceId": "ghost"}),
+            ),
+            InvalidCommit::InstanceMissing {
+                instance: instance("ghost"),
+            },
+            "instance ghost is not in the session",
+        ),
+    ];
+    let before = log.state(&session).await.unwrap();
+    for (bad, reason, message) in cases {
+        let err = log.commit(bad).await.unwrap_err();
+        match &err {
+            CommitError::Invalid(got) => assert_eq!(got, &reason),
+            other => panic!("expected {reason:?}, got {other:?}"),
+        }
+        assert_eq!(err.to_string(), message);
+    }
+    let err = log
+        .commit(request(
             &session,
             "p",
             "plugin:x:y",
-            json!({"target": {"instanceId": "g"}, "stateChanges": {"name": {"op": "inc", "by": 1}}}),
-        ),
-        request(
-            &session,
-            "gm",
-            "core:gm_override",
-            json!({"finalState": {"ghost": {"a": 1}}}),
-        ),
-        request(
-            &session,
-            "gm",
-            "core:session:actor_removed",
-            json!({"instanceId": "ghost"}),
-        ),
-    ] {
-        let err = log.commit(bad).await.unwrap_err();
-        assert!(matches!(err, CommitError::Invalid(_)), "{err:?}");
-    }
+            json!({"target": {"instanceId": "g"},
+                   "stateChanges": {"attributes.hp.value": {"from": 3, "to": 2},
+                                    "name": {"op": "inc", "by": 1}}}),
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CommitError::Conflict { .. }), "{err:?}");
     assert_eq!(log.head(&session).await.unwrap(), Sequence(1));
+    assert_eq!(
+        log.state(&session).await.unwrap(),
+        before,
+        "nothing changed"
+    );
 }
 
 /// The adapter's live state equals the domain projection of its own log, for every kind of
@@ -428,6 +503,53 @@ pub async fn state_matches_the_projection(h: &dyn LogHarness) {
     );
     assert_eq!(actual.encounter()["round"], json!(1));
     assert!(!actual.has_instance(&InstanceId::new("g3")));
+}
+
+/// Every live state read while actors come and go is the projection of a prefix of the log: a
+/// read never misses an instance that its sequence says was added, nor keeps one removed.
+pub async fn state_reads_are_consistent_while_instances_change(h: &dyn LogHarness) {
+    let log = h.log();
+    let session = new_session(log.as_ref()).await;
+    let writer = {
+        let (log, session) = (log.clone(), session.clone());
+        tokio::spawn(async move {
+            for i in 0..30 {
+                let g = format!("g{i}");
+                log.commit(add_goblin(&session, &g, 10)).await.unwrap();
+                log.commit(hit(&session, "p", &g, 10, 9)).await.unwrap();
+                if i % 3 == 0 {
+                    let gone = request(
+                        &session,
+                        "gm",
+                        "core:session:actor_removed",
+                        json!({"instanceId": g}),
+                    );
+                    log.commit(gone).await.unwrap();
+                }
+            }
+        })
+    };
+    let mut reads = Vec::new();
+    while !writer.is_finished() {
+        reads.push(log.state(&session).await.unwrap().expect("hot state"));
+        assert!(reads.len() < 100_000, "writer never finished");
+    }
+    writer.await.unwrap();
+    reads.push(log.state(&session).await.unwrap().expect("hot state"));
+    let events = all_events(log.as_ref(), &session).await;
+    assert_eq!(events.len(), 70);
+    for state in &reads {
+        let upto = state.last_event_sequence.get() as usize;
+        let expected = if upto == 0 {
+            GameSessionState::new(session.clone(), None)
+        } else {
+            fold(&session, None, None, &events[..upto], 0)
+                .unwrap()
+                .0
+                .state
+        };
+        assert_eq!(state, &expected, "state read at sequence {upto}");
+    }
 }
 
 /// Reads are contiguous and ordered; a trim raises the floor and reads below it are refused.
@@ -531,7 +653,10 @@ pub async fn wiped_hot_state_is_refused_then_rehydrated(h: &dyn LogHarness) {
         .iter()
         .map(|e| (e.id.clone(), e.sequence, e.content_hash()))
         .collect();
-    log.rehydrate(&state, &events[1..], &ids).await.unwrap();
+    assert_eq!(
+        log.rehydrate(&state, &events[1..], &ids).await.unwrap(),
+        Rehydration::Rebuilt
+    );
     assert_eq!(log.state(&session).await.unwrap().unwrap(), before);
     assert_eq!(log.head(&session).await.unwrap(), Sequence(3));
     assert_eq!(log.floor(&session).await.unwrap(), Sequence(2));
@@ -545,6 +670,330 @@ pub async fn wiped_hot_state_is_refused_then_rehydrated(h: &dyn LogHarness) {
     let next = log.commit(inc(&session, "p2", "g", -1)).await.unwrap();
     assert_eq!(next.sequence, Sequence(4), "no sequence reused");
     assert_eq!(hp(log.as_ref(), &session, "g").await, json!(6));
+}
+
+/// A rehydrate while the hot state exists writes nothing and says so, even when it carries an
+/// older state: a handler that saw the state missing a moment ago must not erase what was
+/// committed since.
+pub async fn rehydrate_over_a_live_state_changes_nothing(h: &dyn LogHarness) {
+    let log = h.log();
+    let session = new_session(log.as_ref()).await;
+    log.commit(add_goblin(&session, "g", 15)).await.unwrap();
+    let stale_events = all_events(log.as_ref(), &session).await;
+    let (stale, _) = fold(&session, None, None, &stale_events, 0).unwrap();
+    log.commit(inc(&session, "p", "g", -5)).await.unwrap();
+    log.commit(request(&session, "p", "core:chat", json!({"text": "hi"})))
+        .await
+        .unwrap();
+    let before = log.state(&session).await.unwrap().unwrap();
+    let events = all_events(log.as_ref(), &session).await;
+    let ids: Vec<_> = stale_events
+        .iter()
+        .map(|e| (e.id.clone(), e.sequence, e.content_hash()))
+        .collect();
+    assert_eq!(
+        log.rehydrate(&stale.state, &stale_events, &ids)
+            .await
+            .unwrap(),
+        Rehydration::AlreadyPresent
+    );
+    assert_eq!(log.state(&session).await.unwrap().unwrap(), before);
+    assert_eq!(all_events(log.as_ref(), &session).await, events);
+    assert_eq!(log.head(&session).await.unwrap(), Sequence(3));
+    assert_eq!(log.floor(&session).await.unwrap(), Sequence(1));
+    let next = log.commit(inc(&session, "p", "g", -1)).await.unwrap();
+    assert_eq!(next.sequence, Sequence(4));
+    assert_eq!(hp(log.as_ref(), &session, "g").await, json!(9));
+}
+
+/// The confirmed events of a session, standing in for the archive: what a commit returned is
+/// recorded here before it counts as confirmed, as the service archives before it confirms.
+#[derive(Default)]
+struct Confirmed {
+    events: Mutex<BTreeMap<u64, GameEvent>>,
+    /// Sequences that two different events were both confirmed at.
+    reissued: Mutex<Vec<u64>>,
+}
+
+impl Confirmed {
+    fn record(&self, committed: &Committed) {
+        let event = committed
+            .event
+            .clone()
+            .expect("a new commit returns its event");
+        if let Some(old) = self
+            .events
+            .lock()
+            .unwrap()
+            .insert(event.sequence.get(), event.clone())
+            && old.id != event.id
+        {
+            self.reissued.lock().unwrap().push(event.sequence.get());
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.events.lock().unwrap().len()
+    }
+
+    /// The archive as it stands now: its contiguous run from sequence 1.
+    fn read(&self) -> Vec<GameEvent> {
+        let events = self.events.lock().unwrap();
+        events
+            .values()
+            .enumerate()
+            .take_while(|(i, e)| e.sequence.get() == *i as u64 + 1)
+            .map(|(_, e)| e.clone())
+            .collect()
+    }
+}
+
+/// A rebuild as the service does it from an archive read: the fold of every event, all of
+/// them as the hot window, every id for dedup.
+async fn rehydrate_from(
+    log: &dyn EventLog,
+    session: &SessionId,
+    archive: &[GameEvent],
+) -> Rehydration {
+    let state = if archive.is_empty() {
+        GameSessionState::new(session.clone(), None)
+    } else {
+        fold(session, None, None, archive, 0)
+            .expect("the archive folds")
+            .0
+            .state
+    };
+    let ids: Vec<_> = archive
+        .iter()
+        .map(|e| (e.id.clone(), e.sequence, e.content_hash()))
+        .collect();
+    log.rehydrate(&state, archive, &ids)
+        .await
+        .expect("rehydrate")
+}
+
+/// Commits as the service does: on a missing hot state, rebuild from the archive as it is now
+/// (waiting a little when another rebuild is busy) and retry; bounded.
+async fn commit_confirmed(
+    log: &dyn EventLog,
+    confirmed: &Confirmed,
+    rebuilt: &AtomicUsize,
+    req: CommitRequest,
+) {
+    for _ in 0..500 {
+        match log.commit(req.clone()).await {
+            Ok(c) => {
+                assert!(!c.duplicate, "a fresh id is never a duplicate");
+                confirmed.record(&c);
+                return;
+            }
+            Err(CommitError::HotStateMissing(session)) => {
+                match rehydrate_from(log, &session, &confirmed.read()).await {
+                    Rehydration::Rebuilt => {
+                        rebuilt.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Rehydration::AlreadyPresent => {}
+                    Rehydration::Busy => tokio::time::sleep(Duration::from_millis(5)).await,
+                }
+            }
+            Err(other) => panic!("commit failed: {other:?}"),
+        }
+    }
+    panic!("no commit after 500 attempts: the hot state never came back");
+}
+
+/// The race of issue 10: after a wipe, many handlers rebuild the session at once, each from
+/// the archive as it stood when it read it, some of them only after commits on the rebuilt
+/// state were confirmed, while other handlers keep committing. Nothing confirmed is lost, no
+/// sequence is issued twice, and exactly one rebuild per wipe wins.
+pub async fn racing_rehydrates_never_erase_confirmed_events(h: &dyn LogHarness) {
+    let log = h.log();
+    let session = new_session(log.as_ref()).await;
+    let confirmed = Arc::new(Confirmed::default());
+    let rebuilt = Arc::new(AtomicUsize::new(0));
+    commit_confirmed(
+        log.as_ref(),
+        &confirmed,
+        &rebuilt,
+        add_goblin(&session, "g", 100_000),
+    )
+    .await;
+    for i in 0..10 {
+        let req = request(&session, "u", "core:chat", json!({"i": i}));
+        commit_confirmed(log.as_ref(), &confirmed, &rebuilt, req).await;
+    }
+    for round in 0..3 {
+        h.wipe(&session).await;
+        rebuilt.store(0, Ordering::SeqCst);
+        let at_wipe = confirmed.len();
+        let mut tasks = Vec::new();
+        for r in 0..8 {
+            // Read right after the wipe; half of them rebuild only once a commit on the rebuilt
+            // state was confirmed (a handler that stalled between its read and its write).
+            let archive = confirmed.read();
+            let (log, session, confirmed, rebuilt) = (
+                log.clone(),
+                session.clone(),
+                confirmed.clone(),
+                rebuilt.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                if r % 2 == 1 {
+                    let mut waited = 0;
+                    while confirmed.len() == at_wipe {
+                        waited += 1;
+                        assert!(waited < 4_000, "no commit confirmed after the wipe");
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+                if rehydrate_from(log.as_ref(), &session, &archive).await == Rehydration::Rebuilt {
+                    rebuilt.fetch_add(1, Ordering::SeqCst);
+                }
+            }));
+        }
+        for c in 0..6 {
+            let (log, session, confirmed, rebuilt) = (
+                log.clone(),
+                session.clone(),
+                confirmed.clone(),
+                rebuilt.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                for i in 0..10 {
+                    let req = if i % 2 == 0 {
+                        inc(&session, &format!("p{c}"), "g", -1)
+                    } else {
+                        request(&session, &format!("p{c}"), "core:chat", json!({"r": round}))
+                    };
+                    commit_confirmed(log.as_ref(), &confirmed, &rebuilt, req).await;
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.expect("task");
+        }
+
+        assert_eq!(
+            confirmed.reissued.lock().unwrap().as_slice(),
+            &[] as &[u64],
+            "round {round}: sequences issued to two different events"
+        );
+        let archive: Vec<GameEvent> = confirmed.events.lock().unwrap().values().cloned().collect();
+        let head = log.head(&session).await.expect("head");
+        let stored = all_events(log.as_ref(), &session).await;
+        let stored_ids: BTreeMap<u64, &EventId> =
+            stored.iter().map(|e| (e.sequence.get(), &e.id)).collect();
+        let missing: Vec<u64> = archive
+            .iter()
+            .filter(|e| stored_ids.get(&e.sequence.get()) != Some(&&e.id))
+            .map(|e| e.sequence.get())
+            .collect();
+        assert_eq!(
+            missing,
+            Vec::<u64>::new(),
+            "round {round}: confirmed events missing from the log"
+        );
+        assert_eq!(
+            stored.iter().map(|e| e.sequence.get()).collect::<Vec<_>>(),
+            (1..=head.get()).collect::<Vec<_>>(),
+            "round {round}: the log is 1..head"
+        );
+        assert_eq!(
+            head.get(),
+            archive.len() as u64,
+            "round {round}: every issued sequence was confirmed once"
+        );
+        let (expected, _) = fold(&session, None, None, &archive, 0).expect("projection");
+        assert_eq!(
+            log.state(&session).await.unwrap().expect("hot state"),
+            expected.state,
+            "round {round}: live state = projection of the confirmed events"
+        );
+        assert_eq!(
+            rebuilt.load(Ordering::SeqCst),
+            1,
+            "round {round}: exactly one rebuild wins after a wipe"
+        );
+    }
+    assert_eq!(log.head(&session).await.unwrap(), Sequence(11 + 3 * 60));
+}
+
+/// A session as large as the hot window allows (about 1,200 events of up to 24 KiB, plus the
+/// ids of every earlier event) rebuilds completely, with dedup and the counter intact.
+pub async fn big_session_rehydrates_whole(h: &dyn LogHarness) {
+    let log = h.log();
+    let session = new_session(log.as_ref()).await;
+    h.wipe(&session).await;
+    let first = request(&session, "u", "core:chat", json!({"text": "first"})).event;
+    let mut state = GameSessionState::new(session.clone(), None);
+    let earlier: u64 = 20_000;
+    state.last_event_sequence = Sequence(earlier);
+    let text = "x".repeat(24 * 1024 - 200);
+    let events: Vec<GameEvent> = (1..=1_200u64)
+        .map(|i| {
+            let mut event = if i == 1 {
+                first.clone()
+            } else {
+                request(&session, "u", "core:chat", json!({"text": text, "i": i})).event
+            };
+            event.sequence = Sequence(earlier + i);
+            event
+        })
+        .collect();
+    for e in &events {
+        state.apply(e).expect("applies");
+    }
+    let ids: Vec<_> = (1..=earlier)
+        .map(|i| {
+            (
+                EventId::new(format!("old-{i}")),
+                Sequence(i),
+                format!("hash-{i}"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        log.rehydrate(&state, &events, &ids).await.unwrap(),
+        Rehydration::Rebuilt
+    );
+    assert_eq!(log.head(&session).await.unwrap(), Sequence(earlier + 1_200));
+    assert_eq!(log.floor(&session).await.unwrap(), Sequence(earlier + 1));
+    assert_eq!(log.state(&session).await.unwrap().unwrap(), state);
+    let mut stored = Vec::new();
+    let mut after = Sequence(earlier);
+    for _ in 0..100 {
+        let page = log.read(&session, after, None, 100).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.sequence;
+        stored.extend(page);
+    }
+    assert_eq!(stored, events, "the whole hot window came back");
+    // Dedup knows the oldest id (its sequence, with a different hash: reused).
+    let err = log
+        .commit(request_with_id(
+            &session,
+            "old-1",
+            "u",
+            "core:chat",
+            json!({}),
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CommitError::IdReused { .. }), "{err:?}");
+    let dup = log
+        .commit(CommitRequest {
+            changes: parse_changes(&first.event_type, &first.payload).unwrap(),
+            event: first.clone(),
+        })
+        .await
+        .unwrap();
+    assert!(dup.duplicate);
+    assert_eq!(dup.sequence, Sequence(earlier + 1));
+    let next = log
+        .commit(request(&session, "u", "core:chat", json!({})))
+        .await
+        .unwrap();
+    assert_eq!(next.sequence, Sequence(earlier + 1_201));
 }
 
 /// Init is idempotent; release drops the hot state.
@@ -573,7 +1022,11 @@ pub async fn run_all(h: &dyn LogHarness) {
     racing_rebased_hits_stay_gap_free(h).await;
     invalid_changes_store_nothing(h).await;
     state_matches_the_projection(h).await;
+    state_reads_are_consistent_while_instances_change(h).await;
     reads_and_trims(h).await;
     wiped_hot_state_is_refused_then_rehydrated(h).await;
+    rehydrate_over_a_live_state_changes_nothing(h).await;
+    racing_rehydrates_never_erase_confirmed_events(h).await;
+    big_session_rehydrates_whole(h).await;
     init_is_idempotent_and_release_drops(h).await;
 }

@@ -14,8 +14,12 @@
 --   force:  6 instance count m, then m × (instance, n, n × (path, value))
 --   add:    6 instance, 7 instance record JSON, 8 n, then n × (path, value)  (base leaves)
 --   remove: 6 instance
--- Returns: {'nohot'} | {'dup', seq} | {'reused'} | {'invalid', msg}
+-- Returns: {'nohot'} | {'dup', seq} | {'reused'} | {'invalid', reason, subject}
 --        | {'conflict', path1, current1, …} | {'ok', seq}
+--   reason (mapped to InvalidCommit in Rust): instance_missing | instance_exists (subject: the
+--   instance) | inc_not_integer | inc_out_of_range (subject: the path).
+-- Checked in this order, like the in-memory adapter: epoch, dedup, instances, compare-and-set,
+-- inc arithmetic.
 
 local MAX_SAFE = 9007199254740991
 
@@ -50,7 +54,7 @@ local writes = {}  -- {ovr, meta, path, value}
 if kind == 'update' then
   local instance = ARGV[6]
   if not exists(instance) then
-    return {'invalid', 'instance ' .. instance .. ' is not in the session'}
+    return {'invalid', 'instance_missing', instance}
   end
   local base, ovr, meta = KEYS[6], KEYS[7], KEYS[8]
   local n = tonumber(ARGV[7])
@@ -76,11 +80,11 @@ if kind == 'update' then
       local num = 0
       if cur ~= 'null' then num = tonumber(cur) end
       if num == nil or num ~= math.floor(num) or math.abs(num) > MAX_SAFE then
-        return {'invalid', 'inc on ' .. path .. ': the current value is not an integer'}
+        return {'invalid', 'inc_not_integer', path}
       end
       local sum = num + tonumber(arg)
       if math.abs(sum) > MAX_SAFE then
-        return {'invalid', 'inc on ' .. path .. ': result out of range'}
+        return {'invalid', 'inc_out_of_range', path}
       end
       value = string.format('%.0f', sum)
     end
@@ -93,7 +97,7 @@ elseif kind == 'force' then
     local instance = ARGV[at]
     local n = tonumber(ARGV[at + 1])
     if not exists(instance) then
-      return {'invalid', 'instance ' .. instance .. ' is not in the session'}
+      return {'invalid', 'instance_missing', instance}
     end
     for i = 0, n - 1 do
       writes[#writes + 1] = {KEYS[7 + j * 3], KEYS[8 + j * 3], ARGV[at + 2 + i * 2], ARGV[at + 3 + i * 2]}
@@ -102,11 +106,11 @@ elseif kind == 'force' then
   end
 elseif kind == 'add' then
   if exists(ARGV[6]) then
-    return {'invalid', 'instance ' .. ARGV[6] .. ' is already in the session'}
+    return {'invalid', 'instance_exists', ARGV[6]}
   end
 elseif kind == 'remove' then
   if not exists(ARGV[6]) then
-    return {'invalid', 'instance ' .. ARGV[6] .. ' is not in the session'}
+    return {'invalid', 'instance_missing', ARGV[6]}
   end
 end
 
