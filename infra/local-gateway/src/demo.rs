@@ -8,7 +8,9 @@ use dlab_core::changes::{ACTOR_ADDED, parse_changes};
 use dlab_core::event::GameEvent;
 use dlab_core::ids::{ActorId, CampaignId, EventId, Sequence, SessionId, UserId};
 use dlab_service::Deps;
-use dlab_store::model::{Campaign, GameSession, Member, MemberRole, SessionStatus, now_ms};
+use dlab_store::model::{
+    Campaign, CampaignQuotas, GameSession, Member, MemberRole, QuotaError, SessionStatus, now_ms,
+};
 use dlab_store::{CommitRequest, StoreError};
 use serde_json::json;
 
@@ -25,6 +27,15 @@ pub struct Demo {
 
 /// Seeds the demo table (idempotent enough for a fresh memory backend; on real servers an
 /// existing demo campaign is reused).
+/// The demo's own campaign is far inside every quota; a refusal means the store is not what
+/// the seed expects.
+fn quota_refused(e: QuotaError) -> StoreError {
+    match e {
+        QuotaError::Store(e) => e,
+        other => StoreError::corrupt("demo", "campaign quota", other),
+    }
+}
+
 pub async fn seed(deps: &Deps) -> Result<Demo, StoreError> {
     let campaign = CampaignId::new("demo-campaign");
     let session = SessionId::new("demo-session");
@@ -63,17 +74,22 @@ pub async fn seed(deps: &Deps) -> Result<Demo, StoreError> {
             created_at: now,
         })
         .await?;
+    let quotas = CampaignQuotas::default();
     deps.campaigns
-        .create_session(&GameSession {
-            id: session.clone(),
-            campaign_id: campaign.clone(),
-            name: "Session 1: Goblin Ambush".into(),
-            status: SessionStatus::Active,
-            created_by: gm.clone(),
-            created_at: now,
-            archived_through: 0,
-        })
-        .await?;
+        .create_session(
+            &GameSession {
+                id: session.clone(),
+                campaign_id: campaign.clone(),
+                name: "Session 1: Goblin Ambush".into(),
+                status: SessionStatus::Active,
+                created_by: gm.clone(),
+                created_at: now,
+                archived_through: 0,
+            },
+            &quotas,
+        )
+        .await
+        .map_err(quota_refused)?;
     deps.log.init_session(&session).await?;
     let actors = [
         (
@@ -102,7 +118,10 @@ pub async fn seed(deps: &Deps) -> Result<Demo, StoreError> {
             now,
         )
         .map_err(|e| StoreError::corrupt("demo", "actor", e))?;
-        deps.campaigns.create_actor(&actor).await?;
+        deps.campaigns
+            .create_actor(&actor, &quotas)
+            .await
+            .map_err(quota_refused)?;
         let event = GameEvent {
             id: EventId::new(uuid::Uuid::new_v4().to_string()),
             sequence: Sequence::ZERO,
