@@ -632,3 +632,83 @@ pub fn now_ms() -> u64 {
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod cursor_tests {
+    use super::*;
+
+    /// A key shaped like [`CampaignKey`] but of another listing.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct OtherKey {
+        id: CampaignId,
+    }
+
+    impl ListKey for OtherKey {
+        const LISTING: &'static str = "other";
+    }
+
+    #[test]
+    fn keys_round_trip_through_opaque_cursors() {
+        let actor = ActorKey {
+            name: "Grikk \"the\" Bold ☠".into(),
+            id: ActorId::new("a-1"),
+        };
+        let cursor = actor.to_cursor();
+        assert!(cursor.bytes().all(|b| b.is_ascii_hexdigit()), "{cursor}");
+        assert_eq!(ActorKey::from_cursor(&cursor).unwrap(), actor);
+        let session = SessionKey {
+            created_at: u64::MAX,
+            id: SessionId::new("s"),
+        };
+        assert_eq!(
+            SessionKey::from_cursor(&session.to_cursor()).unwrap(),
+            session
+        );
+    }
+
+    #[test]
+    fn a_cursor_of_another_listing_with_the_same_shape_is_refused() {
+        let cursor = CampaignKey {
+            id: CampaignId::new("c1"),
+        }
+        .to_cursor();
+        assert!(matches!(
+            OtherKey::from_cursor(&cursor),
+            Err(CursorError::OtherListing { expected: "other" })
+        ));
+    }
+
+    #[test]
+    fn malformed_cursors_are_refused() {
+        for bad in ["", "0", "zz", "7B7D", "7b7d", "6e756c6c"] {
+            assert!(CampaignKey::from_cursor(bad).is_err(), "{bad:?}");
+        }
+        let long = "a".repeat(MAX_CURSOR_CHARS + 2);
+        assert!(matches!(
+            CampaignKey::from_cursor(&long),
+            Err(CursorError::TooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn a_page_is_cut_before_the_item_that_would_pass_the_budget() {
+        let item = |n: usize| "x".repeat(n);
+        // "xxxx" is 6 bytes of JSON; two with a separator are 13.
+        let mut fill = PageFill::new(10, 13);
+        assert!(fill.offer(item(4)).unwrap());
+        assert!(fill.offer(item(4)).unwrap());
+        assert!(!fill.offer(item(0)).unwrap(), "a third would be 16 bytes");
+        assert!(fill.is_full());
+        assert_eq!(fill.bytes(), 13);
+        let mut single = PageFill::new(10, 1);
+        assert!(
+            single.offer(item(100)).unwrap(),
+            "the first item always fits"
+        );
+        assert!(!single.offer(item(0)).unwrap());
+        let mut counted = PageFill::new(2, usize::MAX);
+        assert!(counted.offer(item(1)).unwrap());
+        assert!(counted.offer(item(1)).unwrap());
+        assert!(!counted.offer(item(1)).unwrap(), "the limit cuts too");
+    }
+}
