@@ -25,8 +25,6 @@ pub struct Demo {
     pub tokens: Vec<(UserId, String)>,
 }
 
-/// Seeds the demo table (idempotent enough for a fresh memory backend; on real servers an
-/// existing demo campaign is reused).
 /// The demo's own campaign is far inside every quota; a refusal means the store is not what
 /// the seed expects.
 fn quota_refused(e: QuotaError) -> StoreError {
@@ -36,6 +34,8 @@ fn quota_refused(e: QuotaError) -> StoreError {
     }
 }
 
+/// Seeds the demo table (idempotent enough for a fresh memory backend; on real servers an
+/// existing demo campaign is reused).
 pub async fn seed(deps: &Deps) -> Result<Demo, StoreError> {
     let campaign = CampaignId::new("demo-campaign");
     let session = SessionId::new("demo-session");

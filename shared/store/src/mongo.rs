@@ -738,9 +738,10 @@ impl EventArchive for MongoEventArchive {
 /// # Quotas
 ///
 /// A create first takes a slot with one conditional `$inc` of the campaign's counter (it only
-/// matches below the limit, so concurrent creates cannot pass it together), then inserts; a
-/// failed insert gives the slot back, and so does a delete. The two steps are not one
-/// transaction: a crash between them (or a give-back that fails) leaves the counter one high,
+/// matches below the limit, so concurrent creates cannot pass it together), then inserts; an
+/// insert refused for a taken id gives the slot back, and so does a delete. An insert whose
+/// outcome is unknown (a timeout) keeps its slot. The two steps are not one transaction: a
+/// crash between them (or a give-back that fails) leaves the counter one high,
 /// so the campaign reaches its quota one item early. The error is always on the safe side:
 /// nothing over the quota is ever stored. An operator resets a counter by setting it to the
 /// count of the campaign's actors or sessions while nobody creates any.
@@ -1058,14 +1059,13 @@ impl CampaignStore for MongoCampaignStore {
             .await?;
         match self.actors.insert_one(document).await {
             Ok(_) => Ok(()),
-            Err(e) => {
+            Err(e) if is_duplicate_key(&e) => {
                 self.release(&actor.campaign_id, Quota::Actors).await;
-                if is_duplicate_key(&e) {
-                    Err(StoreError::AlreadyExists(format!("actor {}", actor.id)).into())
-                } else {
-                    Err(StoreError::unavailable(BACKEND, "create actor", e).into())
-                }
+                Err(StoreError::AlreadyExists(format!("actor {}", actor.id)).into())
             }
+            // The insert may have happened (a timeout): the slot stays taken, so the counter
+            // is at worst one high, never low.
+            Err(e) => Err(StoreError::unavailable(BACKEND, "create actor", e).into()),
         }
     }
 
@@ -1228,7 +1228,9 @@ impl CampaignStore for MongoCampaignStore {
             Err(e) if is_duplicate_key(&e) => self.adopt_session(session).await,
             Err(e) => Err(StoreError::unavailable(BACKEND, "create session", e)),
         };
-        if stored.is_err() {
+        // Only a definite refusal gives the slot back; after a failure of unknown outcome
+        // (a timeout) the counter is at worst one high, never low.
+        if let Err(StoreError::AlreadyExists(_)) = &stored {
             self.release(&session.campaign_id, Quota::Sessions).await;
         }
         Ok(stored?)
