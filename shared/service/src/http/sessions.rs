@@ -426,8 +426,20 @@ pub async fn events(
     let mut read_to = after;
     'read: while read_to < end {
         let to = read_to.saturating_add(EVENTS_READ_CHUNK).min(end);
-        let (chunk, _) =
-            pipeline::read_range(deps, &session.id, Sequence(read_to), Sequence(to), None).await?;
+        let chunk =
+            match pipeline::read_range(deps, &session.id, Sequence(read_to), Sequence(to), None)
+                .await
+            {
+                Ok((chunk, _)) => chunk,
+                // The events read so far are contiguous: serve them, with a cursor that
+                // resumes where the failure was.
+                Err(e) if read_to > after => {
+                    warn!(session = %session.id, after = read_to, error = %e,
+                          "events page ends early: the rest could not be read");
+                    break;
+                }
+                Err(e) => return Err(e.into()),
+            };
         if chunk.is_empty() {
             break;
         }
