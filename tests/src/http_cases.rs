@@ -3,7 +3,9 @@
 //! WebSocket connections are read from the notifier's channels.
 //!
 //! Each case is a function of an [`HttpWorld`]; `tests/tests/http_api.rs` runs them against
-//! the memory backend.
+//! the memory backend ([`memory_world`]) and against the real servers ([`real_world`]: Redis
+//! for the event log, MongoDB through nx-27017 for archive, campaigns and snapshots, a fresh
+//! database per world).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -21,8 +23,8 @@ use dlab_service::auth::{Authenticator, Claims};
 use dlab_service::config::Settings;
 use dlab_service::http::{CorsConfig, HttpSettings, router_with};
 use dlab_store::CommitRequest;
-use dlab_store::memory::{MemoryEventLog, MemoryNotifier};
-use dlab_store::model::{Connection, SessionStatus, Subscription, now_ms};
+use dlab_store::memory::MemoryNotifier;
+use dlab_store::model::{CampaignQuotas, Connection, SessionStatus, Subscription, now_ms};
 use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tower::ServiceExt;
@@ -132,32 +134,62 @@ pub struct HttpWorld {
     pub deps: Deps,
     /// Posts to connections land here.
     pub notifier: MemoryNotifier,
-    /// The memory event log, for wiping the hot state.
-    pub log: Arc<MemoryEventLog>,
     /// The router under test.
     pub app: Router,
 }
 
+/// The settings every world's router starts with.
+pub fn test_settings() -> HttpSettings {
+    HttpSettings {
+        cors: CorsConfig::Origins(vec!["https://gm.example.org".into()]),
+        attribution: ATTRIBUTION.into(),
+        ..HttpSettings::default()
+    }
+}
+
 /// A memory world: every port in memory, the compendium attribution [`ATTRIBUTION`].
 pub fn memory_world() -> HttpWorld {
-    let (mut deps, notifier) =
+    let (deps, notifier) =
         Deps::memory_with_channels(Authenticator::with_secret(SECRET), Settings::default());
-    let log = Arc::new(MemoryEventLog::new());
-    deps.log = log.clone();
-    let app = router_with(
-        deps.clone(),
-        HttpSettings {
-            cors: CorsConfig::Origins(vec!["https://gm.example.org".into()]),
-            attribution: ATTRIBUTION.into(),
-            ..HttpSettings::default()
-        },
-    );
+    let app = router_with(deps.clone(), test_settings());
     HttpWorld {
         deps,
         notifier,
-        log,
         app,
     }
+}
+
+/// A world on the real servers: the event log in Redis (sessions are UUIDs, so worlds share
+/// it), archive, campaigns, compendium and snapshots in a fresh MongoDB database; connections
+/// and the rate limiter in memory (their adapters have their own contract suites), posts
+/// landing in channels. `None` (after saying why) when the servers are not required and not
+/// reachable.
+pub async fn real_world() -> Option<HttpWorld> {
+    use crate::servers::{Server, require};
+    if !require(Server::Redis) || !require(Server::Mongo) {
+        return None;
+    }
+    let redis = dlab_store::redis::RedisConfig::new(Server::Redis.url())
+        .connect()
+        .await
+        .expect("Redis");
+    let mut mongo_cfg = dlab_store::mongo::MongoConfig::new(Server::Mongo.url());
+    mongo_cfg.database = format!("dlab_http_{}", uuid::Uuid::new_v4().simple());
+    let mongo = dlab_store::mongo::MongoStores::connect(&mongo_cfg)
+        .await
+        .expect("MongoDB");
+    let (mut deps, notifier) =
+        Deps::memory_with_channels(Authenticator::with_secret(SECRET), Settings::default());
+    deps.log = Arc::new(dlab_store::redis::RedisEventLog::new(redis));
+    deps.archive = Arc::new(mongo.archive());
+    deps.campaigns = Arc::new(mongo.campaigns());
+    deps.snapshots = Arc::new(mongo.snapshots());
+    let app = router_with(deps.clone(), test_settings());
+    Some(HttpWorld {
+        deps,
+        notifier,
+        app,
+    })
 }
 
 /// The goblin template.
@@ -189,6 +221,17 @@ fn entry(reference: &str, name: &str) -> CompendiumEntry {
 }
 
 impl HttpWorld {
+    /// The same dependencies behind a router with other settings (byte budgets, quotas).
+    pub fn with_settings(&self, edit: impl FnOnce(&mut HttpSettings)) -> HttpWorld {
+        let mut settings = test_settings();
+        edit(&mut settings);
+        HttpWorld {
+            deps: self.deps.clone(),
+            notifier: self.notifier.clone(),
+            app: router_with(self.deps.clone(), settings),
+        }
+    }
+
     /// A fresh user id.
     pub fn user(&self, prefix: &str) -> UserId {
         UserId::new(format!(
@@ -1378,7 +1421,11 @@ pub async fn session_state_is_rehydrated_when_hot_state_is_gone(w: &HttpWorld) {
         .get(&format!("/sessions/{}", t.session), &t.people.gm)
         .await
         .body;
-    w.log.wipe().await;
+    w.deps
+        .log
+        .release(&SessionId::new(t.session.as_str()))
+        .await
+        .unwrap();
     let after = w
         .get(&format!("/sessions/{}", t.session), &t.people.gm)
         .await;
@@ -1622,7 +1669,21 @@ pub async fn openapi_lists_every_route(w: &HttpWorld) {
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, BTreeSet::from(["id", "after", "limit"]));
+    assert_eq!(names, BTreeSet::from(["id", "after", "cursor", "limit"]));
+    for path in [
+        "/campaigns",
+        "/campaigns/{id}/actors",
+        "/campaigns/{id}/sessions",
+    ] {
+        let names: BTreeSet<&str> = doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["in"] == "query")
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, BTreeSet::from(["limit", "cursor"]), "{path}");
+    }
 }
 
 /// The documented schemas name exactly the fields the routes answer with.
@@ -1697,4 +1758,504 @@ pub async fn openapi_schemas_match_the_answers(w: &HttpWorld) {
     let error = w.get("/campaigns/nope", &t.people.gm).await.body;
     assert_eq!(keys(&error), props("ErrorBody"));
     assert_eq!(keys(&error["error"]), props("ErrorDetail"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Paging and quotas.
+
+/// Every page of a list route from its first page, following `nextCursor` (appended as
+/// `cursor=`); a page with a cursor is never empty. Returns the pages' items.
+pub async fn walk_list(w: &HttpWorld, path: &str, user: &UserId) -> Vec<Vec<Value>> {
+    let separator = if path.contains('?') { '&' } else { '?' };
+    let mut pages = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..500 {
+        let url = match &cursor {
+            Some(c) => format!("{path}{separator}cursor={c}"),
+            None => path.to_owned(),
+        };
+        let body = w.get(&url, user).await.ok(200).clone();
+        let items = body["items"].as_array().expect("items").clone();
+        match body["nextCursor"].as_str() {
+            Some(next) => {
+                assert!(!items.is_empty(), "{url}: an empty page with a nextCursor");
+                pages.push(items);
+                cursor = Some(next.to_owned());
+            }
+            None => {
+                pages.push(items);
+                return pages;
+            }
+        }
+    }
+    panic!("{path} did not end");
+}
+
+/// The bytes a page's items take in the answer (compact JSON, separators included).
+fn items_bytes(items: &[Value]) -> usize {
+    serde_json::to_string(items).unwrap().len() - 2
+}
+
+fn ids_of(pages: &[Vec<Value>]) -> Vec<String> {
+    pages
+        .concat()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Campaigns (by id), actors (by name then id) and sessions (newest first) page by `cursor`
+/// and `limit`: every item once, in order, `nextCursor` null only on the last page. `limit`
+/// outside 1..=1000 and cursors this list did not make are 400 naming the parameter; the
+/// events route takes `cursor` as another name of `after`.
+pub async fn lists_page_by_cursor_and_limit(w: &HttpWorld) {
+    let t = w.seed().await;
+    let gm = &t.people.gm;
+    let mut campaigns = vec![t.campaign.clone()];
+    for i in 0..4 {
+        let c = w
+            .post("/campaigns", gm, json!({"name": format!("Campaign {i}")}))
+            .await;
+        campaigns.push(c.ok(201)["id"].as_str().unwrap().to_owned());
+    }
+    campaigns.sort();
+    let pages = walk_list(w, "/campaigns?limit=2", gm).await;
+    assert_eq!(
+        pages.iter().map(Vec::len).collect::<Vec<_>>(),
+        vec![2, 2, 1]
+    );
+    assert_eq!(ids_of(&pages), campaigns, "by id, each once");
+    let whole = w.get("/campaigns?limit=5", gm).await;
+    assert_eq!(whole.ok(200)["nextCursor"], Value::Null, "a full last page");
+    assert_eq!(whole.body["items"].as_array().unwrap().len(), 5);
+
+    let actors_path = format!("/campaigns/{}/actors", t.campaign);
+    let mut actors = Vec::new();
+    for name in ["Zed", "Alpha", "Mid", "Alpha", "Bob", "Alpha"] {
+        let a = w.post(&actors_path, gm, json!({"name": name})).await;
+        let a = a.ok(201);
+        actors.push((
+            a["name"].as_str().unwrap().to_owned(),
+            a["id"].as_str().unwrap().to_owned(),
+        ));
+    }
+    actors.sort();
+    let pages = walk_list(w, &format!("{actors_path}?limit=2"), &t.people.player).await;
+    assert_eq!(pages.len(), 3);
+    assert_eq!(
+        ids_of(&pages),
+        actors.iter().map(|(_, id)| id.clone()).collect::<Vec<_>>(),
+        "by name then id, ties split across pages"
+    );
+
+    let sessions_path = format!("/campaigns/{}/sessions", t.campaign);
+    for i in 0..4 {
+        w.post(&sessions_path, gm, json!({"name": format!("S{i}")}))
+            .await
+            .ok(201);
+    }
+    let pages = walk_list(w, &format!("{sessions_path}?limit=3"), gm).await;
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), vec![3, 2]);
+    let listed: Vec<(u64, String)> = pages
+        .concat()
+        .iter()
+        .map(|s| {
+            (
+                s["createdAt"].as_u64().unwrap(),
+                s["id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let mut newest_first = listed.clone();
+    newest_first.sort_by(|a, b| b.cmp(a));
+    assert_eq!(listed, newest_first, "newest first, ties by id");
+    assert!(listed.iter().any(|(_, id)| id == &t.session));
+
+    let campaign_cursor = w.get("/campaigns?limit=1", gm).await.body["nextCursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for path in ["/campaigns", actors_path.as_str(), sessions_path.as_str()] {
+        for bad in ["0", "1001", "abc", "-1", "2.5"] {
+            let msg = w
+                .get(&format!("{path}?limit={bad}"), gm)
+                .await
+                .error(400, "invalid_message");
+            assert!(msg.contains("limit"), "{path}: {msg}");
+        }
+        w.get(&format!("{path}?limit=1000"), gm).await.ok(200);
+        for bad in ["zz", "abc", "7b7d", "%E2%82%AC", "00"] {
+            let msg = w
+                .get(&format!("{path}?cursor={bad}"), gm)
+                .await
+                .error(400, "invalid_message");
+            assert!(msg.contains("cursor"), "{path}: {msg}");
+        }
+        let foreign = w.get(&format!("{path}?cursor={campaign_cursor}"), gm).await;
+        if path == "/campaigns" {
+            foreign.ok(200);
+        } else {
+            let msg = foreign.error(400, "invalid_message");
+            assert!(msg.contains("cursor"), "{path}: {msg}");
+        }
+    }
+    let msg = w
+        .get(&format!("/compendium?cursor={campaign_cursor}"), gm)
+        .await
+        .error(400, "invalid_message");
+    assert!(msg.contains("cursor"), "{msg}");
+
+    for i in 0..3 {
+        w.chat(&t.session, gm, &format!("line {i}")).await;
+    }
+    let events = format!("/sessions/{}/events", t.session);
+    let by_after = w.get(&format!("{events}?after=1&limit=1"), gm).await;
+    let by_cursor = w.get(&format!("{events}?cursor=1&limit=1"), gm).await;
+    assert_eq!(by_after.ok(200), by_cursor.ok(200));
+    assert_eq!(by_after.body["items"][0]["sequence"], 2);
+    assert_eq!(by_after.body["nextCursor"], "2");
+    w.get(&format!("{events}?after=1&cursor=1"), gm)
+        .await
+        .ok(200);
+    let msg = w
+        .get(&format!("{events}?after=1&cursor=2"), gm)
+        .await
+        .error(400, "invalid_message");
+    assert!(msg.contains("cursor"), "{msg}");
+    let msg = w
+        .get(&format!("{events}?cursor=x"), gm)
+        .await
+        .error(400, "invalid_message");
+    assert!(msg.contains("cursor"), "{msg}");
+}
+
+/// Walks `path` through `small` (a router with a byte budget of `budget`) and `big` (the
+/// default budget): the same items in the same order, more than one page under the small
+/// budget, each page within it (or a single item), and each cut tight (the next page's first
+/// item would not have fitted).
+async fn assert_cut_by_bytes(
+    small: &HttpWorld,
+    big: &HttpWorld,
+    path: &str,
+    user: &UserId,
+    budget: usize,
+) {
+    let pages = walk_list(small, path, user).await;
+    let whole = walk_list(big, path, user).await;
+    assert_eq!(whole.len(), 1, "{path}: one page under the default budget");
+    assert_eq!(
+        pages.concat(),
+        whole.concat(),
+        "{path}: same items, same order"
+    );
+    assert!(pages.len() > 1, "{path}: the budget cut the list");
+    for (i, page) in pages.iter().enumerate() {
+        assert!(
+            page.len() == 1 || items_bytes(page) <= budget,
+            "{path}: page {i} is {} bytes, over {budget}",
+            items_bytes(page)
+        );
+        if let Some(next) = pages.get(i + 1) {
+            assert!(
+                items_bytes(page) + 1 + items_bytes(&next[..1]) > budget,
+                "{path}: page {i} was cut although the next item fitted"
+            );
+        }
+    }
+}
+
+/// Every list route stops a page before the item that would pass the byte budget
+/// (`DLAB_MAX_LIST_BYTES`), whatever `limit` allows, and still pages through everything.
+pub async fn lists_are_cut_by_the_byte_budget(w: &HttpWorld) {
+    const BUDGET: usize = 2500;
+    let small = w.with_settings(|s| s.max_list_bytes = BUDGET);
+    let t = w.seed().await;
+    let gm = &t.people.gm;
+    for i in 0..9 {
+        w.post(
+            "/campaigns",
+            gm,
+            json!({"name": format!("{i} {}", "c".repeat(190))}),
+        )
+        .await
+        .ok(201);
+        w.post(
+            &format!("/campaigns/{}/sessions", t.campaign),
+            gm,
+            json!({"name": format!("{i} {}", "s".repeat(190))}),
+        )
+        .await
+        .ok(201);
+        w.post(
+            &format!("/campaigns/{}/actors", t.campaign),
+            gm,
+            json!({"name": format!("Actor {i}"), "attributes": {"lore": "a".repeat(300 * i)}}),
+        )
+        .await
+        .ok(201);
+        w.chat(&t.session, gm, &"e".repeat(400)).await;
+    }
+    let system = format!("bytes{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let entries: Vec<CompendiumEntry> = (0..9)
+        .map(|i| CompendiumEntry {
+            reference: format!("{system}:items:item-{i}"),
+            system: system.clone(),
+            category: "items".into(),
+            name: format!("Item {i}"),
+            data: json!({"blob": "b".repeat(500)}),
+        })
+        .collect();
+    w.deps.campaigns.put_compendium(&entries).await.unwrap();
+    for path in [
+        "/campaigns".to_owned(),
+        format!("/campaigns/{}/actors", t.campaign),
+        format!("/campaigns/{}/sessions", t.campaign),
+        format!("/compendium?system={system}"),
+        format!("/sessions/{}/events", t.session),
+    ] {
+        assert_cut_by_bytes(&small, w, &path, gm, BUDGET).await;
+    }
+    // The events route's `nextCursor` is still the last sequence of the page.
+    let first = small
+        .get(&format!("/sessions/{}/events", t.session), gm)
+        .await;
+    let first = first.ok(200);
+    let last = first["items"].as_array().unwrap().last().unwrap()["sequence"].clone();
+    assert_eq!(first["nextCursor"], json!(last.to_string()));
+}
+
+/// Under the default 1 MiB budget, five actors of about 250 KiB are answered four and one: no
+/// answer comes near Lambda's 6 MB.
+pub async fn the_default_budget_is_one_mebibyte(w: &HttpWorld) {
+    let t = w.seed().await;
+    let path = format!("/campaigns/{}/actors", t.campaign);
+    for i in 0..5 {
+        w.post(
+            &path,
+            &t.people.gm,
+            json!({"name": format!("Tome {i}"), "attributes": {"lore": "t".repeat(250_000)}}),
+        )
+        .await
+        .ok(201);
+    }
+    let first = w.get(&path, &t.people.gm).await;
+    let body = first.ok(200);
+    let items = body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 4);
+    assert!(items_bytes(items) <= 1024 * 1024);
+    assert!(body["nextCursor"].is_string());
+    let pages = walk_list(w, &path, &t.people.gm).await;
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), vec![4, 1]);
+}
+
+/// Per-campaign quotas: the count quotas refuse with 409 `conflict` naming the quota, its limit
+/// and its variable, hold when many creates race for the last slot, and give a slot back on
+/// delete; an actor over the size quota (created, or grown by PATCH) is 413
+/// `payload_too_large`; refusals change nothing, and other campaigns are not affected.
+pub async fn quotas_are_enforced_per_campaign(w: &HttpWorld) {
+    let q = w.with_settings(|s| {
+        s.quotas = CampaignQuotas {
+            max_actors: 3,
+            max_actor_bytes: 4096,
+            max_sessions: 2,
+        }
+    });
+    let t = q.seed().await;
+    let gm = &t.people.gm;
+    let actors = format!("/campaigns/{}/actors", t.campaign);
+    let mut ids = Vec::new();
+    for name in ["One", "Two"] {
+        let a = q
+            .post(&actors, &t.people.player, json!({"name": name}))
+            .await;
+        ids.push(a.ok(201)["id"].as_str().unwrap().to_owned());
+    }
+    let racers = (0..8).map(|i| q.post(&actors, gm, json!({"name": format!("Racer {i}")})));
+    let answers = futures::future::join_all(racers).await;
+    assert_eq!(
+        answers.iter().filter(|a| a.status == 201).count(),
+        1,
+        "exactly one racer gets the last slot"
+    );
+    let quota_message = format!(
+        "campaign {} has reached its quota of 3 actors (DLAB_MAX_ACTORS_PER_CAMPAIGN)",
+        t.campaign
+    );
+    for a in answers.iter().filter(|a| a.status != 201) {
+        assert_eq!(a.error(409, "conflict"), quota_message);
+    }
+    assert_eq!(count_items(&q, &actors, gm).await, 3);
+    let refused = q.post(&actors, gm, json!({"name": "Four"})).await;
+    assert_eq!(refused.error(409, "conflict"), quota_message);
+
+    let gone = q.delete(&format!("{actors}/{}", ids[0]), gm).await;
+    assert_eq!(gone.status, 204);
+    let big = json!({"name": "Big", "attributes": {"lore": "x".repeat(5000)}});
+    let msg = q
+        .post(&actors, gm, big.clone())
+        .await
+        .error(413, "payload_too_large");
+    assert!(
+        msg.contains("4096") && msg.contains("DLAB_MAX_ACTOR_BYTES"),
+        "{msg}"
+    );
+    assert_eq!(
+        count_items(&q, &actors, gm).await,
+        2,
+        "a refused create stores nothing"
+    );
+    let before = q.get(&format!("{actors}/{}", ids[1]), gm).await.body;
+    let msg = q
+        .patch(
+            &format!("{actors}/{}", ids[1]),
+            gm,
+            json!({"attributes": {"lore": "x".repeat(5000)}}),
+        )
+        .await
+        .error(413, "payload_too_large");
+    assert!(msg.contains("DLAB_MAX_ACTOR_BYTES"), "{msg}");
+    assert_eq!(
+        q.get(&format!("{actors}/{}", ids[1]), gm).await.body,
+        before,
+        "a refused patch changes nothing"
+    );
+    q.post(&actors, gm, json!({"name": "Back"})).await.ok(201);
+    q.post(&actors, gm, json!({"name": "Over"}))
+        .await
+        .error(409, "conflict");
+    // The default quotas let the same campaign grow; another campaign has its own count.
+    w.post(&actors, gm, json!({"name": "Default quotas"}))
+        .await
+        .ok(201);
+    let other = q.seed().await;
+    q.post(
+        &format!("/campaigns/{}/actors", other.campaign),
+        &other.people.gm,
+        json!({"name": "Elsewhere"}),
+    )
+    .await
+    .ok(201);
+
+    let sessions = format!("/campaigns/{}/sessions", t.campaign);
+    let racers = (0..6).map(|i| q.post(&sessions, gm, json!({"name": format!("S{i}")})));
+    let answers = futures::future::join_all(racers).await;
+    assert_eq!(
+        answers.iter().filter(|a| a.status == 201).count(),
+        1,
+        "the seeded session plus exactly one racer"
+    );
+    let session_message = format!(
+        "campaign {} has reached its quota of 2 sessions (DLAB_MAX_SESSIONS_PER_CAMPAIGN)",
+        t.campaign
+    );
+    for a in answers.iter().filter(|a| a.status != 201) {
+        assert_eq!(a.error(409, "conflict"), session_message);
+    }
+    assert_eq!(
+        q.get(&sessions, gm).await.ok(200)["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+async fn count_items(w: &HttpWorld, path: &str, user: &UserId) -> usize {
+    w.get(path, user).await.ok(200)["items"]
+        .as_array()
+        .unwrap()
+        .len()
+}
+
+/// Commits `count` chat events straight to the hot log (nothing archived).
+async fn commit_unarchived(
+    w: &HttpWorld,
+    session: &SessionId,
+    user: &UserId,
+    count: usize,
+) -> Vec<GameEvent> {
+    let mut committed = Vec::new();
+    for i in 0..count {
+        let event = GameEvent {
+            id: EventId::new(uuid::Uuid::new_v4().to_string()),
+            sequence: Sequence::ZERO,
+            timestamp: now_ms(),
+            client_timestamp: None,
+            user_id: user.clone(),
+            session_id: session.clone(),
+            event_type: "core:chat".into(),
+            payload: json!({"text": format!("unarchived {i}")}),
+            checksum: None,
+        };
+        let changes = dlab_core::changes::parse_changes(&event.event_type, &event.payload).unwrap();
+        let done = w
+            .deps
+            .log
+            .commit(CommitRequest { event, changes })
+            .await
+            .unwrap();
+        committed.push(done.event.unwrap());
+    }
+    committed
+}
+
+/// `GET /sessions/{id}/events` never answers `nextCursor: null` while events after the page
+/// remain: over a hole (events trimmed from the hot log and missing from the archive) it pages
+/// up to the hole and then answers 503 `unavailable`, never an empty "complete" page.
+pub async fn events_never_end_early_over_a_hole(w: &HttpWorld) {
+    let t = w.seed().await;
+    let session = SessionId::new(t.session.as_str());
+    let committed = commit_unarchived(w, &session, &t.people.gm, 5).await;
+    for event in &committed[..2] {
+        w.deps.archive.insert(event).await.unwrap();
+    }
+    w.deps.log.trim_below(&session, Sequence(4)).await.unwrap();
+    let path = format!("/sessions/{}/events", t.session);
+    // Up to the hole, a page may be served (its cursor then points at the hole), or the
+    // whole range refused; never a page that claims to be complete.
+    let first = w.get(&path, &t.people.gm).await;
+    if first.status == 503 {
+        first.error(503, "unavailable");
+    } else {
+        let first = first.ok(200);
+        assert_eq!(
+            first["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["sequence"].as_u64().unwrap())
+                .collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+        assert_eq!(first["nextCursor"], "2", "more events exist after 2");
+    }
+    w.get(&format!("{path}?after=2"), &t.people.gm)
+        .await
+        .error(503, "unavailable");
+    let rest = w.get(&format!("{path}?after=3"), &t.people.gm).await;
+    assert_eq!(rest.ok(200)["items"].as_array().unwrap().len(), 2);
+    assert_eq!(rest.body["nextCursor"], Value::Null);
+
+    // A page read in several chunks stops at the hole with a cursor: 1..=100 archived, 101..=139
+    // lost, 140.. hot.
+    let long = w.seed().await;
+    let session = SessionId::new(long.session.as_str());
+    let committed = commit_unarchived(w, &session, &long.people.gm, 150).await;
+    for event in &committed[..100] {
+        w.deps.archive.insert(event).await.unwrap();
+    }
+    w.deps
+        .log
+        .trim_below(&session, Sequence(140))
+        .await
+        .unwrap();
+    let page = w
+        .get(
+            &format!("/sessions/{}/events?limit=1000", long.session),
+            &long.people.gm,
+        )
+        .await;
+    let page = page.ok(200);
+    assert_eq!(page["items"].as_array().unwrap().len(), 100);
+    assert_eq!(page["nextCursor"], "100");
 }

@@ -228,15 +228,18 @@ impl World {
     async fn create_session(&self, campaign: &CampaignId, session: &SessionId, by: &UserId) {
         let deps = self.deps();
         deps.campaigns
-            .create_session(&GameSession {
-                id: session.clone(),
-                campaign_id: campaign.clone(),
-                name: "Session 1".into(),
-                status: SessionStatus::Active,
-                created_by: by.clone(),
-                created_at: now_ms(),
-                archived_through: 0,
-            })
+            .create_session(
+                &GameSession {
+                    id: session.clone(),
+                    campaign_id: campaign.clone(),
+                    name: "Session 1".into(),
+                    status: SessionStatus::Active,
+                    created_by: by.clone(),
+                    created_at: now_ms(),
+                    archived_through: 0,
+                },
+                &dlab_store::model::CampaignQuotas::default(),
+            )
             .await
             .unwrap();
         deps.log.init_session(session).await.unwrap();

@@ -38,6 +38,11 @@ against_both!(
     compendium_lookup_and_search,
     compendium_pages_by_cursor,
     sessions_newest_first_and_updated,
+    campaigns_page_by_id,
+    actors_page_by_name_then_id,
+    sessions_page_newest_first,
+    compendium_pages_by_bytes,
+    actor_size_quota,
 );
 
 #[tokio::test]
@@ -60,4 +65,111 @@ async fn mongo_concurrent_member_changes_are_all_kept() {
         return;
     };
     contract::concurrent_member_changes_are_all_kept(&a.campaigns(), &b.campaigns()).await;
+}
+
+#[tokio::test]
+async fn memory_actor_count_quota_holds_under_concurrency() {
+    let store = dlab_store::memory::MemoryCampaignStore::new();
+    contract::actor_count_quota_holds_under_concurrency(&store, &store).await;
+}
+
+/// Two clients, as two Lambda instances would have.
+#[tokio::test]
+async fn mongo_actor_count_quota_holds_under_concurrency() {
+    let (Some(a), Some(b)) = (mongo().await, mongo().await) else {
+        return;
+    };
+    contract::actor_count_quota_holds_under_concurrency(&a.campaigns(), &b.campaigns()).await;
+}
+
+#[tokio::test]
+async fn memory_session_count_quota_holds_under_concurrency() {
+    let store = dlab_store::memory::MemoryCampaignStore::new();
+    contract::session_count_quota_holds_under_concurrency(&store, &store).await;
+}
+
+/// Two clients, as two Lambda instances would have.
+#[tokio::test]
+async fn mongo_session_count_quota_holds_under_concurrency() {
+    let (Some(a), Some(b)) = (mongo().await, mongo().await) else {
+        return;
+    };
+    contract::session_count_quota_holds_under_concurrency(&a.campaigns(), &b.campaigns()).await;
+}
+
+/// A campaign stored before the quota counters existed gets its counters from a count of what
+/// it holds, so its quota still holds.
+#[tokio::test]
+async fn mongo_a_campaign_without_counters_is_counted() {
+    use dlab_store::CampaignStore;
+    use dlab_store::model::{CampaignQuotas, PageRequest, Quota, QuotaError};
+    let Some(stores) = mongo().await else { return };
+    let store = stores.campaigns();
+    let campaign = contract::new_campaign(&store).await;
+    let quotas = CampaignQuotas {
+        max_actors: 3,
+        max_sessions: 1,
+        ..CampaignQuotas::default()
+    };
+    for name in ["A", "B"] {
+        store
+            .create_actor(&contract::awkward_actor(&campaign, name), &quotas)
+            .await
+            .expect("create");
+    }
+    store
+        .create_session(
+            &contract::session(
+                &dlab_core::ids::SessionId::new(uuid::Uuid::new_v4().to_string()),
+                &campaign,
+                1,
+            ),
+            &quotas,
+        )
+        .await
+        .expect("create");
+    stores
+        .database()
+        .collection::<mongodb::bson::Document>(dlab_store::mongo::CAMPAIGNS)
+        .update_one(
+            mongodb::bson::doc! {"_id": campaign.as_str()},
+            mongodb::bson::doc! {"$unset": {"actorCount": "", "sessionCount": ""}},
+        )
+        .await
+        .expect("drop the counters");
+    store
+        .create_actor(&contract::awkward_actor(&campaign, "C"), &quotas)
+        .await
+        .expect("the third actor fits");
+    for result in [
+        store
+            .create_actor(&contract::awkward_actor(&campaign, "D"), &quotas)
+            .await,
+        store
+            .create_session(
+                &contract::session(
+                    &dlab_core::ids::SessionId::new(uuid::Uuid::new_v4().to_string()),
+                    &campaign,
+                    2,
+                ),
+                &quotas,
+            )
+            .await,
+    ] {
+        match result {
+            Err(QuotaError::Exceeded { quota, .. }) => {
+                assert!(matches!(quota, Quota::Actors | Quota::Sessions))
+            }
+            other => panic!("expected a quota refusal, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        store
+            .actors(&campaign, &PageRequest::first(10))
+            .await
+            .expect("list")
+            .items
+            .len(),
+        3
+    );
 }

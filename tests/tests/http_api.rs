@@ -1,16 +1,32 @@
 //! The HTTP API in-process over the memory backend, and once over a real socket.
 
-use dlab_service::http::CorsConfig;
+use dlab_service::http::{
+    CorsConfig, HttpSettings, MAX_ACTOR_BYTES, MAX_ACTORS_PER_CAMPAIGN, MAX_LIST_BYTES,
+    MAX_SESSIONS_PER_CAMPAIGN,
+};
+use dlab_store::model::CampaignQuotas;
 use dlab_tests::http_cases::{self, memory_world};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 macro_rules! cases {
     ($($name:ident),* $(,)?) => {
-        $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $name() {
-            http_cases::$name(&memory_world()).await;
-        })*
+        mod memory {
+            use super::*;
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                http_cases::$name(&memory_world()).await;
+            })*
+        }
+        /// The same cases on Redis and MongoDB (nx-27017).
+        mod real {
+            use super::*;
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let Some(world) = http_cases::real_world().await else { return };
+                http_cases::$name(&world).await;
+            })*
+        }
     };
 }
 
@@ -35,7 +51,61 @@ cases!(
     cors_allows_only_configured_origins,
     openapi_lists_every_route,
     openapi_schemas_match_the_answers,
+    lists_page_by_cursor_and_limit,
+    lists_are_cut_by_the_byte_budget,
+    the_default_budget_is_one_mebibyte,
+    quotas_are_enforced_per_campaign,
+    events_never_end_early_over_a_hole,
 );
+
+#[test]
+fn http_settings_are_read_from_the_variables() {
+    let defaults = HttpSettings::from_lookup(|_| None).unwrap();
+    assert_eq!(defaults.max_list_bytes, 1024 * 1024);
+    assert_eq!(defaults.quotas, CampaignQuotas::default());
+    assert_eq!(
+        (
+            defaults.quotas.max_actors,
+            defaults.quotas.max_actor_bytes,
+            defaults.quotas.max_sessions
+        ),
+        (1000, 256 * 1024, 200)
+    );
+    let vars = [
+        (MAX_LIST_BYTES, "65536"),
+        (MAX_ACTORS_PER_CAMPAIGN, " 50 "),
+        (MAX_ACTOR_BYTES, "8192"),
+        (MAX_SESSIONS_PER_CAMPAIGN, "7"),
+    ];
+    let set = HttpSettings::from_lookup(|name| {
+        vars.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| (*v).to_owned())
+    })
+    .unwrap();
+    assert_eq!(set.max_list_bytes, 65536);
+    assert_eq!(
+        set.quotas,
+        CampaignQuotas {
+            max_actors: 50,
+            max_actor_bytes: 8192,
+            max_sessions: 7
+        }
+    );
+    for (var, bad) in [
+        (MAX_LIST_BYTES, "0"),
+        (MAX_LIST_BYTES, "6000000"),
+        (MAX_ACTORS_PER_CAMPAIGN, "-1"),
+        (MAX_ACTORS_PER_CAMPAIGN, "0"),
+        (MAX_ACTOR_BYTES, "abc"),
+        (MAX_SESSIONS_PER_CAMPAIGN, "1.5"),
+    ] {
+        let err = HttpSettings::from_lookup(|name| (name == var).then(|| bad.to_owned()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(var), "{var}={bad}: {err}");
+    }
+}
 
 #[test]
 fn cors_origins_are_parsed_from_the_variable() {

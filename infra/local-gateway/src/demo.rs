@@ -9,7 +9,9 @@ use dlab_core::event::GameEvent;
 use dlab_core::ids::{ActorId, CampaignId, EventId, Sequence, SessionId, UserId};
 use dlab_service::Deps;
 use dlab_store::StoreError;
-use dlab_store::model::{Campaign, GameSession, Member, MemberRole, SessionStatus, now_ms};
+use dlab_store::model::{
+    Campaign, CampaignQuotas, GameSession, Member, MemberRole, QuotaError, SessionStatus, now_ms,
+};
 use serde_json::json;
 
 /// The seeded ids and the users' tokens.
@@ -21,6 +23,15 @@ pub struct Demo {
     pub session: SessionId,
     /// `(user, token)` for the GM and the two players.
     pub tokens: Vec<(UserId, String)>,
+}
+
+/// The demo's own campaign is far inside every quota; a refusal means the store is not what
+/// the seed expects.
+fn quota_refused(e: QuotaError) -> StoreError {
+    match e {
+        QuotaError::Store(e) => e,
+        other => StoreError::corrupt("demo", "campaign quota", other),
+    }
 }
 
 /// Seeds the demo table (idempotent enough for a fresh memory backend; on real servers an
@@ -63,17 +74,22 @@ pub async fn seed(deps: &Deps) -> Result<Demo, StoreError> {
             created_at: now,
         })
         .await?;
+    let quotas = CampaignQuotas::default();
     deps.campaigns
-        .create_session(&GameSession {
-            id: session.clone(),
-            campaign_id: campaign.clone(),
-            name: "Session 1: Goblin Ambush".into(),
-            status: SessionStatus::Active,
-            created_by: gm.clone(),
-            created_at: now,
-            archived_through: 0,
-        })
-        .await?;
+        .create_session(
+            &GameSession {
+                id: session.clone(),
+                campaign_id: campaign.clone(),
+                name: "Session 1: Goblin Ambush".into(),
+                status: SessionStatus::Active,
+                created_by: gm.clone(),
+                created_at: now,
+                archived_through: 0,
+            },
+            &quotas,
+        )
+        .await
+        .map_err(quota_refused)?;
     deps.log.init_session(&session).await?;
     let actors = [
         (
@@ -102,7 +118,10 @@ pub async fn seed(deps: &Deps) -> Result<Demo, StoreError> {
             now,
         )
         .map_err(|e| StoreError::corrupt("demo", "actor", e))?;
-        deps.campaigns.create_actor(&actor).await?;
+        deps.campaigns
+            .create_actor(&actor, &quotas)
+            .await
+            .map_err(quota_refused)?;
         let event = GameEvent {
             id: EventId::new(uuid::Uuid::new_v4().to_string()),
             sequence: Sequence::ZERO,

@@ -6,6 +6,7 @@
 //! recognised and a conflict stores nothing.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,8 +26,9 @@ const BACKEND: &str = "memory";
 
 use crate::error::{ArchiveError, CommitError, InvalidCommit, NotifyError, StoreError};
 use crate::model::{
-    Campaign, CompendiumPage, CompendiumQuery, Connection, GameSession, Member, MemberRole,
-    Subscription, now_ms,
+    ActorKey, Campaign, CampaignKey, CampaignQuotas, CompendiumPage, CompendiumQuery, Connection,
+    GameSession, Listed, Member, MemberRole, Page, PageRequest, Quota, QuotaError, SessionKey,
+    Subscription, fill_page, now_ms,
 };
 use crate::ports::{
     Acquire, CampaignStore, CommitRequest, Committed, ConnectionRegistry, EventArchive, EventLog,
@@ -362,7 +364,48 @@ struct CampaignData {
     sessions: BTreeMap<SessionId, GameSession>,
 }
 
-/// Campaign data in memory.
+impl CampaignData {
+    fn actors_of<'a>(&'a self, campaign: &'a CampaignId) -> impl Iterator<Item = &'a Actor> + 'a {
+        self.actors
+            .range((campaign.clone(), ActorId::new(""))..)
+            .take_while(move |((c, _), _)| c == campaign)
+            .map(|(_, a)| a)
+    }
+
+    fn session_count(&self, campaign: &CampaignId) -> usize {
+        self.sessions
+            .values()
+            .filter(|s| &s.campaign_id == campaign)
+            .count()
+    }
+
+    /// Refuses a create when the campaign is missing or holds `limit` already.
+    fn check_count(
+        &self,
+        campaign: &CampaignId,
+        quota: Quota,
+        limit: u64,
+    ) -> Result<(), QuotaError> {
+        if !self.campaigns.contains_key(campaign) {
+            return Err(QuotaError::NoCampaign(campaign.clone()));
+        }
+        let count = match quota {
+            Quota::Actors => self.actors_of(campaign).count(),
+            Quota::Sessions => self.session_count(campaign),
+        };
+        if count as u64 >= limit {
+            return Err(QuotaError::Exceeded {
+                campaign: campaign.clone(),
+                quota,
+                limit,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Campaign data in memory. Every operation runs under one lock, so a count quota is checked
+/// and the item inserted in one step.
 #[derive(Debug, Default)]
 pub struct MemoryCampaignStore {
     data: Mutex<CampaignData>,
@@ -393,16 +436,29 @@ impl CampaignStore for MemoryCampaignStore {
         Ok(self.data.lock().await.campaigns.get(id).cloned())
     }
 
-    async fn campaigns_of(&self, user: &UserId) -> Result<Vec<Campaign>, StoreError> {
+    async fn campaigns_of(
+        &self,
+        user: &UserId,
+        page: &PageRequest<CampaignKey>,
+    ) -> Result<Page<Campaign, CampaignKey>, StoreError> {
         let data = self.data.lock().await;
-        let mut out: Vec<Campaign> = data
+        let start = match &page.after {
+            Some(key) => Bound::Excluded(&key.id),
+            None => Bound::Unbounded,
+        };
+        let items = data
             .campaigns
-            .values()
+            .range::<CampaignId, _>((start, Bound::Unbounded))
+            .map(|(_, c)| c)
             .filter(|c| c.is_member(user))
-            .cloned()
-            .collect();
-        out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-        Ok(out)
+            .cloned();
+        fill_page(
+            page.clamped_limit(),
+            page.max_bytes,
+            items,
+            BACKEND,
+            "campaign",
+        )
     }
 
     async fn put_member(
@@ -439,11 +495,13 @@ impl CampaignStore for MemoryCampaignStore {
         Ok(c.members.len() != before)
     }
 
-    async fn create_actor(&self, actor: &Actor) -> Result<(), StoreError> {
+    async fn create_actor(&self, actor: &Actor, quotas: &CampaignQuotas) -> Result<(), QuotaError> {
+        quotas.check_actor_size(actor)?;
         let mut data = self.data.lock().await;
+        data.check_count(&actor.campaign_id, Quota::Actors, quotas.max_actors)?;
         let key = (actor.campaign_id.clone(), actor.id.clone());
         if data.actors.contains_key(&key) {
-            return Err(StoreError::AlreadyExists(format!("actor {}", actor.id)));
+            return Err(StoreError::AlreadyExists(format!("actor {}", actor.id)).into());
         }
         data.actors.insert(key, actor.clone());
         Ok(())
@@ -463,19 +521,33 @@ impl CampaignStore for MemoryCampaignStore {
             .cloned())
     }
 
-    async fn actors(&self, campaign: &CampaignId) -> Result<Vec<Actor>, StoreError> {
+    async fn actors(
+        &self,
+        campaign: &CampaignId,
+        page: &PageRequest<ActorKey>,
+    ) -> Result<Page<Actor, ActorKey>, StoreError> {
         let data = self.data.lock().await;
-        let mut out: Vec<Actor> = data
-            .actors
-            .values()
-            .filter(|a| &a.campaign_id == campaign)
-            .cloned()
+        let mut ordered: Vec<(ActorKey, &Actor)> = data
+            .actors_of(campaign)
+            .map(|a| (a.key(), a))
+            .filter(|(key, _)| page.after.as_ref().is_none_or(|after| key > after))
             .collect();
-        out.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
-        Ok(out)
+        ordered.sort_by(|a, b| a.0.cmp(&b.0));
+        fill_page(
+            page.clamped_limit(),
+            page.max_bytes,
+            ordered.into_iter().map(|(_, a)| a.clone()),
+            BACKEND,
+            "actor",
+        )
     }
 
-    async fn update_actor(&self, actor: &Actor) -> Result<bool, StoreError> {
+    async fn update_actor(
+        &self,
+        actor: &Actor,
+        quotas: &CampaignQuotas,
+    ) -> Result<bool, QuotaError> {
+        quotas.check_actor_size(actor)?;
         let mut data = self.data.lock().await;
         let key = (actor.campaign_id.clone(), actor.id.clone());
         match data.actors.get_mut(&key) {
@@ -519,13 +591,9 @@ impl CampaignStore for MemoryCampaignStore {
         let data = self.data.lock().await;
         let needle = query.q.as_ref().map(|q| q.to_lowercase());
         let start = query.cursor.clone().unwrap_or_default();
-        let limit = query.limit.clamp(1, 100);
-        let mut items: Vec<CompendiumEntry> = data
+        let items = data
             .compendium
-            .range::<String, _>((
-                std::ops::Bound::Excluded(&start),
-                std::ops::Bound::Unbounded,
-            ))
+            .range::<String, _>((Bound::Excluded(&start), Bound::Unbounded))
             .map(|(_, e)| e)
             .filter(|e| query.system.as_ref().is_none_or(|s| &e.system == s))
             .filter(|e| query.category.as_ref().is_none_or(|c| &e.category == c))
@@ -534,22 +602,29 @@ impl CampaignStore for MemoryCampaignStore {
                     .as_ref()
                     .is_none_or(|n| e.name.to_lowercase().contains(n.as_str()))
             })
-            .take(limit + 1)
-            .cloned()
-            .collect();
-        let next_cursor = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(|e| e.reference.clone())
-        } else {
-            None
-        };
-        Ok(CompendiumPage { items, next_cursor })
+            .cloned();
+        let page = fill_page(
+            query.limit.clamp(1, 100),
+            query.max_bytes,
+            items,
+            BACKEND,
+            "compendium entry",
+        )?;
+        Ok(CompendiumPage {
+            items: page.items,
+            next_cursor: page.next.map(|k| k.reference),
+        })
     }
 
-    async fn create_session(&self, session: &GameSession) -> Result<(), StoreError> {
+    async fn create_session(
+        &self,
+        session: &GameSession,
+        quotas: &CampaignQuotas,
+    ) -> Result<(), QuotaError> {
         let mut data = self.data.lock().await;
+        data.check_count(&session.campaign_id, Quota::Sessions, quotas.max_sessions)?;
         if data.sessions.contains_key(&session.id) {
-            return Err(StoreError::AlreadyExists(format!("session {}", session.id)));
+            return Err(StoreError::AlreadyExists(format!("session {}", session.id)).into());
         }
         data.sessions.insert(session.id.clone(), session.clone());
         Ok(())
@@ -559,16 +634,31 @@ impl CampaignStore for MemoryCampaignStore {
         Ok(self.data.lock().await.sessions.get(id).cloned())
     }
 
-    async fn sessions(&self, campaign: &CampaignId) -> Result<Vec<GameSession>, StoreError> {
+    async fn sessions(
+        &self,
+        campaign: &CampaignId,
+        page: &PageRequest<SessionKey>,
+    ) -> Result<Page<GameSession, SessionKey>, StoreError> {
         let data = self.data.lock().await;
-        let mut out: Vec<GameSession> = data
+        let newest_first = |s: &GameSession| std::cmp::Reverse((s.created_at, s.id.clone()));
+        let after = page
+            .after
+            .as_ref()
+            .map(|k| std::cmp::Reverse((k.created_at, k.id.clone())));
+        let mut out: Vec<&GameSession> = data
             .sessions
             .values()
             .filter(|s| &s.campaign_id == campaign)
-            .cloned()
+            .filter(|s| after.as_ref().is_none_or(|a| &newest_first(s) > a))
             .collect();
-        out.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
-        Ok(out)
+        out.sort_by_key(|s| newest_first(s));
+        fill_page(
+            page.clamped_limit(),
+            page.max_bytes,
+            out.into_iter().cloned(),
+            BACKEND,
+            "session",
+        )
     }
 
     async fn update_session(&self, session: &GameSession) -> Result<bool, StoreError> {

@@ -48,8 +48,11 @@ use serde::de::DeserializeOwned;
 use thiserror::Error;
 use tracing::{debug, info, warn};
 
-use crate::error::{ArchiveError, StoreError};
-use crate::model::{Campaign, CompendiumPage, CompendiumQuery, GameSession, Member, MemberRole};
+use crate::error::{ArchiveError, Chain, StoreError};
+use crate::model::{
+    ActorKey, Campaign, CampaignKey, CampaignQuotas, CompendiumPage, CompendiumQuery, GameSession,
+    Listed, Member, MemberRole, Page, PageFill, PageRequest, Quota, QuotaError, SessionKey,
+};
 use crate::ports::{CampaignStore, EventArchive, SnapshotStore};
 
 /// The MongoDB connection string (required), e.g. `mongodb+srv://…` on Atlas.
@@ -97,6 +100,9 @@ const PROGRESS_CHUNK: i64 = 1000;
 const IMPORT_CONCURRENCY: usize = 16;
 /// Attempts of a member-list compare-and-set that races with other writers.
 const MEMBER_ATTEMPTS: usize = 16;
+/// Documents per batch of a listing's cursor: with actors of up to 256 KiB, a batch stays a few
+/// MiB however large `limit` is.
+const LIST_BATCH: usize = 16;
 
 /// A missing or malformed MongoDB setting.
 #[derive(Debug, Error)]
@@ -257,18 +263,24 @@ impl MongoStores {
             ),
             (
                 SESSIONS,
-                vec![index(doc! {"campaignId": 1, "createdAt": -1}, None)],
+                vec![index(
+                    doc! {"campaignId": 1, "createdAt": -1, "id": -1},
+                    None,
+                )],
             ),
             (
                 CAMPAIGNS,
                 vec![
-                    index(doc! {"gmUserId": 1}, None),
-                    index(doc! {"members.userId": 1}, None),
+                    index(doc! {"gmUserId": 1, "id": 1}, None),
+                    index(doc! {"members.userId": 1, "id": 1}, None),
                 ],
             ),
             (
                 ACTORS,
-                vec![index(doc! {"campaignId": 1, "id": 1}, Some(unique()))],
+                vec![
+                    index(doc! {"campaignId": 1, "id": 1}, Some(unique())),
+                    index(doc! {"campaignId": 1, "name": 1, "id": 1}, None),
+                ],
             ),
             (
                 COMPENDIUM,
@@ -404,6 +416,49 @@ async fn collect(
 ) -> Result<Vec<Document>, StoreError> {
     cursor.try_collect().await.map_err(unavailable(operation))
 }
+
+/// Reads one page from a cursor opened with `limit + 1` (one item of look-ahead), decoding and
+/// offering documents one at a time, so at most one batch and the page are held in memory.
+async fn read_page<T: serde::Serialize + Listed>(
+    mut cursor: mongodb::Cursor<Document>,
+    limit: usize,
+    max_bytes: usize,
+    decode_item: impl Fn(Document) -> Result<T, StoreError>,
+    operation: &'static str,
+) -> Result<Page<T, T::Key>, StoreError> {
+    let mut fill = PageFill::new(limit, max_bytes);
+    while let Some(document) = cursor.try_next().await.map_err(unavailable(operation))? {
+        let item = decode_item(document)?;
+        if !fill
+            .offer(item)
+            .map_err(|e| StoreError::corrupt(BACKEND, operation, e))?
+        {
+            break;
+        }
+    }
+    Ok(fill.into_page())
+}
+
+/// `limit + 1` (the look-ahead) as the driver's limit, and a batch size bounded by
+/// [`LIST_BATCH`].
+fn look_ahead(limit: usize) -> (i64, u32) {
+    let fetch = limit.saturating_add(1);
+    (
+        i64::try_from(fetch).unwrap_or(i64::MAX),
+        u32::try_from(fetch.min(LIST_BATCH)).unwrap_or(1),
+    )
+}
+
+/// The campaign document's counter of a quota.
+fn counter_field(quota: Quota) -> &'static str {
+    match quota {
+        Quota::Actors => "actorCount",
+        Quota::Sessions => "sessionCount",
+    }
+}
+
+/// How often a reservation re-reads a campaign whose counter was being initialised.
+const RESERVE_ATTEMPTS: usize = 3;
 
 /// The compare-and-set counter of a campaign document's member list.
 #[derive(Deserialize)]
@@ -727,13 +782,32 @@ impl EventArchive for MongoEventArchive {
 ///   member change rewrites the whole `members` list with a compare-and-set on `revision`
 ///   (retried on a race), so concurrent changes are never lost. Array update operators
 ///   (`members.$`, `$push` of documents, `$ne` on an array path) are avoided: the nx-27017 test
-///   server gets them wrong, and the list is small.
+///   server gets them wrong, and the list is small. The document also counts its actors and
+///   sessions (`actorCount`, `sessionCount`) for the quotas.
 /// - `actors`: `campaignId`, `id`, `name`, `type`, `compendiumRef` and the exact actor as `json`;
-///   unique `(campaignId, id)`.
+///   unique `(campaignId, id)`, listed through `(campaignId, name, id)`.
 /// - `compendium`: `_id` = `ref`, with `system`, `category`, `name` and the exact entry as `json`.
-/// - `sessions`: the [`GameSession`] document with `_id` = its id. `archivedThrough` belongs to
-///   the archive: it is only ever raised (`$max`), so an update carrying an older value does not
-///   lower it, and reads return the stored value.
+/// - `sessions`: the [`GameSession`] document with `_id` = its id, listed through
+///   `(campaignId, createdAt desc, id desc)`. `archivedThrough` belongs to the archive: it is
+///   only ever raised (`$max`), so an update carrying an older value does not lower it, and
+///   reads return the stored value.
+///
+/// # Listings
+///
+/// Each page is one range query from the cursor's key along its index, sorted by the index,
+/// limited to `limit + 1` (the look-ahead that tells whether more follow) and read in small
+/// batches, stopping at the byte budget. No listing skips or loads the whole collection.
+///
+/// # Quotas
+///
+/// A create first takes a slot with one conditional `$inc` of the campaign's counter (it only
+/// matches below the limit, so concurrent creates cannot pass it together), then inserts; an
+/// insert refused for a taken id gives the slot back, and so does a delete. An insert whose
+/// outcome is unknown (a timeout) keeps its slot. The two steps are not one transaction: a
+/// crash between them (or a give-back that fails) leaves the counter one high,
+/// so the campaign reaches its quota one item early. The error is always on the safe side:
+/// nothing over the quota is ever stored. An operator resets a counter by setting it to the
+/// count of the campaign's actors or sessions while nobody creates any.
 #[derive(Debug, Clone)]
 pub struct MongoCampaignStore {
     campaigns: Collection<Document>,
@@ -807,6 +881,88 @@ impl MongoCampaignStore {
         ))
     }
 
+    /// Takes one slot of a campaign's count quota: one conditional `$inc` of the campaign
+    /// document's counter (`actorCount` / `sessionCount`) that matches only while the counter is
+    /// below the limit, so of concurrent creators exactly as many succeed as slots are left.
+    /// A campaign stored before counters existed gets its counter set once from a count of
+    /// what it holds.
+    async fn reserve(
+        &self,
+        campaign: &CampaignId,
+        quota: Quota,
+        limit: u64,
+    ) -> Result<(), QuotaError> {
+        let field = counter_field(quota);
+        for _ in 0..RESERVE_ATTEMPTS {
+            let taken = self
+                .campaigns
+                .update_one(
+                    doc! {"_id": campaign.as_str(), field: {"$lt": bound(limit)}},
+                    doc! {"$inc": {field: 1_i64}},
+                )
+                .await
+                .map_err(unavailable("reserve quota"))?;
+            if taken.matched_count > 0 {
+                return Ok(());
+            }
+            let Some(document) = self
+                .campaigns
+                .find_one(doc! {"_id": campaign.as_str()})
+                .projection(doc! {field: 1})
+                .await
+                .map_err(unavailable("read quota"))?
+            else {
+                return Err(QuotaError::NoCampaign(campaign.clone()));
+            };
+            if document.contains_key(field) {
+                return Err(QuotaError::Exceeded {
+                    campaign: campaign.clone(),
+                    quota,
+                    limit,
+                });
+            }
+            let counted = match quota {
+                Quota::Actors => &self.actors,
+                Quota::Sessions => &self.sessions,
+            }
+            .count_documents(doc! {"campaignId": campaign.as_str()})
+            .await
+            .map_err(unavailable("count for quota"))?;
+            info!(campaign = %campaign, %quota, counted, "quota counter initialised");
+            self.campaigns
+                .update_one(
+                    doc! {"_id": campaign.as_str(), field: {"$exists": false}},
+                    doc! {"$set": {field: bound(counted)}},
+                )
+                .await
+                .map_err(unavailable("initialise quota"))?;
+        }
+        Err(StoreError::unavailable(
+            BACKEND,
+            "reserve quota",
+            "the campaign's quota counter kept changing",
+        )
+        .into())
+    }
+
+    /// Gives a slot back (a delete, or a create whose insert failed). A failure here is
+    /// logged, not returned: the counter stays one high, so the campaign reaches its quota one
+    /// item early, and nothing over the quota is ever stored.
+    async fn release(&self, campaign: &CampaignId, quota: Quota) {
+        let field = counter_field(quota);
+        if let Err(e) = self
+            .campaigns
+            .update_one(
+                doc! {"_id": campaign.as_str(), field: {"$gt": 0_i64}},
+                doc! {"$inc": {field: -1_i64}},
+            )
+            .await
+        {
+            warn!(campaign = %campaign, %quota, error = %Chain(&e),
+                  "a quota slot could not be given back; the counter stays one high");
+        }
+    }
+
     fn actor_key(campaign: &CampaignId, id: &ActorId) -> Document {
         doc! {"campaignId": campaign.as_str(), "id": id.as_str()}
     }
@@ -836,6 +992,24 @@ impl MongoCampaignStore {
         }
     }
 
+    /// Completes a session document the archive made before the session was created (it holds
+    /// only `archivedThrough`); a real session (with a campaign) is a duplicate.
+    async fn adopt_session(&self, session: &GameSession) -> Result<(), StoreError> {
+        let adopted = self
+            .sessions
+            .update_one(
+                doc! {"_id": session.id.as_str(), "campaignId": {"$exists": false}},
+                Self::session_update(session)?,
+            )
+            .await
+            .map_err(unavailable("create session"))?;
+        if adopted.matched_count > 0 {
+            Ok(())
+        } else {
+            Err(StoreError::AlreadyExists(format!("session {}", session.id)))
+        }
+    }
+
     /// The session's fields for `$set`, and its `archivedThrough` for `$max`.
     fn session_update(session: &GameSession) -> Result<Document, StoreError> {
         let mut fields = encode(session, "session")?;
@@ -853,6 +1027,8 @@ impl CampaignStore for MongoCampaignStore {
         let mut document = encode(campaign, "campaign")?;
         document.insert("_id", campaign.id.as_str());
         document.insert("revision", 0_i64);
+        document.insert(counter_field(Quota::Actors), 0_i64);
+        document.insert(counter_field(Quota::Sessions), 0_i64);
         match self.campaigns.insert_one(document).await {
             Ok(_) => Ok(()),
             Err(e) if is_duplicate_key(&e) => Err(StoreError::AlreadyExists(format!(
@@ -872,18 +1048,35 @@ impl CampaignStore for MongoCampaignStore {
             .transpose()
     }
 
-    async fn campaigns_of(&self, user: &UserId) -> Result<Vec<Campaign>, StoreError> {
+    async fn campaigns_of(
+        &self,
+        user: &UserId,
+        page: &PageRequest<CampaignKey>,
+    ) -> Result<Page<Campaign, CampaignKey>, StoreError> {
+        let limit = page.clamped_limit();
+        let (fetch, batch) = look_ahead(limit);
+        // One range per index ({gmUserId, id} and {members.userId, id}); the server merges
+        // the two ordered scans.
+        let branch = |field: &str| match &page.after {
+            Some(key) => doc! {field: user.as_str(), "id": {"$gt": key.id.as_str()}},
+            None => doc! {field: user.as_str()},
+        };
         let cursor = self
             .campaigns
-            .find(doc! {"$or": [{"gmUserId": user.as_str()}, {"members.userId": user.as_str()}]})
-            .sort(doc! {"createdAt": 1, "_id": 1})
+            .find(doc! {"$or": [branch("gmUserId"), branch("members.userId")]})
+            .sort(doc! {"id": 1})
+            .limit(fetch)
+            .batch_size(batch)
             .await
             .map_err(unavailable("list campaigns"))?;
-        collect(cursor, "list campaigns")
-            .await?
-            .into_iter()
-            .map(|d| decode(d, "campaign"))
-            .collect()
+        read_page(
+            cursor,
+            limit,
+            page.max_bytes,
+            |d| decode(d, "campaign"),
+            "list campaigns",
+        )
+        .await
     }
 
     async fn put_member(
@@ -922,13 +1115,20 @@ impl CampaignStore for MongoCampaignStore {
         Ok(was_member)
     }
 
-    async fn create_actor(&self, actor: &Actor) -> Result<(), StoreError> {
-        match self.actors.insert_one(Self::actor_document(actor)?).await {
+    async fn create_actor(&self, actor: &Actor, quotas: &CampaignQuotas) -> Result<(), QuotaError> {
+        quotas.check_actor_size(actor)?;
+        let document = Self::actor_document(actor)?;
+        self.reserve(&actor.campaign_id, Quota::Actors, quotas.max_actors)
+            .await?;
+        match self.actors.insert_one(document).await {
             Ok(_) => Ok(()),
             Err(e) if is_duplicate_key(&e) => {
-                Err(StoreError::AlreadyExists(format!("actor {}", actor.id)))
+                self.release(&actor.campaign_id, Quota::Actors).await;
+                Err(StoreError::AlreadyExists(format!("actor {}", actor.id)).into())
             }
-            Err(e) => Err(StoreError::unavailable(BACKEND, "create actor", e)),
+            // The insert may have happened (a timeout): the slot stays taken, so the counter
+            // is at worst one high, never low.
+            Err(e) => Err(StoreError::unavailable(BACKEND, "create actor", e).into()),
         }
     }
 
@@ -946,22 +1146,51 @@ impl CampaignStore for MongoCampaignStore {
             .transpose()
     }
 
-    async fn actors(&self, campaign: &CampaignId) -> Result<Vec<Actor>, StoreError> {
+    async fn actors(
+        &self,
+        campaign: &CampaignId,
+        page: &PageRequest<ActorKey>,
+    ) -> Result<Page<Actor, ActorKey>, StoreError> {
+        let limit = page.clamped_limit();
+        let (fetch, batch) = look_ahead(limit);
+        let mut filter = doc! {"campaignId": campaign.as_str()};
+        if let Some(key) = &page.after {
+            // The index range starts at the cursor's name; the `$or` drops the ties already
+            // returned.
+            filter.insert("name", doc! {"$gte": key.name.as_str()});
+            filter.insert(
+                "$or",
+                vec![
+                    doc! {"name": {"$gt": key.name.as_str()}},
+                    doc! {"id": {"$gt": key.id.as_str()}},
+                ],
+            );
+        }
         let cursor = self
             .actors
-            .find(doc! {"campaignId": campaign.as_str()})
+            .find(filter)
             .sort(doc! {"name": 1, "id": 1})
+            .limit(fetch)
+            .batch_size(batch)
             .projection(doc! {"_id": 0, "json": 1})
             .await
             .map_err(unavailable("list actors"))?;
-        collect(cursor, "list actors")
-            .await?
-            .into_iter()
-            .map(|d| decode_json(d, "actor"))
-            .collect()
+        read_page(
+            cursor,
+            limit,
+            page.max_bytes,
+            |d| decode_json(d, "actor"),
+            "list actors",
+        )
+        .await
     }
 
-    async fn update_actor(&self, actor: &Actor) -> Result<bool, StoreError> {
+    async fn update_actor(
+        &self,
+        actor: &Actor,
+        quotas: &CampaignQuotas,
+    ) -> Result<bool, QuotaError> {
+        quotas.check_actor_size(actor)?;
         let result = self
             .actors
             .replace_one(
@@ -979,7 +1208,11 @@ impl CampaignStore for MongoCampaignStore {
             .delete_one(Self::actor_key(campaign, id))
             .await
             .map_err(unavailable("delete actor"))?;
-        Ok(result.deleted_count > 0)
+        if result.deleted_count == 0 {
+            return Ok(false);
+        }
+        self.release(campaign, Quota::Actors).await;
+        Ok(true)
     }
 
     async fn put_compendium(&self, entries: &[CompendiumEntry]) -> Result<(), StoreError> {
@@ -1020,52 +1253,50 @@ impl CampaignStore for MongoCampaignStore {
         if let Some(q) = query.q.as_deref().filter(|q| !q.is_empty()) {
             filter.insert("name", doc! {"$regex": escape_regex(q), "$options": "i"});
         }
+        let (fetch, batch) = look_ahead(limit);
         let cursor = self
             .compendium
             .find(filter)
             .sort(doc! {"_id": 1})
-            .limit(limit as i64 + 1)
+            .limit(fetch)
+            .batch_size(batch)
             .projection(doc! {"_id": 0, "json": 1})
             .await
             .map_err(unavailable("search compendium"))?;
-        let mut items: Vec<CompendiumEntry> = collect(cursor, "search compendium")
-            .await?
-            .into_iter()
-            .map(|d| decode_json(d, "compendium entry"))
-            .collect::<Result<_, _>>()?;
-        let next_cursor = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(|e| e.reference.clone())
-        } else {
-            None
-        };
-        Ok(CompendiumPage { items, next_cursor })
+        let page = read_page(
+            cursor,
+            limit,
+            query.max_bytes,
+            |d| decode_json(d, "compendium entry"),
+            "search compendium",
+        )
+        .await?;
+        Ok(CompendiumPage {
+            items: page.items,
+            next_cursor: page.next.map(|k| k.reference),
+        })
     }
 
-    async fn create_session(&self, session: &GameSession) -> Result<(), StoreError> {
+    async fn create_session(
+        &self,
+        session: &GameSession,
+        quotas: &CampaignQuotas,
+    ) -> Result<(), QuotaError> {
         let mut document = encode(session, "session")?;
         document.insert("_id", session.id.as_str());
-        match self.sessions.insert_one(document).await {
+        self.reserve(&session.campaign_id, Quota::Sessions, quotas.max_sessions)
+            .await?;
+        let stored = match self.sessions.insert_one(document).await {
             Ok(_) => Ok(()),
-            Err(e) if is_duplicate_key(&e) => {
-                // The archive may have recorded progress before the session document existed:
-                // complete that document; a real session (with a campaign) is a duplicate.
-                let adopted = self
-                    .sessions
-                    .update_one(
-                        doc! {"_id": session.id.as_str(), "campaignId": {"$exists": false}},
-                        Self::session_update(session)?,
-                    )
-                    .await
-                    .map_err(unavailable("create session"))?;
-                if adopted.matched_count > 0 {
-                    Ok(())
-                } else {
-                    Err(StoreError::AlreadyExists(format!("session {}", session.id)))
-                }
-            }
+            Err(e) if is_duplicate_key(&e) => self.adopt_session(session).await,
             Err(e) => Err(StoreError::unavailable(BACKEND, "create session", e)),
+        };
+        // Only a definite refusal gives the slot back; after a failure of unknown outcome
+        // (a timeout) the counter is at worst one high, never low.
+        if let Err(StoreError::AlreadyExists(_)) = &stored {
+            self.release(&session.campaign_id, Quota::Sessions).await;
         }
+        Ok(stored?)
     }
 
     async fn session(&self, id: &SessionId) -> Result<Option<GameSession>, StoreError> {
@@ -1077,18 +1308,43 @@ impl CampaignStore for MongoCampaignStore {
             .transpose()
     }
 
-    async fn sessions(&self, campaign: &CampaignId) -> Result<Vec<GameSession>, StoreError> {
+    async fn sessions(
+        &self,
+        campaign: &CampaignId,
+        page: &PageRequest<SessionKey>,
+    ) -> Result<Page<GameSession, SessionKey>, StoreError> {
+        let limit = page.clamped_limit();
+        let (fetch, batch) = look_ahead(limit);
+        let mut filter = doc! {"campaignId": campaign.as_str()};
+        if let Some(key) = &page.after {
+            // The index range ends at the cursor's time; the `$or` drops the ties already
+            // returned.
+            let created_at = bound(key.created_at);
+            filter.insert("createdAt", doc! {"$lte": created_at});
+            filter.insert(
+                "$or",
+                vec![
+                    doc! {"createdAt": {"$lt": created_at}},
+                    doc! {"id": {"$lt": key.id.as_str()}},
+                ],
+            );
+        }
         let cursor = self
             .sessions
-            .find(doc! {"campaignId": campaign.as_str()})
-            .sort(doc! {"createdAt": -1, "_id": -1})
+            .find(filter)
+            .sort(doc! {"createdAt": -1, "id": -1})
+            .limit(fetch)
+            .batch_size(batch)
             .await
             .map_err(unavailable("list sessions"))?;
-        collect(cursor, "list sessions")
-            .await?
-            .into_iter()
-            .map(|d| decode(d, "session"))
-            .collect()
+        read_page(
+            cursor,
+            limit,
+            page.max_bytes,
+            |d| decode(d, "session"),
+            "list sessions",
+        )
+        .await
     }
 
     async fn update_session(&self, session: &GameSession) -> Result<bool, StoreError> {

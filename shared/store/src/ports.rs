@@ -16,7 +16,8 @@ use dlab_core::state::GameSessionState;
 
 use crate::error::{ArchiveError, CommitError, NotifyError, StoreError};
 use crate::model::{
-    Campaign, CompendiumPage, CompendiumQuery, Connection, GameSession, MemberRole, Subscription,
+    ActorKey, Campaign, CampaignKey, CampaignQuotas, CompendiumPage, CompendiumQuery, Connection,
+    GameSession, MemberRole, Page, PageRequest, QuotaError, SessionKey, Subscription,
 };
 
 /// What to commit: an event without its sequence, and the changes parsed from it.
@@ -136,14 +137,28 @@ pub trait EventArchive: Send + Sync {
 }
 
 /// Campaigns, members, actors, compendium templates and game sessions.
+///
+/// Listings page in the store: each reads from its [`PageRequest::after`] key by an ordered
+/// range (never skipping and never loading the whole list), looks one item ahead, and cuts the
+/// page with [`crate::model::PageFill`], so a page holds at most `limit` items and
+/// `max_bytes` bytes of JSON (always at least one item while any remain), and
+/// [`Page::next`] is `None` only when the listing is complete.
+///
+/// Count quotas ([`CampaignQuotas`]) hold under concurrency: of N concurrent creates when one
+/// slot is left, exactly one succeeds. A delete gives its slot back, and so does a create whose
+/// insert failed.
 #[async_trait]
 pub trait CampaignStore: Send + Sync {
     /// Stores a new campaign.
     async fn create_campaign(&self, campaign: &Campaign) -> Result<(), StoreError>;
     /// A campaign by id.
     async fn campaign(&self, id: &CampaignId) -> Result<Option<Campaign>, StoreError>;
-    /// Campaigns where the user is GM or member.
-    async fn campaigns_of(&self, user: &UserId) -> Result<Vec<Campaign>, StoreError>;
+    /// One page of the campaigns where the user is GM or member, ordered by id.
+    async fn campaigns_of(
+        &self,
+        user: &UserId,
+        page: &PageRequest<CampaignKey>,
+    ) -> Result<Page<Campaign, CampaignKey>, StoreError>;
     /// Adds or updates a member; returns the updated campaign (`None` if it does not exist).
     async fn put_member(
         &self,
@@ -155,16 +170,25 @@ pub trait CampaignStore: Send + Sync {
     async fn remove_member(&self, campaign: &CampaignId, user: &UserId)
     -> Result<bool, StoreError>;
 
-    /// Stores a new actor.
-    async fn create_actor(&self, actor: &Actor) -> Result<(), StoreError>;
+    /// Stores a new actor of an existing campaign, within the campaign's actor count quota and
+    /// the actor size quota.
+    async fn create_actor(&self, actor: &Actor, quotas: &CampaignQuotas) -> Result<(), QuotaError>;
     /// An actor of a campaign.
     async fn actor(&self, campaign: &CampaignId, id: &ActorId)
     -> Result<Option<Actor>, StoreError>;
-    /// The actors of a campaign, by name then id.
-    async fn actors(&self, campaign: &CampaignId) -> Result<Vec<Actor>, StoreError>;
-    /// Replaces an actor; returns whether it existed.
-    async fn update_actor(&self, actor: &Actor) -> Result<bool, StoreError>;
-    /// Deletes an actor; returns whether it existed.
+    /// One page of the actors of a campaign, by name then id.
+    async fn actors(
+        &self,
+        campaign: &CampaignId,
+        page: &PageRequest<ActorKey>,
+    ) -> Result<Page<Actor, ActorKey>, StoreError>;
+    /// Replaces an actor, within the actor size quota; returns whether it existed.
+    async fn update_actor(
+        &self,
+        actor: &Actor,
+        quotas: &CampaignQuotas,
+    ) -> Result<bool, QuotaError>;
+    /// Deletes an actor, giving its slot of the count quota back; returns whether it existed.
     async fn delete_actor(&self, campaign: &CampaignId, id: &ActorId) -> Result<bool, StoreError>;
 
     /// Inserts or replaces compendium templates (the importer).
@@ -175,18 +199,29 @@ pub trait CampaignStore: Send + Sync {
         reference: &str,
     ) -> Result<Option<CompendiumEntry>, StoreError>;
     /// Searches templates by name substring (case-insensitive), category and system, ordered
-    /// by reference, paged by cursor.
+    /// by reference, paged by cursor (the last reference of the previous page) and by
+    /// [`CompendiumQuery::max_bytes`].
     async fn search_compendium(
         &self,
         query: &CompendiumQuery,
     ) -> Result<CompendiumPage, StoreError>;
 
-    /// Stores a new game session.
-    async fn create_session(&self, session: &GameSession) -> Result<(), StoreError>;
+    /// Stores a new game session of an existing campaign, within the campaign's session count
+    /// quota.
+    async fn create_session(
+        &self,
+        session: &GameSession,
+        quotas: &CampaignQuotas,
+    ) -> Result<(), QuotaError>;
     /// A game session by id.
     async fn session(&self, id: &SessionId) -> Result<Option<GameSession>, StoreError>;
-    /// The sessions of a campaign, newest first.
-    async fn sessions(&self, campaign: &CampaignId) -> Result<Vec<GameSession>, StoreError>;
+    /// One page of the sessions of a campaign, newest first (`createdAt` descending, then id
+    /// descending).
+    async fn sessions(
+        &self,
+        campaign: &CampaignId,
+        page: &PageRequest<SessionKey>,
+    ) -> Result<Page<GameSession, SessionKey>, StoreError>;
     /// Replaces a session document (status, archivedThrough); returns whether it existed.
     async fn update_session(&self, session: &GameSession) -> Result<bool, StoreError>;
 }

@@ -1,15 +1,22 @@
 //! Contract of [`CampaignStore`]: campaigns and membership, actors stored exactly, compendium
-//! lookup and paged search, game sessions.
+//! lookup and paged search, game sessions, the paging of every listing (range from a cursor,
+//! item count, byte budget) and the per-campaign quotas (held under concurrency).
 //!
 //! Every body uses its own ids (UUIDs) — for the compendium, which is global, its own `system`
 //! — so bodies run in parallel against one real server.
 
+use std::fmt::Debug;
+
 use dlab_core::actor::{Actor, CompendiumEntry, create_custom};
 use dlab_core::ids::{ActorId, CampaignId, EventId, SessionId, UserId};
 use dlab_store::model::{
-    Campaign, CompendiumQuery, GameSession, Member, MemberRole, SessionStatus,
+    ActorKey, Campaign, CampaignKey, CampaignQuotas, CompendiumQuery, GameSession, ListKey, Listed,
+    MAX_PAGE_ITEMS, Member, MemberRole, Page, PageRequest, Quota, QuotaError, SessionKey,
+    SessionStatus, json_size,
 };
 use dlab_store::{CampaignStore, EventArchive, StoreError};
+use futures::future::BoxFuture;
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::archive::{event, unique_id};
@@ -50,6 +57,100 @@ pub fn session(id: &SessionId, campaign: &CampaignId, created_at: u64) -> GameSe
         created_at,
         archived_through: 0,
     }
+}
+
+/// Stores a campaign owned by a fresh user (actors and sessions need an existing campaign).
+pub async fn existing_campaign(store: &dyn CampaignStore, id: &CampaignId) {
+    store
+        .create_campaign(&campaign(id, &unique_user(), 1))
+        .await
+        .expect("create campaign");
+}
+
+/// A campaign id no other test uses, stored.
+pub async fn new_campaign(store: &dyn CampaignStore) -> CampaignId {
+    let id = unique_campaign();
+    existing_campaign(store, &id).await;
+    id
+}
+
+/// Default quotas.
+fn quotas() -> CampaignQuotas {
+    CampaignQuotas::default()
+}
+
+/// Every page of a listing, checking each page against the paging rules: at most `limit`
+/// items; never empty while items remain; over `max_bytes` only with a single item; cut
+/// exactly before the item that would pass the budget (or at `limit`); `next` is the last
+/// item's key while more follow and `None` only on the last page.
+pub async fn walk<'s, T, K>(
+    fetch: impl Fn(PageRequest<K>) -> BoxFuture<'s, Result<Page<T, K>, StoreError>>,
+    limit: usize,
+    max_bytes: usize,
+) -> Vec<Vec<T>>
+where
+    T: Serialize + Listed<Key = K> + Clone + Debug,
+    K: ListKey + PartialEq + Debug,
+{
+    let mut pages: Vec<Vec<T>> = Vec::new();
+    let mut request = PageRequest {
+        after: None,
+        limit,
+        max_bytes,
+    };
+    for _ in 0..500 {
+        let page = fetch(request.clone()).await.expect("list");
+        let bytes: usize = page
+            .items
+            .iter()
+            .map(|i| json_size(i).expect("size"))
+            .sum::<usize>()
+            + page.items.len().saturating_sub(1);
+        assert!(
+            page.items.len() <= limit.clamp(1, MAX_PAGE_ITEMS),
+            "over limit"
+        );
+        assert!(
+            page.items.len() <= 1 || bytes <= max_bytes,
+            "a page of {} items is {bytes} bytes, over {max_bytes}",
+            page.items.len()
+        );
+        if let Some(previous) = pages.last()
+            && previous.len() < limit
+        {
+            let first = page.items.first().expect("a page after a cut has items");
+            let previous_bytes: usize = previous
+                .iter()
+                .map(|i| json_size(i).expect("size"))
+                .sum::<usize>()
+                + previous.len()
+                - 1;
+            assert!(
+                previous_bytes + 1 + json_size(first).expect("size") > max_bytes,
+                "the previous page was cut although its next item fitted"
+            );
+        }
+        match page.next {
+            Some(next) => {
+                assert!(!page.items.is_empty(), "an empty page with a next cursor");
+                assert_eq!(
+                    Some(&next),
+                    page.items.last().map(Listed::key).as_ref(),
+                    "next is the last item's key"
+                );
+                assert_eq!(K::from_cursor(&next.to_cursor()).expect("cursor"), next);
+                pages.push(page.items);
+                request = request.after(next);
+            }
+            None => {
+                if !page.items.is_empty() || pages.is_empty() {
+                    pages.push(page.items);
+                }
+                return pages;
+            }
+        }
+    }
+    panic!("paging does not end");
 }
 
 /// A custom actor whose stat block has open-map extras a lossy store would change (floats with
@@ -150,21 +251,28 @@ pub async fn campaigns_and_membership(store: &dyn CampaignStore) {
     let second_id = unique_campaign();
     let second = campaign(&second_id, &alice, 2_000);
     store.create_campaign(&second).await.expect("create second");
-    let ids = |cs: Vec<Campaign>| cs.into_iter().map(|c| c.id).collect::<Vec<_>>();
+    let ids = |page: Page<Campaign, CampaignKey>| {
+        assert_eq!(page.next, None, "one page");
+        page.items.into_iter().map(|c| c.id).collect::<Vec<_>>()
+    };
+    let mut both = vec![id.clone(), second_id.clone()];
+    both.sort();
+    let all = PageRequest::first(100);
     assert_eq!(
-        ids(store.campaigns_of(&alice).await.expect("of alice")),
-        vec![id.clone(), second_id.clone()],
-        "member of the first, owner of the second, in creation order"
+        ids(store.campaigns_of(&alice, &all).await.expect("of alice")),
+        both,
+        "member of the first, owner of the second, by id"
     );
     assert_eq!(
-        ids(store.campaigns_of(&gm).await.expect("of gm")),
+        ids(store.campaigns_of(&gm, &all).await.expect("of gm")),
         vec![id.clone()]
     );
     assert!(
         store
-            .campaigns_of(&stranger)
+            .campaigns_of(&stranger, &all)
             .await
             .expect("of stranger")
+            .items
             .is_empty()
     );
 
@@ -185,7 +293,7 @@ pub async fn campaigns_and_membership(store: &dyn CampaignStore) {
     assert_eq!(c.members, vec![member(&bob, MemberRole::Player)]);
     assert!(!c.is_member(&alice));
     assert_eq!(
-        ids(store.campaigns_of(&alice).await.expect("of alice")),
+        ids(store.campaigns_of(&alice, &all).await.expect("of alice")),
         vec![second_id]
     );
 }
@@ -193,11 +301,11 @@ pub async fn campaigns_and_membership(store: &dyn CampaignStore) {
 /// Actors: stored and read back exactly (open-map extras, arrays, `compendiumRef`), duplicate
 /// refused, scoped by campaign, listed by name then id, replaced and deleted.
 pub async fn actors_round_trip_exactly(store: &dyn CampaignStore) {
-    let campaign_id = unique_campaign();
+    let campaign_id = new_campaign(store).await;
     let actor = awkward_actor(&campaign_id, "Grikk");
-    store.create_actor(&actor).await.expect("create");
-    match store.create_actor(&actor).await {
-        Err(StoreError::AlreadyExists(_)) => {}
+    store.create_actor(&actor, &quotas()).await.expect("create");
+    match store.create_actor(&actor, &quotas()).await {
+        Err(QuotaError::Store(StoreError::AlreadyExists(_))) => {}
         other => panic!("expected AlreadyExists, got {other:?}"),
     }
     let back = store
@@ -219,9 +327,9 @@ pub async fn actors_round_trip_exactly(store: &dyn CampaignStore) {
     );
 
     let mut same_id_elsewhere = actor.clone();
-    same_id_elsewhere.campaign_id = unique_campaign();
+    same_id_elsewhere.campaign_id = new_campaign(store).await;
     store
-        .create_actor(&same_id_elsewhere)
+        .create_actor(&same_id_elsewhere, &quotas())
         .await
         .expect("the same actor id in another campaign is another actor");
 
@@ -231,15 +339,14 @@ pub async fn actors_round_trip_exactly(store: &dyn CampaignStore) {
     alpha_1.id = ActorId::new(format!("a-{}", uuid::Uuid::new_v4()));
     alpha_2.id = ActorId::new(format!("b-{}", uuid::Uuid::new_v4()));
     for a in [&zed, &alpha_2, &alpha_1] {
-        store.create_actor(a).await.expect("create");
+        store.create_actor(a, &quotas()).await.expect("create");
     }
-    let names: Vec<(String, ActorId)> = store
-        .actors(&campaign_id)
+    let listed = store
+        .actors(&campaign_id, &PageRequest::first(100))
         .await
-        .expect("list")
-        .into_iter()
-        .map(|a| (a.name, a.id))
-        .collect();
+        .expect("list");
+    assert_eq!(listed.next, None);
+    let names: Vec<(String, ActorId)> = listed.items.into_iter().map(|a| (a.name, a.id)).collect();
     assert_eq!(
         names,
         vec![
@@ -259,14 +366,24 @@ pub async fn actors_round_trip_exactly(store: &dyn CampaignStore) {
         .insert("added".to_owned(), json!({"x": [1.25]}));
     changed.spells.clear();
     changed.updated_at += 5;
-    assert!(store.update_actor(&changed).await.expect("update"));
+    assert!(
+        store
+            .update_actor(&changed, &quotas())
+            .await
+            .expect("update")
+    );
     assert_eq!(
         store.actor(&campaign_id, &actor.id).await.expect("read"),
         Some(changed)
     );
     let mut ghost = actor.clone();
     ghost.id = ActorId::new(unique("ghost"));
-    assert!(!store.update_actor(&ghost).await.expect("update unknown"));
+    assert!(
+        !store
+            .update_actor(&ghost, &quotas())
+            .await
+            .expect("update unknown")
+    );
     assert_eq!(
         store.actor(&campaign_id, &ghost.id).await.expect("read"),
         None
@@ -542,18 +659,18 @@ pub async fn compendium_pages_by_cursor(store: &dyn CampaignStore) {
 /// Game sessions: create, duplicate refused, read, listed newest first (ties by id, newest
 /// first), updated (status, name, `archivedThrough` raised).
 pub async fn sessions_newest_first_and_updated(store: &dyn CampaignStore) {
-    let campaign_id = unique_campaign();
+    let campaign_id = new_campaign(store).await;
     let sid = |tag: &str| SessionId::new(format!("{tag}-{}", uuid::Uuid::new_v4()));
     let oldest = session(&sid("a"), &campaign_id, 1_000);
     let middle_a = session(&sid("a"), &campaign_id, 2_000);
     let middle_b = session(&sid("b"), &campaign_id, 2_000);
     let newest = session(&sid("a"), &campaign_id, 3_000);
-    let elsewhere = session(&sid("a"), &unique_campaign(), 4_000);
+    let elsewhere = session(&sid("a"), &new_campaign(store).await, 4_000);
     for s in [&middle_a, &oldest, &newest, &elsewhere, &middle_b] {
-        store.create_session(s).await.expect("create");
+        store.create_session(s, &quotas()).await.expect("create");
     }
-    match store.create_session(&oldest).await {
-        Err(StoreError::AlreadyExists(_)) => {}
+    match store.create_session(&oldest, &quotas()).await {
+        Err(QuotaError::Store(StoreError::AlreadyExists(_))) => {}
         other => panic!("expected AlreadyExists, got {other:?}"),
     }
     assert_eq!(
@@ -561,15 +678,20 @@ pub async fn sessions_newest_first_and_updated(store: &dyn CampaignStore) {
         Some(oldest.clone())
     );
     assert_eq!(store.session(&sid("none")).await.expect("read"), None);
+    let all = PageRequest::first(100);
     assert_eq!(
-        store.sessions(&campaign_id).await.expect("list"),
-        vec![newest.clone(), middle_b, middle_a, oldest.clone()]
+        store.sessions(&campaign_id, &all).await.expect("list"),
+        Page {
+            items: vec![newest.clone(), middle_b, middle_a, oldest.clone()],
+            next: None
+        }
     );
     assert!(
         store
-            .sessions(&unique_campaign())
+            .sessions(&unique_campaign(), &all)
             .await
             .expect("list")
+            .items
             .is_empty()
     );
 
@@ -597,7 +719,12 @@ pub async fn sessions_newest_first_and_updated(store: &dyn CampaignStore) {
             .expect("update unknown")
     );
     assert_eq!(
-        store.sessions(&campaign_id).await.expect("list").len(),
+        store
+            .sessions(&campaign_id, &all)
+            .await
+            .expect("list")
+            .items
+            .len(),
         4,
         "an update of an unknown session creates nothing"
     );
@@ -611,9 +738,12 @@ pub async fn archive_progress_survives_session_writes(
     campaigns: &dyn CampaignStore,
     archive: &dyn EventArchive,
 ) {
-    let campaign_id = unique_campaign();
+    let campaign_id = new_campaign(campaigns).await;
     let s = session(&SessionId::new(unique("session")), &campaign_id, 1_000);
-    campaigns.create_session(&s).await.expect("create");
+    campaigns
+        .create_session(&s, &quotas())
+        .await
+        .expect("create");
     let ids: Vec<EventId> = (0..3).map(|_| unique_id()).collect();
     for (i, id) in ids.iter().enumerate() {
         archive
@@ -684,8 +814,13 @@ pub async fn archive_progress_survives_session_writes(
         None,
         "progress alone is not a session"
     );
+    let all = PageRequest::first(100);
     assert_eq!(
-        campaigns.sessions(&campaign_id).await.expect("list"),
+        campaigns
+            .sessions(&campaign_id, &all)
+            .await
+            .expect("list")
+            .items,
         vec![stored.clone()]
     );
     assert!(
@@ -693,7 +828,7 @@ pub async fn archive_progress_survives_session_writes(
         "progress alone cannot be updated as a session"
     );
     campaigns
-        .create_session(&early)
+        .create_session(&early, &quotas())
         .await
         .expect("create after progress");
     let created = campaigns
@@ -708,12 +843,16 @@ pub async fn archive_progress_survives_session_writes(
             ..early.clone()
         }
     );
-    match campaigns.create_session(&early).await {
-        Err(StoreError::AlreadyExists(_)) => {}
+    match campaigns.create_session(&early, &quotas()).await {
+        Err(QuotaError::Store(StoreError::AlreadyExists(_))) => {}
         other => panic!("expected AlreadyExists, got {other:?}"),
     }
     assert_eq!(
-        campaigns.sessions(&campaign_id).await.expect("list"),
+        campaigns
+            .sessions(&campaign_id, &all)
+            .await
+            .expect("list")
+            .items,
         vec![created, stored]
     );
 }
@@ -764,4 +903,438 @@ pub async fn concurrent_member_changes_are_all_kept(a: &dyn CampaignStore, b: &d
     let mut want = expected;
     want.sort_by(|x, y| x.user_id.cmp(&y.user_id));
     assert_eq!(got, want, "removals and role changes all applied");
+}
+
+/// The JSON size of a page of items, separators included (what a page's budget counts).
+fn page_bytes<T: Serialize>(items: &[T]) -> usize {
+    items
+        .iter()
+        .map(|i| json_size(i).expect("size"))
+        .sum::<usize>()
+        + items.len().saturating_sub(1)
+}
+
+/// Campaigns of a user page by id: every campaign once, in id order, under every mix of item
+/// limit and byte budget (a budget below one campaign still gives one per page); campaigns of
+/// other users never show; a cursor past the end gives an empty, complete page.
+pub async fn campaigns_page_by_id(store: &dyn CampaignStore) {
+    let user = unique_user();
+    let other = unique_user();
+    let mut expected = Vec::new();
+    for i in 0..7 {
+        let id = unique_campaign();
+        let mut c = campaign(&id, if i % 2 == 0 { &user } else { &other }, 10 - i);
+        if i % 2 == 1 {
+            c.members.push(Member {
+                user_id: user.clone(),
+                role: MemberRole::Player,
+            });
+        }
+        store.create_campaign(&c).await.expect("create");
+        if i % 2 == 1 {
+            store
+                .put_member(&id, &user, MemberRole::Player)
+                .await
+                .expect("member")
+                .expect("exists");
+        }
+        expected.push(store.campaign(&id).await.expect("read").expect("exists"));
+    }
+    store
+        .create_campaign(&campaign(&unique_campaign(), &other, 5))
+        .await
+        .expect("create");
+    expected.sort_by(|a, b| a.id.cmp(&b.id));
+    let one = page_bytes(&expected[..1]);
+    for (limit, max_bytes) in [
+        (3, 1 << 20),
+        (100, 2 * one + 1),
+        (100, 1),
+        (1, 1 << 20),
+        (7, 1 << 20),
+    ] {
+        let pages = walk(
+            |r| {
+                let user = &user;
+                Box::pin(async move { store.campaigns_of(user, &r).await })
+            },
+            limit,
+            max_bytes,
+        )
+        .await;
+        assert_eq!(pages.concat(), expected, "limit {limit}, {max_bytes} bytes");
+        if limit == 3 {
+            assert_eq!(
+                pages.iter().map(Vec::len).collect::<Vec<_>>(),
+                vec![3, 3, 1]
+            );
+        }
+        if limit == 7 {
+            assert_eq!(pages.len(), 1, "a full last page has no cursor");
+        }
+        if max_bytes == 1 {
+            assert!(
+                pages.iter().all(|p| p.len() == 1),
+                "one item per page at least"
+            );
+        }
+    }
+    let past = PageRequest::first(10).after(CampaignKey {
+        id: CampaignId::new("\u{10FFFF}"),
+    });
+    assert_eq!(
+        store.campaigns_of(&user, &past).await.expect("list"),
+        Page {
+            items: vec![],
+            next: None
+        }
+    );
+}
+
+/// Actors page by name then id: ties of names across page boundaries are neither lost nor
+/// repeated, and the byte budget cuts before the actor that would pass it.
+pub async fn actors_page_by_name_then_id(store: &dyn CampaignStore) {
+    let campaign_id = new_campaign(store).await;
+    let mut expected = Vec::new();
+    for (i, name) in [
+        "Orc", "Goblin", "Orc", "Goblin", "Orc", "Bat", "Orc", "Goblin",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut actor = awkward_actor(&campaign_id, name);
+        actor.id = ActorId::new(format!("{i}-{}", uuid::Uuid::new_v4()));
+        if i == 3 {
+            actor
+                .attributes
+                .extra
+                .insert("lore".into(), json!("x".repeat(3000)));
+        }
+        store.create_actor(&actor, &quotas()).await.expect("create");
+        expected.push(actor);
+    }
+    let elsewhere = awkward_actor(&new_campaign(store).await, "Aardvark");
+    store
+        .create_actor(&elsewhere, &quotas())
+        .await
+        .expect("create");
+    expected.sort_by_key(Listed::key);
+    let typical = page_bytes(&expected[..1]);
+    for (limit, max_bytes) in [
+        (2, 1 << 20),
+        (3, 1 << 20),
+        (100, 2 * typical + 1),
+        (100, 100),
+    ] {
+        let pages = walk(
+            |r| {
+                let campaign_id = &campaign_id;
+                Box::pin(async move { store.actors(campaign_id, &r).await })
+            },
+            limit,
+            max_bytes,
+        )
+        .await;
+        assert_eq!(pages.concat(), expected, "limit {limit}, {max_bytes} bytes");
+    }
+    let after_goblins = PageRequest::first(100).after(ActorKey {
+        name: "Goblin".into(),
+        id: ActorId::new("\u{10FFFF}"),
+    });
+    let orcs = store
+        .actors(&campaign_id, &after_goblins)
+        .await
+        .expect("list");
+    assert!(orcs.items.iter().all(|a| a.name == "Orc"));
+    assert_eq!(orcs.items.len(), 4);
+    assert_eq!(orcs.next, None);
+}
+
+/// Sessions page newest first: ties of `createdAt` across page boundaries are neither lost nor
+/// repeated, and the byte budget cuts pages.
+pub async fn sessions_page_newest_first(store: &dyn CampaignStore) {
+    let campaign_id = new_campaign(store).await;
+    let mut expected = Vec::new();
+    for (i, created_at) in [5_000, 7_000, 5_000, 5_000, 9_000, 7_000, 1_000]
+        .iter()
+        .enumerate()
+    {
+        let s = session(
+            &SessionId::new(format!("{i}-{}", uuid::Uuid::new_v4())),
+            &campaign_id,
+            *created_at,
+        );
+        store.create_session(&s, &quotas()).await.expect("create");
+        expected.push(s);
+    }
+    store
+        .create_session(
+            &session(
+                &SessionId::new(unique("elsewhere")),
+                &new_campaign(store).await,
+                6_000,
+            ),
+            &quotas(),
+        )
+        .await
+        .expect("create");
+    expected.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+    let one = page_bytes(&expected[..1]);
+    for (limit, max_bytes) in [(2, 1 << 20), (3, 1 << 20), (100, 2 * one + 1), (100, 10)] {
+        let pages = walk(
+            |r| {
+                let campaign_id = &campaign_id;
+                Box::pin(async move { store.sessions(campaign_id, &r).await })
+            },
+            limit,
+            max_bytes,
+        )
+        .await;
+        assert_eq!(pages.concat(), expected, "limit {limit}, {max_bytes} bytes");
+    }
+    let older = store
+        .sessions(
+            &campaign_id,
+            &PageRequest::first(100).after(SessionKey {
+                created_at: 5_000,
+                id: SessionId::new(""),
+            }),
+        )
+        .await
+        .expect("list");
+    assert_eq!(
+        older.items.iter().map(|s| s.created_at).collect::<Vec<_>>(),
+        vec![1_000],
+        "after the oldest tie of 5000 comes 1000"
+    );
+}
+
+/// The compendium search is cut by its byte budget as well as by its limit.
+pub async fn compendium_pages_by_bytes(store: &dyn CampaignStore) {
+    let system = unique_system();
+    let entries: Vec<CompendiumEntry> = (0..9)
+        .map(|i| {
+            entry(
+                &system,
+                "items",
+                &format!("item-{i:02}"),
+                &format!("Item {i}"),
+                json!({"blob": "y".repeat(if i == 4 { 5000 } else { 200 })}),
+            )
+        })
+        .collect();
+    store.put_compendium(&entries).await.expect("put");
+    let budget = page_bytes(&entries[..3]);
+    let mut q = CompendiumQuery {
+        limit: 100,
+        max_bytes: budget,
+        ..query(&system)
+    };
+    let mut pages = Vec::new();
+    loop {
+        let page = store.search_compendium(&q).await.expect("search");
+        assert!(!page.items.is_empty());
+        assert!(page.items.len() == 1 || page_bytes(&page.items) <= budget);
+        pages.push(page.items.clone());
+        match page.next_cursor {
+            Some(cursor) => q.cursor = Some(cursor),
+            None => break,
+        }
+        assert!(pages.len() < 20, "paging does not end");
+    }
+    assert_eq!(
+        pages.iter().map(Vec::len).collect::<Vec<_>>(),
+        vec![3, 1, 1, 3, 1],
+        "cut before the big entry, which stands alone"
+    );
+    assert_eq!(pages.concat(), entries);
+}
+
+fn exceeded(result: Result<(), QuotaError>, campaign: &CampaignId, quota: Quota, limit: u64) {
+    match result {
+        Err(QuotaError::Exceeded {
+            campaign: c,
+            quota: q,
+            limit: l,
+        }) => assert_eq!((&c, q, l), (campaign, quota, limit)),
+        other => panic!("expected the {quota} quota of {limit}, got {other:?}"),
+    }
+}
+
+/// The actor count quota holds under concurrency: with one slot left, of many concurrent
+/// creates (from two clients) exactly one succeeds; a delete gives its slot back, and so does
+/// a create whose insert failed (a taken id); a campaign that does not exist takes no actor.
+pub async fn actor_count_quota_holds_under_concurrency(
+    a: &dyn CampaignStore,
+    b: &dyn CampaignStore,
+) {
+    let quotas = CampaignQuotas {
+        max_actors: 3,
+        ..CampaignQuotas::default()
+    };
+    let campaign_id = new_campaign(a).await;
+    let mut kept = Vec::new();
+    for name in ["One", "Two"] {
+        let actor = awkward_actor(&campaign_id, name);
+        a.create_actor(&actor, &quotas).await.expect("create");
+        kept.push(actor);
+    }
+    let racers: Vec<Actor> = (0..12)
+        .map(|i| awkward_actor(&campaign_id, &format!("Racer {i}")))
+        .collect();
+    let creates = racers.iter().enumerate().map(|(i, actor)| {
+        let store = if i % 2 == 0 { a } else { b };
+        store.create_actor(actor, &quotas)
+    });
+    let results = futures::future::join_all(creates).await;
+    let won: Vec<&Actor> = results
+        .iter()
+        .zip(&racers)
+        .filter(|(r, _)| r.is_ok())
+        .map(|(_, actor)| actor)
+        .collect();
+    assert_eq!(won.len(), 1, "exactly one of the racers gets the last slot");
+    for r in results.into_iter().filter(Result::is_err) {
+        exceeded(r, &campaign_id, Quota::Actors, 3);
+    }
+    let listed = a
+        .actors(&campaign_id, &PageRequest::first(100))
+        .await
+        .expect("list");
+    assert_eq!(listed.items.len(), 3, "nothing over the quota is stored");
+
+    assert!(
+        b.delete_actor(&campaign_id, &kept[0].id)
+            .await
+            .expect("delete")
+    );
+    let duplicate = won[0].clone();
+    match a.create_actor(&duplicate, &quotas).await {
+        Err(QuotaError::Store(StoreError::AlreadyExists(_))) => {}
+        other => panic!("expected AlreadyExists, got {other:?}"),
+    }
+    let late = awkward_actor(&campaign_id, "Late");
+    b.create_actor(&late, &quotas)
+        .await
+        .expect("the slot given back by the delete (and kept by the failed insert) is free");
+    exceeded(
+        a.create_actor(&awkward_actor(&campaign_id, "Too many"), &quotas)
+            .await,
+        &campaign_id,
+        Quota::Actors,
+        3,
+    );
+
+    let nowhere = unique_campaign();
+    match a
+        .create_actor(&awkward_actor(&nowhere, "Lost"), &quotas)
+        .await
+    {
+        Err(QuotaError::NoCampaign(c)) => assert_eq!(c, nowhere),
+        other => panic!("expected NoCampaign, got {other:?}"),
+    }
+    assert_eq!(
+        a.actors(&nowhere, &PageRequest::first(10))
+            .await
+            .expect("list")
+            .items,
+        vec![]
+    );
+}
+
+/// The session count quota holds under concurrency the same way; a failed insert (a taken id)
+/// gives its slot back; a campaign that does not exist takes no session.
+pub async fn session_count_quota_holds_under_concurrency(
+    a: &dyn CampaignStore,
+    b: &dyn CampaignStore,
+) {
+    let quotas = CampaignQuotas {
+        max_sessions: 2,
+        ..CampaignQuotas::default()
+    };
+    let campaign_id = new_campaign(a).await;
+    let first = session(&SessionId::new(unique("s")), &campaign_id, 1);
+    a.create_session(&first, &quotas).await.expect("create");
+    match b.create_session(&first, &quotas).await {
+        Err(QuotaError::Store(StoreError::AlreadyExists(_))) => {}
+        other => panic!("expected AlreadyExists, got {other:?}"),
+    }
+    let racers: Vec<GameSession> = (0..12)
+        .map(|i| session(&SessionId::new(unique("race")), &campaign_id, 10 + i))
+        .collect();
+    let creates = racers.iter().enumerate().map(|(i, s)| {
+        let store = if i % 2 == 0 { a } else { b };
+        store.create_session(s, &quotas)
+    });
+    let results = futures::future::join_all(creates).await;
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "exactly one racer gets the slot the duplicate gave back"
+    );
+    for r in results.into_iter().filter(Result::is_err) {
+        exceeded(r, &campaign_id, Quota::Sessions, 2);
+    }
+    assert_eq!(
+        b.sessions(&campaign_id, &PageRequest::first(100))
+            .await
+            .expect("list")
+            .items
+            .len(),
+        2
+    );
+    let nowhere = unique_campaign();
+    match a
+        .create_session(&session(&SessionId::new(unique("s")), &nowhere, 1), &quotas)
+        .await
+    {
+        Err(QuotaError::NoCampaign(c)) => assert_eq!(c, nowhere),
+        other => panic!("expected NoCampaign, got {other:?}"),
+    }
+}
+
+/// An actor whose stored JSON is over the size quota is refused on create and on update, and
+/// nothing changes; one at the quota exactly is stored.
+pub async fn actor_size_quota(store: &dyn CampaignStore) {
+    let campaign_id = new_campaign(store).await;
+    let actor = awkward_actor(&campaign_id, "Exact");
+    let size = json_size(&actor).expect("size");
+    let exact = CampaignQuotas {
+        max_actor_bytes: size,
+        ..CampaignQuotas::default()
+    };
+    let below = CampaignQuotas {
+        max_actor_bytes: size - 1,
+        ..CampaignQuotas::default()
+    };
+    match store.create_actor(&actor, &below).await {
+        Err(QuotaError::ActorTooLarge {
+            actor: id,
+            size: s,
+            limit,
+        }) => assert_eq!((id, s, limit), (actor.id.clone(), size, size - 1)),
+        other => panic!("expected ActorTooLarge, got {other:?}"),
+    }
+    assert_eq!(
+        store.actor(&campaign_id, &actor.id).await.expect("read"),
+        None
+    );
+    store
+        .create_actor(&actor, &exact)
+        .await
+        .expect("at the quota");
+    let mut grown = actor.clone();
+    grown.name = "Exact!".into();
+    match store.update_actor(&grown, &exact).await {
+        Err(QuotaError::ActorTooLarge { .. }) => {}
+        other => panic!("expected ActorTooLarge, got {other:?}"),
+    }
+    assert_eq!(
+        store.actor(&campaign_id, &actor.id).await.expect("read"),
+        Some(actor.clone()),
+        "a refused update changes nothing"
+    );
+    let mut shrunk = actor.clone();
+    shrunk.name = "Ex".into();
+    assert!(store.update_actor(&shrunk, &exact).await.expect("update"));
 }

@@ -8,15 +8,15 @@ use dlab_core::actor::{
     create_from_template,
 };
 use dlab_core::ids::{ActorId, CampaignId};
-use dlab_store::model::now_ms;
+use dlab_store::model::{ActorKey, now_ms};
 use serde_json::Value;
 use tracing::info;
 
 use super::AppState;
 use super::access::campaign_access;
-use super::api::{Page, doc};
+use super::api::{ListParams, MAX_NAME_CHARS, Page, doc};
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiJson, ApiPath, Caller};
+use super::extract::{ApiJson, ApiPath, ApiQuery, Caller};
 
 /// Creates an actor (any member): `{compendiumRef, name?, customizations?}` copies a template;
 /// any other body is a custom actor laid over the defaults.
@@ -28,6 +28,8 @@ use super::extract::{ApiJson, ApiPath, Caller};
         (status = 401, description = "Missing, expired or invalid token", body = ErrorBody),
         (status = 403, description = "Not a member of the campaign", body = ErrorBody),
         (status = 404, description = "No such campaign, or `Compendium entry not found: <ref>`", body = ErrorBody),
+        (status = 409, description = "The campaign has reached its quota of actors (`DLAB_MAX_ACTORS_PER_CAMPAIGN`)", body = ErrorBody),
+        (status = 413, description = "The body is over the limit, or the actor over its size quota (`DLAB_MAX_ACTOR_BYTES`)", body = ErrorBody),
     ))]
 pub async fn create(
     State(app): State<AppState>,
@@ -48,7 +50,10 @@ pub async fn create(
         }
         CreateActorRequest::Custom(data) => create_custom(&data, campaign, actor_id, &user, now)?,
     };
-    deps.campaigns.create_actor(&actor).await?;
+    check_name(&actor)?;
+    deps.campaigns
+        .create_actor(&actor, &app.settings().quotas)
+        .await?;
     info!(campaign = %campaign, actor = %actor.id, user = %user, "actor created");
     Ok((StatusCode::CREATED, Json(actor)))
 }
@@ -64,11 +69,22 @@ fn classify(body: &Value) -> Result<CreateActorRequest, ApiError> {
     Ok(CreateActorRequest::FromTemplate(request))
 }
 
-/// The campaign's actors (members), by name.
+/// The actor name's bound: the name is the listing's sort key and travels in its cursors.
+fn check_name(actor: &Actor) -> Result<(), ApiError> {
+    if actor.name.chars().count() > MAX_NAME_CHARS {
+        return Err(ApiError::bad_request(format!(
+            "name must be at most {MAX_NAME_CHARS} characters"
+        )));
+    }
+    Ok(())
+}
+
+/// The campaign's actors (members), by name then id, one page at a time.
 #[utoipa::path(get, operation_id = "listActors", path = "/campaigns/{id}/actors", tag = "actors",
-    params(("id" = String, Path, description = "Campaign id")),
+    params(("id" = String, Path, description = "Campaign id"), ListParams),
     responses(
-        (status = 200, description = "Every actor of the campaign", body = doc::ActorList),
+        (status = 200, description = "A page of the campaign's actors", body = doc::ActorList),
+        (status = 400, description = "A parameter is invalid (limit outside 1..=1000, or a cursor this list did not make)", body = ErrorBody),
         (status = 401, description = "Missing, expired or invalid token", body = ErrorBody),
         (status = 403, description = "Not a member of the campaign", body = ErrorBody),
         (status = 404, description = "No such campaign", body = ErrorBody),
@@ -77,12 +93,13 @@ pub async fn list(
     State(app): State<AppState>,
     Caller(user): Caller,
     ApiPath(id): ApiPath<String>,
+    ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<Page<Actor>>, ApiError> {
     let deps = app.deps();
+    let request = params.request::<ActorKey>(app.settings())?;
     let access = campaign_access(deps, &user, &CampaignId::new(id)).await?;
-    Ok(Json(Page::all(
-        deps.campaigns.actors(&access.campaign.id).await?,
-    )))
+    let page = deps.campaigns.actors(&access.campaign.id, &request).await?;
+    Ok(Json(Page::from_store(page)))
 }
 
 async fn find(app: &AppState, campaign: &CampaignId, actor: &str) -> Result<Actor, ApiError> {
@@ -125,6 +142,7 @@ pub async fn get_one(
         (status = 401, description = "Missing, expired or invalid token", body = ErrorBody),
         (status = 403, description = "Neither a GM nor the actor's creator", body = ErrorBody),
         (status = 404, description = "No such campaign or actor", body = ErrorBody),
+        (status = 413, description = "The body is over the limit, or the patched actor over its size quota (`DLAB_MAX_ACTOR_BYTES`)", body = ErrorBody),
     ))]
 pub async fn patch(
     State(app): State<AppState>,
@@ -136,7 +154,13 @@ pub async fn patch(
     let current = find(&app, &access.campaign.id, &actor).await?;
     access.require_editor(&current, &user)?;
     let patched = apply_patch(&current, &body, now_ms())?;
-    if !app.deps().campaigns.update_actor(&patched).await? {
+    check_name(&patched)?;
+    if !app
+        .deps()
+        .campaigns
+        .update_actor(&patched, &app.settings().quotas)
+        .await?
+    {
         return Err(ApiError::not_found(format!(
             "actor {actor} not found in campaign {}",
             access.campaign.id

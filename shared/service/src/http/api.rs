@@ -1,8 +1,14 @@
 //! Request bodies, query parameters and answers of the HTTP routes, and ([`doc`]) the schemas
 //! of the domain documents the routes answer with, for the OpenAPI document.
 
+use dlab_core::codes::ErrorCode;
+use dlab_store::model::{ListKey, PageRequest, Quota, QuotaError};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+
+use super::{
+    ApiError, HttpSettings, MAX_ACTOR_BYTES, MAX_ACTORS_PER_CAMPAIGN, MAX_SESSIONS_PER_CAMPAIGN,
+};
 
 /// Longest campaign or session name, in characters.
 pub const MAX_NAME_CHARS: usize = 200;
@@ -12,6 +18,9 @@ pub const MAX_USER_ID_CHARS: usize = 256;
 pub const COMPENDIUM_LIMIT: (usize, usize) = (20, 100);
 /// Default and largest page of `GET /sessions/{id}/events`.
 pub const EVENTS_LIMIT: (usize, usize) = (100, 1000);
+/// Default and largest page of `GET /campaigns`, `/campaigns/{id}/actors` and
+/// `/campaigns/{id}/sessions`.
+pub const LIST_LIMIT: (usize, usize) = (100, 1000);
 
 /// `GET /healthz`.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -94,10 +103,10 @@ pub struct CompendiumParams {
     pub category: Option<String>,
     /// Game system (`dnd5e`).
     pub system: Option<String>,
-    /// Page size, 1 to 100 (default 20).
+    /// Page size, 1 to 100 (default 20); a page also stops before passing the byte budget.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
-    /// `nextCursor` of the previous page.
+    /// `nextCursor` of the previous page (opaque).
     pub cursor: Option<String>,
 }
 
@@ -108,9 +117,89 @@ pub struct EventsParams {
     /// Events with a sequence above this one (default 0); the previous page's `nextCursor`.
     #[param(value_type = Option<u64>, minimum = 0)]
     pub after: Option<String>,
-    /// Page size, 1 to 1000 (default 100).
+    /// The previous page's `nextCursor` (the same as `after`; give one of the two).
+    #[param(value_type = Option<String>)]
+    pub cursor: Option<String>,
+    /// Page size, 1 to 1000 (default 100); a page also stops before passing the byte budget.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     pub limit: Option<String>,
+}
+
+/// Parameters of `GET /campaigns`, `/campaigns/{id}/actors` and `/campaigns/{id}/sessions`.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Page size, 1 to 1000 (default 100); a page also stops before passing the byte budget
+    /// (`DLAB_MAX_LIST_BYTES`, 1 MiB by default), and always holds at least one item while any
+    /// remain.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    pub limit: Option<String>,
+    /// The previous page's `nextCursor` (opaque).
+    pub cursor: Option<String>,
+}
+
+impl ListParams {
+    /// The store request: `limit` checked against [`LIST_LIMIT`], `cursor` decoded as a key of
+    /// this listing, the byte budget from the settings.
+    pub(crate) fn request<K: ListKey>(
+        &self,
+        settings: &HttpSettings,
+    ) -> Result<PageRequest<K>, ApiError> {
+        let (default, max) = LIST_LIMIT;
+        let limit = int_param(
+            self.limit.as_deref(),
+            "limit",
+            default as u64,
+            1..=max as u64,
+        )?;
+        Ok(PageRequest {
+            after: cursor_param(self.cursor.as_deref())?,
+            limit: limit as usize,
+            max_bytes: settings.max_list_bytes,
+        })
+    }
+}
+
+/// Decodes an optional `cursor` parameter as a key of listing `K`; a malformed one, or one of
+/// another listing, is 400 naming the parameter.
+pub(crate) fn cursor_param<K: ListKey>(raw: Option<&str>) -> Result<Option<K>, ApiError> {
+    let Some(raw) = raw.map(str::trim).filter(|r| !r.is_empty()) else {
+        return Ok(None);
+    };
+    K::from_cursor(raw)
+        .map(Some)
+        .map_err(|e| ApiError::bad_request(format!("cursor: {e}")))
+}
+
+impl From<QuotaError> for ApiError {
+    fn from(e: QuotaError) -> Self {
+        match e {
+            QuotaError::Exceeded {
+                campaign,
+                quota,
+                limit,
+            } => {
+                let variable = match quota {
+                    Quota::Actors => MAX_ACTORS_PER_CAMPAIGN,
+                    Quota::Sessions => MAX_SESSIONS_PER_CAMPAIGN,
+                };
+                ApiError::conflict(format!(
+                    "campaign {campaign} has reached its quota of {limit} {quota} ({variable})"
+                ))
+            }
+            QuotaError::ActorTooLarge { size, limit, .. } => ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!(
+                    "the actor would be {size} bytes, over the quota of {limit} bytes per actor \
+                     ({MAX_ACTOR_BYTES})"
+                ),
+            ),
+            QuotaError::NoCampaign(campaign) => {
+                ApiError::not_found(format!("campaign {campaign} not found"))
+            }
+            QuotaError::Store(e) => e.into(),
+        }
+    }
 }
 
 /// A list answer.
@@ -131,6 +220,14 @@ impl<T> Page<T> {
             next_cursor: None,
         }
     }
+
+    /// A store page, its next key as an opaque cursor.
+    pub fn from_store<K: ListKey>(page: dlab_store::model::Page<T, K>) -> Self {
+        Self {
+            items: page.items,
+            next_cursor: page.next.map(|k| k.to_cursor()),
+        }
+    }
 }
 
 /// `GET /compendium`.
@@ -139,7 +236,7 @@ impl<T> Page<T> {
 pub struct CompendiumPageBody<T> {
     /// Entries ordered by reference.
     pub items: Vec<T>,
-    /// The last reference of this page when more may follow.
+    /// Where the next page starts (opaque) when more follow.
     pub next_cursor: Option<String>,
     /// Credit and license of the compendium data.
     pub attribution: String,
@@ -426,9 +523,9 @@ pub mod doc {
     #[derive(ToSchema)]
     #[serde(rename_all = "camelCase")]
     pub struct CampaignList {
-        /// Campaigns.
+        /// Campaigns, by id.
         pub items: Vec<Campaign>,
-        /// Always `null` (the list is complete).
+        /// Pass as `cursor` for the next page; `null` only when the list is complete.
         pub next_cursor: Option<String>,
     }
 
@@ -436,9 +533,9 @@ pub mod doc {
     #[derive(ToSchema)]
     #[serde(rename_all = "camelCase")]
     pub struct ActorList {
-        /// Actors, by name.
+        /// Actors, by name then id.
         pub items: Vec<Actor>,
-        /// Always `null` (the list is complete).
+        /// Pass as `cursor` for the next page; `null` only when the list is complete.
         pub next_cursor: Option<String>,
     }
 
@@ -446,9 +543,9 @@ pub mod doc {
     #[derive(ToSchema)]
     #[serde(rename_all = "camelCase")]
     pub struct SessionList {
-        /// Sessions, newest first.
+        /// Sessions, newest first (`createdAt` descending, then id descending).
         pub items: Vec<GameSession>,
-        /// Always `null` (the list is complete).
+        /// Pass as `cursor` for the next page; `null` only when the list is complete.
         pub next_cursor: Option<String>,
     }
 
@@ -458,7 +555,8 @@ pub mod doc {
     pub struct EventPage {
         /// Contiguous events in sequence order.
         pub items: Vec<GameEvent>,
-        /// The last sequence of this page as a string when more may follow (pass it as `after`).
+        /// The last sequence of this page as a string while the head is beyond it (pass it as
+        /// `after` or `cursor`); `null` only when the page reaches the head.
         pub next_cursor: Option<String>,
     }
 

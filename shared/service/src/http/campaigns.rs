@@ -7,28 +7,34 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use dlab_core::ids::{CampaignId, SessionId, UserId};
 use dlab_core::protocol::{PresenceStatus, ServerFrame};
-use dlab_store::model::{Campaign, MemberRole, now_ms};
+use dlab_store::model::{Campaign, CampaignKey, MAX_PAGE_ITEMS, MemberRole, PageRequest, now_ms};
 use tracing::info;
 
 use super::AppState;
 use super::access::campaign_access;
-use super::api::{CreateCampaign, MAX_USER_ID_CHARS, Page, PutMember, Role, display_name, doc};
+use super::api::{
+    CreateCampaign, ListParams, MAX_USER_ID_CHARS, Page, PutMember, Role, display_name, doc,
+};
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiJson, ApiPath, Caller};
+use super::extract::{ApiJson, ApiPath, ApiQuery, Caller};
 use crate::pipeline::{broadcast, send};
 
-/// The campaigns the caller is GM or member of.
+/// The campaigns the caller is GM or member of, by id, one page at a time.
 #[utoipa::path(get, operation_id = "listCampaigns", path = "/campaigns", tag = "campaigns",
+    params(ListParams),
     responses(
-        (status = 200, description = "Every campaign of the caller", body = doc::CampaignList),
+        (status = 200, description = "A page of the caller's campaigns", body = doc::CampaignList),
+        (status = 400, description = "A parameter is invalid (limit outside 1..=1000, or a cursor this list did not make)", body = ErrorBody),
         (status = 401, description = "Missing, expired or invalid token", body = ErrorBody),
     ))]
 pub async fn list(
     State(app): State<AppState>,
     Caller(user): Caller,
+    ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<Page<Campaign>>, ApiError> {
-    let campaigns = app.deps().campaigns.campaigns_of(&user).await?;
-    Ok(Json(Page::all(campaigns)))
+    let request = params.request::<CampaignKey>(app.settings())?;
+    let page = app.deps().campaigns.campaigns_of(&user, &request).await?;
+    Ok(Json(Page::from_store(page)))
 }
 
 /// Creates a campaign; the caller becomes its GM (owner).
@@ -158,13 +164,16 @@ pub async fn remove_member(
             "{member} is not a member of campaign {campaign}"
         )));
     }
-    let sessions: Vec<SessionId> = deps
-        .campaigns
-        .sessions(campaign)
-        .await?
-        .into_iter()
-        .map(|s| s.id)
-        .collect();
+    let mut sessions: Vec<SessionId> = Vec::new();
+    let mut request = PageRequest::first(MAX_PAGE_ITEMS);
+    loop {
+        let page = deps.campaigns.sessions(campaign, &request).await?;
+        sessions.extend(page.items.into_iter().map(|s| s.id));
+        match page.next {
+            Some(key) => request = request.after(key),
+            None => break,
+        }
+    }
     let removed = deps
         .registry
         .remove_user_subscriptions(&member, &sessions)

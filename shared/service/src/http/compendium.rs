@@ -3,10 +3,12 @@
 use axum::Json;
 use axum::extract::State;
 use dlab_core::actor::{ActorError, CompendiumEntry, CompendiumRef};
-use dlab_store::model::CompendiumQuery;
+use dlab_store::model::{CompendiumKey, CompendiumQuery, ListKey};
 
 use super::AppState;
-use super::api::{COMPENDIUM_LIMIT, CompendiumPageBody, CompendiumParams, doc, int_param};
+use super::api::{
+    COMPENDIUM_LIMIT, CompendiumPageBody, CompendiumParams, cursor_param, doc, int_param,
+};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiPath, ApiQuery, Caller};
 
@@ -14,11 +16,12 @@ fn non_blank(v: Option<String>) -> Option<String> {
     v.filter(|s| !s.trim().is_empty())
 }
 
-/// Searches templates by name, category (`type`) and system, ordered by reference.
+/// Searches templates by name, category (`type`) and system, ordered by reference; a page
+/// stops at `limit` entries or before passing the byte budget.
 #[utoipa::path(get, operation_id = "searchCompendium", path = "/compendium", tag = "compendium", params(CompendiumParams),
     responses(
         (status = 200, description = "A page of entries", body = doc::CompendiumPage),
-        (status = 400, description = "A parameter is invalid (limit outside 1..=100)", body = ErrorBody),
+        (status = 400, description = "A parameter is invalid (limit outside 1..=100, or a cursor this search did not make)", body = ErrorBody),
         (status = 401, description = "Missing, expired or invalid token", body = ErrorBody),
     ))]
 pub async fn search(
@@ -38,12 +41,15 @@ pub async fn search(
         category: non_blank(params.category),
         system: non_blank(params.system),
         limit: limit as usize,
-        cursor: non_blank(params.cursor),
+        cursor: cursor_param::<CompendiumKey>(params.cursor.as_deref())?.map(|k| k.reference),
+        max_bytes: app.settings().max_list_bytes,
     };
     let page = app.deps().campaigns.search_compendium(&query).await?;
     Ok(Json(CompendiumPageBody {
         items: page.items,
-        next_cursor: page.next_cursor,
+        next_cursor: page
+            .next_cursor
+            .map(|reference| CompendiumKey { reference }.to_cursor()),
         attribution: app.settings().attribution.clone(),
     }))
 }

@@ -4,7 +4,8 @@
 //! Every route except `/healthz` and `/openapi.json` needs `Authorization: Bearer <JWT>` (a
 //! user token; connect tickets are refused). Errors are `{"error": {"code", "message"}}` with
 //! the status of the code ([`ApiError`] is the one place that maps them). Lists are
-//! `{"items", "nextCursor"}`.
+//! `{"items", "nextCursor"}`, paged by `cursor` and `limit` and cut at
+//! [`HttpSettings::max_list_bytes`].
 //!
 //! # Layout
 //! - [`error`]: [`ApiError`] and its response; every failure becomes one.
@@ -26,6 +27,7 @@ mod meta;
 pub mod openapi;
 mod sessions;
 
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +36,10 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Method, header};
 use axum::routing::{get, post};
 use dlab_store::error::ConfigError;
+use dlab_store::model::{
+    CampaignQuotas, DEFAULT_MAX_ACTOR_BYTES, DEFAULT_MAX_ACTORS_PER_CAMPAIGN,
+    DEFAULT_MAX_PAGE_BYTES, DEFAULT_MAX_SESSIONS_PER_CAMPAIGN,
+};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub use error::ApiError;
@@ -51,6 +57,22 @@ pub const DEFAULT_ATTRIBUTION: &str =
 /// Largest accepted request body: an actor document is a few KiB, and an actor added to a
 /// session must fit one event payload anyway.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
+/// Byte budget of one page of any list route, in bytes (default [`DEFAULT_MAX_PAGE_BYTES`]).
+pub const MAX_LIST_BYTES: &str = "DLAB_MAX_LIST_BYTES";
+/// Most actors per campaign (default [`DEFAULT_MAX_ACTORS_PER_CAMPAIGN`]).
+pub const MAX_ACTORS_PER_CAMPAIGN: &str = "DLAB_MAX_ACTORS_PER_CAMPAIGN";
+/// Largest actor, in bytes of its stored JSON (default [`DEFAULT_MAX_ACTOR_BYTES`]).
+pub const MAX_ACTOR_BYTES: &str = "DLAB_MAX_ACTOR_BYTES";
+/// Most sessions per campaign (default [`DEFAULT_MAX_SESSIONS_PER_CAMPAIGN`]).
+pub const MAX_SESSIONS_PER_CAMPAIGN: &str = "DLAB_MAX_SESSIONS_PER_CAMPAIGN";
+/// Accepted values of [`MAX_LIST_BYTES`]: a page plus its envelope (and one item over the
+/// budget, which a page always takes) must stay far below Lambda's 6 MB response limit.
+pub const LIST_BYTES_RANGE: RangeInclusive<u64> = 1024..=4 * 1024 * 1024;
+/// Accepted values of [`MAX_ACTOR_BYTES`]: an actor is listed, returned and stored whole
+/// (MongoDB documents are at most 16 MiB).
+pub const ACTOR_BYTES_RANGE: RangeInclusive<u64> = 1024..=4 * 1024 * 1024;
+/// Accepted values of the count quotas.
+pub const COUNT_QUOTA_RANGE: RangeInclusive<u64> = 1..=1_000_000;
 
 /// Which browser origins may call the API.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -135,6 +157,11 @@ pub struct HttpSettings {
     pub attribution: String,
     /// Largest accepted request body (bigger: 413 `payload_too_large`).
     pub max_body_bytes: usize,
+    /// Byte budget of one page of a list route: a page stops before the item that would pass
+    /// it, so no answer comes near Lambda's 6 MB response limit.
+    pub max_list_bytes: usize,
+    /// Per-campaign quotas of actors and sessions.
+    pub quotas: CampaignQuotas,
 }
 
 impl Default for HttpSettings {
@@ -143,21 +170,66 @@ impl Default for HttpSettings {
             cors: CorsConfig::None,
             attribution: DEFAULT_ATTRIBUTION.to_owned(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_list_bytes: DEFAULT_MAX_PAGE_BYTES,
+            quotas: CampaignQuotas::default(),
         }
     }
 }
 
 impl HttpSettings {
-    /// Defaults, with [`CORS_ALLOWED_ORIGINS`] and [`COMPENDIUM_ATTRIBUTION`] when set.
+    /// Defaults, with [`CORS_ALLOWED_ORIGINS`], [`COMPENDIUM_ATTRIBUTION`], [`MAX_LIST_BYTES`]
+    /// and the quota variables when set.
     pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// [`HttpSettings::from_env`] over any lookup (tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let number = |name: &'static str, default: u64, range: RangeInclusive<u64>| {
+            let Some(raw) = lookup(name).filter(|v| !v.trim().is_empty()) else {
+                return Ok(default);
+            };
+            raw.trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|v| range.contains(v))
+                .ok_or_else(|| ConfigError::Invalid {
+                    name,
+                    reason: format!(
+                        "{raw:?} is not an integer from {} to {}",
+                        range.start(),
+                        range.end()
+                    ),
+                })
+        };
+        let size = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
         let mut s = Self {
-            cors: CorsConfig::from_env()?,
+            cors: CorsConfig::parse(&lookup(CORS_ALLOWED_ORIGINS).unwrap_or_default())?,
+            max_list_bytes: size(number(
+                MAX_LIST_BYTES,
+                DEFAULT_MAX_PAGE_BYTES as u64,
+                LIST_BYTES_RANGE,
+            )?),
+            quotas: CampaignQuotas {
+                max_actors: number(
+                    MAX_ACTORS_PER_CAMPAIGN,
+                    DEFAULT_MAX_ACTORS_PER_CAMPAIGN,
+                    COUNT_QUOTA_RANGE,
+                )?,
+                max_actor_bytes: size(number(
+                    MAX_ACTOR_BYTES,
+                    DEFAULT_MAX_ACTOR_BYTES as u64,
+                    ACTOR_BYTES_RANGE,
+                )?),
+                max_sessions: number(
+                    MAX_SESSIONS_PER_CAMPAIGN,
+                    DEFAULT_MAX_SESSIONS_PER_CAMPAIGN,
+                    COUNT_QUOTA_RANGE,
+                )?,
+            },
             ..Self::default()
         };
-        if let Some(a) = std::env::var(COMPENDIUM_ATTRIBUTION)
-            .ok()
-            .filter(|a| !a.trim().is_empty())
-        {
+        if let Some(a) = lookup(COMPENDIUM_ATTRIBUTION).filter(|a| !a.trim().is_empty()) {
             s.attribution = a;
         }
         Ok(s)

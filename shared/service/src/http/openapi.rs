@@ -43,8 +43,10 @@ impl Modify for BearerScheme {
     info(
         title = "Dungeon Lab event server HTTP API",
         description = "GM and tool API of the Dungeon Lab event server. Errors are \
-            `{\"error\": {\"code\", \"message\"}}`; lists are `{\"items\", \"nextCursor\"}`; \
-            times are milliseconds since the epoch.",
+            `{\"error\": {\"code\", \"message\"}}`; lists are `{\"items\", \"nextCursor\"}`, \
+            paged by `cursor` and `limit` and cut before the item that would pass the byte \
+            budget (`DLAB_MAX_LIST_BYTES`, 1 MiB by default); times are milliseconds since the \
+            epoch.",
     ),
     paths(
         meta::healthz,

@@ -5,19 +5,20 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use dlab_core::changes::{ACTOR_ADDED, ACTOR_REMOVED, parse_instance};
+use dlab_core::codes::ErrorCode;
 use dlab_core::compaction::Snapshot;
 use dlab_core::event::{GameEvent, Sender, check_type_permission};
 use dlab_core::ids::{ActorId, CampaignId, EventId, InstanceId, Sequence, SessionId, UserId};
 use dlab_core::state::GameSessionState;
-use dlab_store::model::{GameSession, SessionStatus, now_ms};
+use dlab_store::model::{GameSession, PageFill, SessionKey, SessionStatus, now_ms};
 use serde_json::{Value, json};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::AppState;
 use super::access::{campaign_access, session_access};
 use super::api::{
-    AddSessionActor, CreateSession, EVENTS_LIMIT, EventsParams, Page, SessionActorChange,
-    display_name, doc, int_param,
+    AddSessionActor, CreateSession, EVENTS_LIMIT, EventsParams, ListParams, Page,
+    SessionActorChange, display_name, doc, int_param,
 };
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Caller};
@@ -27,6 +28,9 @@ use crate::pipeline;
 
 /// How many generated instance ids are tried before giving up on a taken one.
 const INSTANCE_ID_ATTEMPTS: usize = 4;
+/// Events read per store call while filling a page of `GET /sessions/{id}/events`, so a page
+/// cut by its byte budget never had the whole `limit` in memory.
+const EVENTS_READ_CHUNK: u64 = 100;
 
 /// Creates a game session (GM only): the session document, then its hot state.
 #[utoipa::path(post, operation_id = "createSession", path = "/campaigns/{id}/sessions", tag = "sessions", request_body = CreateSession,
@@ -37,6 +41,7 @@ const INSTANCE_ID_ATTEMPTS: usize = 4;
         (status = 401, description = "Missing, expired or invalid token", body = ErrorBody),
         (status = 403, description = "Not a GM of the campaign", body = ErrorBody),
         (status = 404, description = "No such campaign", body = ErrorBody),
+        (status = 409, description = "The campaign has reached its quota of sessions (`DLAB_MAX_SESSIONS_PER_CAMPAIGN`)", body = ErrorBody),
     ))]
 pub async fn create(
     State(app): State<AppState>,
@@ -56,17 +61,20 @@ pub async fn create(
         created_at: now_ms(),
         archived_through: 0,
     };
-    deps.campaigns.create_session(&session).await?;
+    deps.campaigns
+        .create_session(&session, &app.settings().quotas)
+        .await?;
     deps.log.init_session(&session.id).await?;
     info!(campaign = %session.campaign_id, session = %session.id, user = %user, "session created");
     Ok((StatusCode::CREATED, Json(session)))
 }
 
-/// The campaign's sessions (members), newest first.
+/// The campaign's sessions (members), newest first, one page at a time.
 #[utoipa::path(get, operation_id = "listSessions", path = "/campaigns/{id}/sessions", tag = "sessions",
-    params(("id" = String, Path, description = "Campaign id")),
+    params(("id" = String, Path, description = "Campaign id"), ListParams),
     responses(
-        (status = 200, description = "Every session of the campaign", body = doc::SessionList),
+        (status = 200, description = "A page of the campaign's sessions", body = doc::SessionList),
+        (status = 400, description = "A parameter is invalid (limit outside 1..=1000, or a cursor this list did not make)", body = ErrorBody),
         (status = 401, description = "Missing, expired or invalid token", body = ErrorBody),
         (status = 403, description = "Not a member of the campaign", body = ErrorBody),
         (status = 404, description = "No such campaign", body = ErrorBody),
@@ -75,12 +83,16 @@ pub async fn list(
     State(app): State<AppState>,
     Caller(user): Caller,
     ApiPath(id): ApiPath<String>,
+    ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<Page<GameSession>>, ApiError> {
     let deps = app.deps();
+    let request = params.request::<SessionKey>(app.settings())?;
     let access = campaign_access(deps, &user, &CampaignId::new(id)).await?;
-    Ok(Json(Page::all(
-        deps.campaigns.sessions(&access.campaign.id).await?,
-    )))
+    let page = deps
+        .campaigns
+        .sessions(&access.campaign.id, &request)
+        .await?;
+    Ok(Json(Page::from_store(page)))
 }
 
 /// The live state, rehydrating the hot state when it is missing. An ended session whose hot
@@ -341,14 +353,17 @@ pub async fn runtime_actor(
         })
 }
 
-/// Committed events after `after`, contiguous and in order (members): replay over HTTP.
+/// Committed events after `after` (or `cursor`), contiguous and in order (members): replay
+/// over HTTP. A page stops at `limit` events or before the event that would pass the byte
+/// budget; `nextCursor` is `null` only when the page reaches the head.
 #[utoipa::path(get, operation_id = "listSessionEvents", path = "/sessions/{id}/events", tag = "sessions", params(("id" = String, Path, description = "Session id"), EventsParams),
     responses(
         (status = 200, description = "A page of events", body = doc::EventPage),
-        (status = 400, description = "A parameter is invalid (limit outside 1..=1000)", body = ErrorBody),
+        (status = 400, description = "A parameter is invalid (limit outside 1..=1000, after or cursor not a sequence, or both given and different)", body = ErrorBody),
         (status = 401, description = "Missing, expired or invalid token", body = ErrorBody),
         (status = 403, description = "Not a member of the session's campaign", body = ErrorBody),
         (status = 404, description = "No such session", body = ErrorBody),
+        (status = 503, description = "Events after `after` cannot be read now (a hole in the archive)", body = ErrorBody),
     ))]
 pub async fn events(
     State(app): State<AppState>,
@@ -357,29 +372,74 @@ pub async fn events(
     ApiQuery(params): ApiQuery<EventsParams>,
 ) -> Result<Json<Page<GameEvent>>, ApiError> {
     let deps = app.deps();
-    let (session, _) = session_access(deps, &user, &SessionId::new(id)).await?;
     let (default, max) = EVENTS_LIMIT;
     let after = int_param(params.after.as_deref(), "after", 0, 0..=u64::MAX)?;
+    let cursor = int_param(params.cursor.as_deref(), "cursor", after, 0..=u64::MAX)?;
+    if params
+        .after
+        .as_deref()
+        .is_some_and(|a| !a.trim().is_empty())
+        && cursor != after
+    {
+        return Err(ApiError::bad_request(
+            "after and cursor name the same position: give one of them",
+        ));
+    }
+    let after = cursor;
     let limit = int_param(
         params.limit.as_deref(),
         "limit",
         default as u64,
         1..=max as u64,
     )?;
+    let (session, _) = session_access(deps, &user, &SessionId::new(id)).await?;
     let head = pipeline::head(deps, &session.id).await?;
     if after >= head.get() {
         return Ok(Json(Page::all(vec![])));
     }
-    let to = Sequence(after.saturating_add(limit).min(head.get()));
-    let mut reader = pipeline::RangeReader::new(deps, &session.id, Sequence(after), to);
-    let mut items = Vec::new();
-    while let Some(page) = reader.next_page(limit as usize).await? {
-        items.extend(page);
+    let end = Sequence(after.saturating_add(limit).min(head.get()));
+    let mut fill = PageFill::new(limit as usize, app.settings().max_list_bytes);
+    let mut reader = pipeline::RangeReader::new(deps, &session.id, Sequence(after), end);
+    let mut read_to = after;
+    'read: loop {
+        let chunk = match reader.next_page(EVENTS_READ_CHUNK as usize).await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            // The events read so far are contiguous: serve them, with a cursor that resumes
+            // where the failure was.
+            Err(e) if read_to > after => {
+                warn!(session = %session.id, after = read_to, error = %e,
+                      "events page ends early: the rest could not be read");
+                break;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        for event in chunk {
+            let sequence = event.sequence.get();
+            let taken = fill.offer(event).map_err(|e| {
+                ApiError::new(
+                    ErrorCode::Internal,
+                    format!("an event could not be serialized: {e}"),
+                )
+            })?;
+            if !taken {
+                break 'read;
+            }
+            read_to = sequence;
+        }
     }
-    let next_cursor = items
-        .last()
-        .filter(|e| e.sequence < head)
-        .map(|e| e.sequence.to_string());
+    let (items, _) = fill.into_parts();
+    let Some(last) = items.last().map(|e| e.sequence) else {
+        warn!(session = %session.id, after, head = head.get(), "events after the cursor could not be read");
+        return Err(ApiError::new(
+            ErrorCode::Unavailable,
+            format!(
+                "events after {after} of session {} cannot be read now; retry later",
+                session.id
+            ),
+        ));
+    };
+    let next_cursor = (last < head).then(|| last.to_string());
     Ok(Json(Page { items, next_cursor }))
 }
 
