@@ -55,6 +55,13 @@ pub enum ServiceError {
     /// Over the rate limit.
     #[error("rate limit exceeded; slow down")]
     RateLimited,
+    /// `$connect` of a user who already holds the most open connections allowed. Edge: HTTP
+    /// 429 on the upgrade.
+    #[error("too many open connections (at most {limit} per user)")]
+    TooManyConnections {
+        /// The per-user limit.
+        limit: usize,
+    },
     /// A store operation failed: unreachable or timed out (`unavailable`), an id already taken
     /// (`conflict`), or undecodable data (`internal`).
     #[error("{}", store_message(.0))]
@@ -78,7 +85,9 @@ impl ServiceError {
             ServiceError::BadRequest(_) => ErrorCode::InvalidMessage,
             ServiceError::Conflict { .. } => ErrorCode::Conflict,
             ServiceError::InvalidEvent(_) => ErrorCode::InvalidEvent,
-            ServiceError::RateLimited => ErrorCode::RateLimited,
+            ServiceError::RateLimited | ServiceError::TooManyConnections { .. } => {
+                ErrorCode::RateLimited
+            }
             ServiceError::Unavailable(e) => e.code(),
             ServiceError::Fenced(_) => ErrorCode::Unavailable,
         }

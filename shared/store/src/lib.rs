@@ -19,8 +19,8 @@ pub mod ports;
 
 pub use error::{ArchiveError, Chain, CommitError, NotifyError, StoreError};
 pub use ports::{
-    CampaignStore, CommitRequest, Committed, ConnectionRegistry, EventArchive, EventLog, Notifier,
-    PostOutcome, RateLimiter, SnapshotStore,
+    Admission, CampaignStore, CommitRequest, Committed, ConnectionRegistry, EventArchive, EventLog,
+    Notifier, PostOutcome, RateLimiter, SnapshotStore,
 };
 
 #[cfg(feature = "apigw")]

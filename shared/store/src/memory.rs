@@ -17,6 +17,7 @@ use dlab_core::event::GameEvent;
 use dlab_core::ids::{ActorId, CampaignId, ConnectionId, EventId, Sequence, SessionId, UserId};
 use dlab_core::state::{ApplyError, GameSessionState};
 use tokio::sync::{Mutex, mpsc};
+use uuid::Uuid;
 
 use crate::error::{ArchiveError, CommitError, NotifyError, StoreError};
 use crate::model::{
@@ -24,8 +25,8 @@ use crate::model::{
     Subscription, now_ms,
 };
 use crate::ports::{
-    CampaignStore, CommitRequest, Committed, ConnectionRegistry, EventArchive, EventLog, Notifier,
-    PostOutcome, RateLimiter, SnapshotStore,
+    Admission, CampaignStore, CommitRequest, Committed, ConnectionRegistry, EventArchive, EventLog,
+    Notifier, PostOutcome, RateLimiter, SnapshotStore,
 };
 
 #[derive(Debug)]
@@ -575,6 +576,8 @@ struct Registry {
     connections: HashMap<ConnectionId, Connection>,
     /// session → connection → subscription
     sessions: HashMap<SessionId, BTreeMap<ConnectionId, Subscription>>,
+    /// Claimed ticket ids → when the ticket expires (ms); expired claims are pruned.
+    tickets: HashMap<Uuid, u64>,
 }
 
 /// Connections and subscriptions in memory.
@@ -592,13 +595,42 @@ impl MemoryConnectionRegistry {
 
 #[async_trait]
 impl ConnectionRegistry for MemoryConnectionRegistry {
-    async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError> {
-        self.inner
-            .lock()
-            .await
+    async fn add_connection(
+        &self,
+        connection: &Connection,
+        limit: usize,
+    ) -> Result<Admission, StoreError> {
+        let now = now_ms();
+        let mut inner = self.inner.lock().await;
+        let open = inner
+            .connections
+            .values()
+            .filter(|c| c.user_id == connection.user_id && c.expires_at > now)
+            .count();
+        let renewal = inner
+            .connections
+            .get(&connection.id)
+            .is_some_and(|c| c.user_id == connection.user_id && c.expires_at > now);
+        if !renewal && open >= limit {
+            return Ok(Admission::Refused { open });
+        }
+        inner
             .connections
             .insert(connection.id.clone(), connection.clone());
-        Ok(())
+        Ok(Admission::Admitted)
+    }
+
+    async fn claim_ticket(&self, jti: Uuid, expires_at_ms: u64) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let mut inner = self.inner.lock().await;
+        inner.tickets.retain(|_, expires| *expires > now);
+        match inner.tickets.entry(jti) {
+            std::collections::hash_map::Entry::Occupied(_) => Ok(false),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(expires_at_ms);
+                Ok(true)
+            }
+        }
     }
 
     async fn connection(&self, id: &ConnectionId) -> Result<Option<Connection>, StoreError> {
