@@ -1830,8 +1830,9 @@ pub async fn error_codes_over_the_wire(backend: Backend) {
     // unauthorized: the upgrade is refused with 401.
     assert_eq!(refused_status(&url, Some("garbage")).await, 401);
     assert_eq!(refused_status(&url, None).await, 401);
-    let foreign = dlab_service::auth::Authenticator::with_secret("another-secret")
-        .issue_user_token(&UserId::new(t.players[0].id.as_str()), WAIT);
+    let foreign =
+        dlab_service::auth::Authenticator::with_secret("another-secret-of-at-least-32-bytes")
+            .issue_user_token(&UserId::new(t.players[0].id.as_str()), WAIT);
     assert_eq!(refused_status(&url, Some(&foreign)).await, 401);
 
     // A session of a campaign the player is not in.
