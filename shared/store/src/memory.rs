@@ -837,3 +837,39 @@ impl Notifier for MemoryNotifier {
         }
     }
 }
+
+#[cfg(test)]
+mod registry_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn expired_ticket_claims_are_pruned() {
+        let registry = MemoryConnectionRegistry::new();
+        for _ in 0..100 {
+            assert!(
+                registry
+                    .claim_ticket(Uuid::new_v4(), now_ms() - 1)
+                    .await
+                    .unwrap()
+            );
+        }
+        let live = Uuid::new_v4();
+        assert!(
+            registry
+                .claim_ticket(live, now_ms() + 60_000)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            registry.inner.lock().await.tickets.len(),
+            1,
+            "only the unexpired claim is kept"
+        );
+        assert!(
+            !registry
+                .claim_ticket(live, now_ms() + 60_000)
+                .await
+                .unwrap()
+        );
+    }
+}
