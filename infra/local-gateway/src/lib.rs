@@ -53,6 +53,10 @@ pub fn banner(running: &app::Running) -> String {
             ""
         },
     );
+    out.push_str(&format!(
+        "  @connections: {}  (loopback only, for the hosted handlers)\n",
+        running.management_url()
+    ));
     if running.dev_tokens {
         out.push_str(&format!(
             "  Tokens:    curl -s -X POST {http}/dev/token -H 'content-type: application/json' -d '{{\"userId\":\"alice\"}}'\n",

@@ -141,12 +141,11 @@ impl DynamoConfig {
 /// A stored item could not be decoded.
 #[derive(Debug, Error)]
 enum DecodeError {
-    #[error("attribute {0} is missing or not a string")]
-    NotString(&'static str),
-    #[error("attribute {0} is missing or not an unsigned integer")]
-    NotNumber(&'static str),
-    #[error("attribute {0} is missing or not a map")]
-    NotMap(&'static str),
+    #[error("attribute {attribute} is missing or not {expected}")]
+    WrongType {
+        attribute: &'static str,
+        expected: &'static str,
+    },
 }
 
 /// Unprocessed items remained after every retry of a batch write.
@@ -791,7 +790,10 @@ fn decode_slots(item: &Item) -> Result<(u64, BTreeMap<String, u64>), StoreError>
         return Err(StoreError::corrupt(
             BACKEND,
             "connection registry item",
-            DecodeError::NotMap(CONNECTIONS),
+            DecodeError::WrongType {
+                attribute: CONNECTIONS,
+                expected: "a map",
+            },
         ));
     };
     let mut slots = BTreeMap::new();
@@ -804,7 +806,10 @@ fn decode_slots(item: &Item) -> Result<(u64, BTreeMap<String, u64>), StoreError>
             StoreError::corrupt(
                 BACKEND,
                 "connection registry item",
-                DecodeError::NotNumber(CONNECTIONS),
+                DecodeError::WrongType {
+                    attribute: CONNECTIONS,
+                    expected: "an unsigned integer",
+                },
             )
         })?;
         slots.insert(id.clone(), at);
@@ -884,7 +889,10 @@ fn get_s(item: &Item, name: &'static str) -> Result<String, StoreError> {
         _ => Err(StoreError::corrupt(
             BACKEND,
             "connection registry item",
-            DecodeError::NotString(name),
+            DecodeError::WrongType {
+                attribute: name,
+                expected: "a string",
+            },
         )),
     }
 }
@@ -895,13 +903,19 @@ fn get_n(item: &Item, name: &'static str) -> Result<u64, StoreError> {
             StoreError::corrupt(
                 BACKEND,
                 "connection registry item",
-                DecodeError::NotNumber(name),
+                DecodeError::WrongType {
+                    attribute: name,
+                    expected: "an unsigned integer",
+                },
             )
         }),
         _ => Err(StoreError::corrupt(
             BACKEND,
             "connection registry item",
-            DecodeError::NotNumber(name),
+            DecodeError::WrongType {
+                attribute: name,
+                expected: "an unsigned integer",
+            },
         )),
     }
 }
