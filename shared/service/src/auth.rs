@@ -102,7 +102,7 @@ pub struct Claims {
 }
 
 /// What a connect ticket carries.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize)]
 struct TicketClaims {
     sub: String,
     exp: u64,
