@@ -6,7 +6,9 @@
 //! - [`Backend`]: the gateway on the memory backend, or on the real servers (Redis, MongoDB
 //!   through nx-27017, DynamoDB on moto).
 //! - [`Http`] and [`setup_table`]: dev tokens, and a campaign with members, a custom 15-HP
-//!   goblin actor, a session and goblin instances, all made through the HTTP API.
+//!   goblin actor, a session and goblin instances, all made through the HTTP API. Sockets open
+//!   with a single-use ticket from `POST /connect-ticket` ([`connect_ticket`]), as a browser
+//!   does; only [`tokens_at_connect`] opens one with a dev token directly (dev mode).
 //! - [`WsClient`]: a socket plus the client-side [`Projection`]. Frames are not ordered
 //!   (PROTOCOL.md), so the client buffers events by `sequence`, drops duplicates, replays a gap
 //!   that persists about 250 ms, and applies events in order to its own
@@ -170,15 +172,21 @@ pub struct Http {
 impl Http {
     /// The HTTP API of `running` (never through a proxy: everything stays on 127.0.0.1).
     pub fn new(running: &Running) -> Self {
+        Self::at(running.http_url())
+    }
+
+    /// The `@connections` endpoint of `running`, on its own loopback port.
+    pub fn management(running: &Running) -> Self {
+        Self::at(running.management_url())
+    }
+
+    fn at(base: String) -> Self {
         let client = reqwest::Client::builder()
             .no_proxy()
             .timeout(WAIT)
             .build()
             .expect("an HTTP client");
-        Self {
-            client,
-            base: running.http_url(),
-        }
+        Self { client, base }
     }
 
     /// Any request; returns the status and the JSON body (`null` when empty or not JSON).
@@ -682,6 +690,25 @@ pub async fn open_socket(
         .map(|(ws, _)| ws)
 }
 
+/// `POST /connect-ticket` with the user's token, on the gateway of `ws_url`: a single-use
+/// connect ticket, what a client puts in `?token=`.
+pub async fn connect_ticket(ws_url: &str, user: &User) -> String {
+    let base = ws_url.trim_end_matches('/').replacen("ws://", "http://", 1);
+    let (status, body) = Http::at(base)
+        .call(
+            reqwest::Method::POST,
+            "/connect-ticket",
+            Some(&user.token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "POST /connect-ticket for {}: {body}", user.id);
+    body["ticket"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no ticket in {body}"))
+        .to_owned()
+}
+
 /// The HTTP status of a refused handshake (panics when the handshake succeeded).
 pub async fn refused_status(ws_url: &str, token: Option<&str>) -> u16 {
     match open_socket(ws_url, token).await {
@@ -715,7 +742,8 @@ impl WsClient {
     /// any, is dropped abruptly).
     pub async fn reconnect(&mut self, ws_url: &str) {
         self.drop_abruptly().await;
-        let ws = open_socket(ws_url, Some(&self.user.token))
+        let ticket = connect_ticket(ws_url, &self.user).await;
+        let ws = open_socket(ws_url, Some(&ticket))
             .await
             .unwrap_or_else(|e| panic!("connect of {}: {e}", self.user.id));
         let (sink, stream) = ws.split();
@@ -1730,7 +1758,7 @@ pub async fn vanished_client_is_removed(backend: Backend) {
         .unwrap();
     assert!(registry_subscribers(&running, s).await.contains(&id3));
     // What the broadcast will meet: @connections answers 410 Gone for that id.
-    let (status, body) = http
+    let (status, body) = Http::management(&running)
         .call(
             reqwest::Method::POST,
             &format!("/local/@connections/{}", connection_path(&id3)),
@@ -1817,6 +1845,135 @@ pub async fn presence_ping_and_request_ids(backend: Backend) {
     running.shutdown().await;
 }
 
+/// Sends a ping on a raw socket and waits for its pong: the socket is open and served.
+async fn ping_raw(ws: &mut Ws) {
+    let request_id = format!("r-{}", tag());
+    tokio::time::timeout(
+        WAIT,
+        ws.send(Message::text(
+            json!({"action": "ping", "requestId": request_id}).to_string(),
+        )),
+    )
+    .await
+    .expect("send in time")
+    .expect("ping sent");
+    let pong = tokio::time::timeout(WAIT, async {
+        while let Some(Ok(message)) = ws.next().await {
+            if let Message::Text(text) = message {
+                let frame: Value = serde_json::from_str(&text).expect("a JSON frame");
+                if frame["event"] == "pong" && frame["data"]["requestId"] == request_id.as_str() {
+                    return true;
+                }
+            }
+        }
+        false
+    })
+    .await
+    .expect("a pong in time");
+    assert!(pong, "the socket ended before its pong");
+}
+
+/// What `$connect` takes, over the wire. In dev mode (dev tokens on, loopback) a dev token
+/// opens a socket directly. A ticket from `POST /connect-ticket` opens one socket, and its
+/// replay is refused (401). One user's sockets over the per-user limit are refused with 429
+/// (others users are not affected), and a closed socket frees its slot. Without dev mode a user
+/// token is refused (401) while a ticket works.
+pub async fn tokens_at_connect(backend: Backend) {
+    let _turn = shared().await;
+    let running = backend.gateway().await;
+    let http = Http::new(&running);
+    let url = running.ws_url();
+    let alice = http.user(&format!("alice-{}", tag())).await;
+
+    assert!(running.dev_tokens, "the e2e gateway runs in dev mode");
+    let mut direct = open_socket(&url, Some(&alice.token))
+        .await
+        .expect("dev mode opens a socket with a dev token");
+    ping_raw(&mut direct).await;
+
+    let ticket = connect_ticket(&url, &alice).await;
+    let mut with_ticket = open_socket(&url, Some(&ticket))
+        .await
+        .expect("a ticket opens a socket");
+    ping_raw(&mut with_ticket).await;
+    assert_eq!(
+        refused_status(&url, Some(&ticket)).await,
+        401,
+        "a replayed ticket"
+    );
+
+    let limit = running.deps.settings.max_connections_per_user;
+    let mut sockets = vec![direct, with_ticket];
+    while sockets.len() < limit {
+        let ticket = connect_ticket(&url, &alice).await;
+        sockets.push(
+            open_socket(&url, Some(&ticket))
+                .await
+                .expect("a socket under the limit"),
+        );
+    }
+    let over = connect_ticket(&url, &alice).await;
+    assert_eq!(
+        refused_status(&url, Some(&over)).await,
+        429,
+        "socket {} of one user",
+        limit + 1
+    );
+    let bob = http.user(&format!("bob-{}", tag())).await;
+    let mut bobs = open_socket(&url, Some(&connect_ticket(&url, &bob).await))
+        .await
+        .expect("another user is not limited by alice's sockets");
+    ping_raw(&mut bobs).await;
+
+    let mut events = running.hub.events();
+    let mut closing = sockets.pop().expect("a socket");
+    closing.close(None).await.expect("close frame sent");
+    tokio::time::timeout(WAIT, async {
+        loop {
+            // The hub forgets a connection after its `$disconnect` has run.
+            if let Ok(HubEvent::Closed(_)) = events.recv().await {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the closed socket's $disconnect runs");
+    let mut again = open_socket(&url, Some(&connect_ticket(&url, &alice).await))
+        .await
+        .expect("a closed socket frees its slot");
+    ping_raw(&mut again).await;
+    drop(sockets);
+    running.shutdown().await;
+
+    let options = Options {
+        dev_tokens: false,
+        ..backend.options(Limits::default())
+    };
+    let secret = options.jwt_secret.clone().expect("the e2e secret");
+    let strict = start(options).await.expect("a gateway without dev mode");
+    assert!(!strict.dev_tokens);
+    let carol_id = format!("carol-{}", tag());
+    let carol = User {
+        token: dlab_service::auth::Authenticator::with_secret(&secret)
+            .issue_user_token(&UserId::new(carol_id.as_str()), WAIT * 6),
+        id: carol_id,
+    };
+    let strict_url = strict.ws_url();
+    assert_eq!(
+        refused_status(&strict_url, Some(&carol.token)).await,
+        401,
+        "a user token in the URL outside dev mode"
+    );
+    let mut ok = open_socket(
+        &strict_url,
+        Some(&connect_ticket(&strict_url, &carol).await),
+    )
+    .await
+    .expect("a ticket opens a socket outside dev mode");
+    ping_raw(&mut ok).await;
+    strict.shutdown().await;
+}
+
 /// Every error code a client can cause, over the wire, each leaving the connection usable;
 /// a bad token refuses the upgrade with HTTP 401.
 pub async fn error_codes_over_the_wire(backend: Backend) {
@@ -1830,8 +1987,9 @@ pub async fn error_codes_over_the_wire(backend: Backend) {
     // unauthorized: the upgrade is refused with 401.
     assert_eq!(refused_status(&url, Some("garbage")).await, 401);
     assert_eq!(refused_status(&url, None).await, 401);
-    let foreign = dlab_service::auth::Authenticator::with_secret("another-secret")
-        .issue_user_token(&UserId::new(t.players[0].id.as_str()), WAIT);
+    let foreign =
+        dlab_service::auth::Authenticator::with_secret("another-secret-of-at-least-32-bytes")
+            .issue_user_token(&UserId::new(t.players[0].id.as_str()), WAIT);
     assert_eq!(refused_status(&url, Some(&foreign)).await, 401);
 
     // A session of a campaign the player is not in.
@@ -2231,7 +2389,8 @@ pub async fn slow_reader_is_dropped(backend: Backend) {
     let s = t.session.as_str();
     // The slow client subscribes, then never reads again.
     let mut events = running.hub.events();
-    let mut slow = open_socket(&running.ws_url(), Some(&t.players[0].token))
+    let ticket = connect_ticket(&running.ws_url(), &t.players[0]).await;
+    let mut slow = open_socket(&running.ws_url(), Some(&ticket))
         .await
         .expect("the slow client connects");
     let slow_id = tokio::time::timeout(WAIT, async {

@@ -30,7 +30,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tower::ServiceExt;
 
 /// The secret the test authenticator signs with.
-pub const SECRET: &str = "http-test-secret-do-not-use";
+pub const SECRET: &str = "http-test-secret-of-32-bytes-do-not-use";
 
 /// The compendium attribution the test router answers with.
 pub const ATTRIBUTION: &str = "Test data: no license needed.";
@@ -552,7 +552,7 @@ pub async fn connect_ticket_is_for_the_websocket(w: &HttpWorld) {
     let expires_at = body["expiresAt"].as_u64().unwrap();
     assert!(expires_at > now_ms() && expires_at <= now_ms() + 120_000);
     assert_eq!(
-        w.deps.auth.verify_connect(Some(ticket)).await.unwrap(),
+        w.deps.auth.verify_connect(Some(ticket)).await.unwrap().user,
         user
     );
     w.raw("GET", "/campaigns", Some(ticket), None)

@@ -476,20 +476,23 @@ pub async fn flood_is_rate_limited(world: &World) {
     );
 }
 
-/// Tokens: another key, expired ticket, garbage, missing → 401 at `$connect`.
+/// Tokens: another key, expired ticket, garbage, missing, a user token (outside dev mode) and
+/// a replayed ticket → 401 at `$connect`; a fresh ticket → 200.
 pub async fn bad_tokens_are_refused_at_connect(world: &World) {
     use dlab_service::auth::Authenticator;
     let t = world.seed().await;
-    let foreign = Authenticator::with_secret("another-key")
+    let foreign = Authenticator::with_secret("another-key-of-at-least-32-bytes!")
         .issue_ticket(&t.players[0])
         .ticket;
     assert_eq!(world.connect_with(Some(&foreign)).await.1, 401);
     assert_eq!(world.connect_with(Some("garbage")).await.1, 401);
     assert_eq!(world.connect_with(None).await.1, 401);
     let short = Authenticator::new(
-        &dlab_service::config::JwtConfig::Secret(crate::ws_world::SECRET.into()),
-        None,
+        &dlab_service::config::JwtConfig::secret(
+            dlab_service::config::HsSecret::new("SECRET", crate::ws_world::SECRET).unwrap(),
+        ),
         Duration::from_secs(1),
+        dlab_service::auth::ConnectTokens::TicketsOnly,
     );
     let ticket = short.issue_ticket(&t.players[0]).ticket;
     tokio::time::sleep(Duration::from_millis(2_100)).await;
@@ -498,6 +501,44 @@ pub async fn bad_tokens_are_refused_at_connect(world: &World) {
         401,
         "expired ticket"
     );
-    let ok = world.token(&t.players[0]);
-    assert_eq!(world.connect_with(Some(&ok)).await.1, 200);
+    let user_token = world.token(&t.players[0]);
+    assert_eq!(
+        world.connect_with(Some(&user_token)).await.1,
+        401,
+        "a long-lived user token in the URL"
+    );
+    let ticket = world.deps().auth.issue_ticket(&t.players[0]).ticket;
+    assert_eq!(world.connect_with(Some(&ticket)).await.1, 200);
+    assert_eq!(
+        world.connect_with(Some(&ticket)).await.1,
+        401,
+        "a replayed ticket"
+    );
+}
+
+/// The per-user connection limit: over it `$connect` answers 429 and stores nothing; a
+/// `$disconnect` frees a slot; other users are not affected.
+pub async fn connection_limit_is_enforced_at_connect(world: &World) {
+    let t = world.seed().await;
+    let limit = world.deps().settings.max_connections_per_user;
+    let mut open = Vec::new();
+    for _ in 0..limit {
+        open.push(world.connect(&t.players[0]).await);
+    }
+    let ticket = world.deps().auth.issue_ticket(&t.players[0]).ticket;
+    let (refused, status) = world.connect_with(Some(&ticket)).await;
+    assert_eq!(status, 429, "connection {} of a user", limit + 1);
+    assert!(
+        world
+            .deps()
+            .registry
+            .connection(&refused.id)
+            .await
+            .unwrap()
+            .is_none(),
+        "a refused connection is not stored"
+    );
+    world.connect(&t.players[1]).await;
+    assert_eq!(open.pop().expect("one").disconnect().await, 200);
+    world.connect(&t.players[0]).await;
 }

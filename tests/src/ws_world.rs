@@ -19,7 +19,7 @@ use dlab_store::model::{Campaign, GameSession, Member, MemberRole, SessionStatus
 use serde_json::{Value, json};
 
 /// The secret the test authenticator signs with.
-pub const SECRET: &str = "test-secret-do-not-use";
+pub const SECRET: &str = "ws-test-secret-of-32-bytes-do-not-use";
 
 /// An API Gateway `$connect` event.
 pub fn connect_event(

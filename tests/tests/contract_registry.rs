@@ -11,11 +11,11 @@ use aws_config::{BehaviorVersion, Region};
 use aws_sdk_dynamodb::config::Credentials;
 use aws_sdk_dynamodb::types::AttributeValue;
 use dlab_core::ids::{ConnectionId, SessionId, UserId};
-use dlab_store::ConnectionRegistry;
 use dlab_store::StoreError;
 use dlab_store::dynamo::{DynamoConnectionRegistry, TTL_ATTRIBUTE, create_table};
 use dlab_store::memory::MemoryConnectionRegistry;
-use dlab_store::model::{Subscription, now_ms};
+use dlab_store::model::{Connection, Subscription, now_ms};
+use dlab_store::{Admission, ConnectionRegistry};
 use dlab_tests::contract::registry;
 use dlab_tests::servers::{self, Server};
 use uuid::Uuid;
@@ -95,6 +95,11 @@ contract!(
     unsubscribe_removes_one_subscription,
     remove_connection_removes_all_subscriptions,
     remove_user_subscriptions_removes_only_that_user,
+    connection_limit_admits_up_to_the_limit,
+    expired_connections_do_not_count,
+    disconnect_frees_a_slot,
+    concurrent_connects_never_pass_the_limit,
+    tickets_are_claimed_once,
 );
 
 #[tokio::test]
@@ -187,6 +192,60 @@ async fn dynamo_items_are_mirrored_with_ttl_in_seconds_and_removed_together() {
     assert!(
         scan(&client, &table).await.is_empty(),
         "both mirrors are deleted"
+    );
+}
+
+#[tokio::test]
+async fn dynamo_limit_and_ticket_items_carry_their_ttl() {
+    let Some((client, table)) = fresh_table().await else {
+        return;
+    };
+    let store = DynamoConnectionRegistry::new(client.clone(), table.clone());
+    let user = UserId::new(format!("u-{}", Uuid::new_v4().simple()));
+    let expires_at = now_ms() + 7_200_500;
+    let connection = Connection {
+        id: ConnectionId::new("Xy9Zab12Cd34Ef="),
+        user_id: user.clone(),
+        connected_at: now_ms(),
+        expires_at,
+    };
+    assert_eq!(
+        store.add_connection(&connection, 10).await.unwrap(),
+        Admission::Admitted
+    );
+    let jti = Uuid::new_v4();
+    let ticket_expiry = now_ms() + 60_000;
+    assert!(store.claim_ticket(jti, ticket_expiry).await.unwrap());
+
+    let items = scan(&client, &table).await;
+    let find = |pk: &str| {
+        items
+            .iter()
+            .find(|i| s(i, "pk") == pk)
+            .unwrap_or_else(|| panic!("an item {pk} in {items:?}"))
+    };
+    let slots = find(&format!("USER#{user}"));
+    assert_eq!(s(slots, "sk"), "CONNECTIONS");
+    assert_eq!(
+        slots["connections"]
+            .as_m()
+            .expect("a map")
+            .get(connection.id.as_str()),
+        Some(&AttributeValue::N(expires_at.to_string()))
+    );
+    assert_eq!(n(slots, TTL_ATTRIBUTE), expires_at.div_ceil(1000));
+    let ticket = find(&format!("TICKET#{jti}"));
+    assert_eq!(n(ticket, TTL_ATTRIBUTE), ticket_expiry.div_ceil(1000));
+
+    store.remove_connection(&connection.id).await.unwrap();
+    let items = scan(&client, &table).await;
+    let slots = items
+        .iter()
+        .find(|i| s(i, "pk") == format!("USER#{user}"))
+        .expect("the user item stays");
+    assert!(
+        slots["connections"].as_m().expect("a map").is_empty(),
+        "remove_connection frees the slot"
     );
 }
 

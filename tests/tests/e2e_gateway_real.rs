@@ -24,6 +24,7 @@ cases!(
     duplicate_submit,
     vanished_client_is_removed,
     presence_ping_and_request_ids,
+    tokens_at_connect,
     error_codes_over_the_wire,
     oversized_message_closes_1009,
     fragmented_message_within_limits,

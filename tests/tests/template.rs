@@ -407,6 +407,35 @@ fn access_logs_never_record_query_strings_or_bodies() {
             );
         }
     }
+    // Only variables known to hold no query string, token or body: an allow-list, so a new
+    // field must be added here on purpose.
+    const SAFE: [&str; 12] = [
+        "$context.requestId",
+        "$context.connectionId",
+        "$context.eventType",
+        "$context.routeKey",
+        "$context.status",
+        "$context.integrationLatency",
+        "$context.error.message",
+        "$context.requestTime",
+        "$context.identity.sourceIp",
+        "$context.httpMethod",
+        "$context.path",
+        "$context.responseLength",
+    ];
+    for id in ["WebSocketStage", "HttpApi"] {
+        let format = t.resource(id)["Properties"]["AccessLogSettings"]["Format"]
+            .as_str()
+            .expect("a format");
+        let fields: Map<String, Value> = serde_json::from_str(format).unwrap();
+        for (name, value) in &fields {
+            let value = value.as_str().unwrap_or_default();
+            assert!(
+                SAFE.contains(&value),
+                "{id}'s access log field {name} = {value:?} is not one known to hold no query string"
+            );
+        }
+    }
     let ws = &t.resource("WebSocketStage")["Properties"]["AccessLogSettings"]["Format"];
     let ws: Map<String, Value> = serde_json::from_str(ws.as_str().unwrap()).unwrap();
     for field in ["connectionId", "eventType", "routeKey"] {
@@ -517,6 +546,7 @@ fn environment_matches_the_configuration_code() {
             config::JWT_SECRET,
             config::JWT_JWKS_URL,
             config::JWT_ISSUER,
+            config::JWT_AUDIENCE,
             config::TICKET_SECRET,
             config::CONNECTIONS_TABLE,
             config::APIGW_MANAGEMENT_ENDPOINT,
@@ -556,6 +586,46 @@ fn environment_matches_the_configuration_code() {
         ("SecurityGroupIds", "List<AWS::EC2::SecurityGroup::Id>"),
     ] {
         assert_eq!(t.parameter(listed.0)["Type"], listed.1);
+    }
+}
+
+#[test]
+fn jwks_needs_an_audience_and_an_issuer_and_secrets_32_bytes() {
+    use dlab_service::config;
+
+    let t = Template::load();
+    assert_eq!(t.parameter("JwtAudience")["Default"], "");
+    let optional = |condition: &str, parameter: &str| json!({"Fn::If": [condition, {"Ref": parameter}, {"Ref": "AWS::NoValue"}]});
+    for (id, f) in t.functions() {
+        assert_eq!(
+            f.env(config::JWT_AUDIENCE),
+            &optional("HasJwtAudience", "JwtAudience"),
+            "{id}"
+        );
+        assert_eq!(
+            f.env(config::JWT_ISSUER),
+            &optional("HasJwtIssuer", "JwtIssuer"),
+            "{id}"
+        );
+    }
+    let required = |parameter: &str| json!({"Fn::Not": [{"Fn::Equals": [{"Ref": parameter}, ""]}]});
+    let rules = t.doc["Rules"].as_object().expect("Rules");
+    let with_jwks: Vec<Value> = rules
+        .values()
+        .filter(|r| r["RuleCondition"] == required("JwtJwksUrl"))
+        .flat_map(|r| r["Assertions"].as_array().cloned().unwrap_or_default())
+        .map(|a| a["Assert"].clone())
+        .collect();
+    for parameter in ["JwtAudience", "JwtIssuer"] {
+        assert!(
+            with_jwks.contains(&required(parameter)),
+            "a rule requires {parameter} with JwtJwksUrl: {with_jwks:?}"
+        );
+    }
+    let pattern = format!("^(.{{{},}})?$", config::MIN_SECRET_BYTES);
+    for secret in ["JwtSecret", "TicketSecret"] {
+        assert_eq!(t.parameter(secret)["AllowedPattern"], pattern, "{secret}");
+        assert_eq!(t.parameter(secret)["Default"], "", "{secret}");
     }
 }
 

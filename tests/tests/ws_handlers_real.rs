@@ -28,6 +28,7 @@ cases!(
     conflict_carries_current,
     flood_is_rate_limited,
     bad_tokens_are_refused_at_connect,
+    connection_limit_is_enforced_at_connect,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -436,8 +436,15 @@ struct CountingRegistry {
 
 #[async_trait]
 impl ConnectionRegistry for CountingRegistry {
-    async fn put_connection(&self, c: &Connection) -> Result<(), StoreError> {
-        self.inner.put_connection(c).await
+    async fn add_connection(
+        &self,
+        c: &Connection,
+        limit: usize,
+    ) -> Result<dlab_store::Admission, StoreError> {
+        self.inner.add_connection(c, limit).await
+    }
+    async fn claim_ticket(&self, jti: uuid::Uuid, expires_at_ms: u64) -> Result<bool, StoreError> {
+        self.inner.claim_ticket(jti, expires_at_ms).await
     }
     async fn connection(&self, id: &ConnectionId) -> Result<Option<Connection>, StoreError> {
         self.lookups.fetch_add(1, Ordering::SeqCst);

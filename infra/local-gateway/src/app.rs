@@ -1,19 +1,23 @@
 //! Assembles the gateway: backends (memory by default, or the real servers), the same handlers
-//! as the Lambdas, the HTTP API, `@connections`, dev tokens and demo data, on one port.
+//! as the Lambdas, the HTTP API, dev tokens and demo data on the public port, and
+//! `@connections` on a second, loopback-only port that only the hosted handlers' notifier uses
+//! (API Gateway's management API is IAM-signed; this one checks nothing, so it must not be
+//! reachable by clients).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use dlab_core::ids::UserId;
 use dlab_service::Deps;
-use dlab_service::auth::Authenticator;
-use dlab_service::config::Settings;
+use dlab_service::auth::{Authenticator, ConnectTokens};
+use dlab_service::config::{HsSecret, JWT_SECRET, JwtConfig, Settings};
 use dlab_service::lambda::WsLambda;
 use dlab_store::memory::{
     MemoryCampaignStore, MemoryConnectionRegistry, MemoryEventArchive, MemoryEventLog,
@@ -51,13 +55,14 @@ pub struct Options {
     pub listen: SocketAddr,
     /// Backends.
     pub backends: Backends,
-    /// Serve `POST /dev/token` (refused on a non-loopback address).
+    /// Dev mode: serve `POST /dev/token` and accept user tokens at `$connect` (refused on a
+    /// non-loopback address).
     pub dev_tokens: bool,
     /// Seed a demo campaign.
     pub demo: bool,
     /// Connection timeouts.
     pub limits: Limits,
-    /// HS256 secret for tokens (a random one per run when `None`).
+    /// HS256 secret for tokens, at least 32 bytes (a random one per run when `None`).
     pub jwt_secret: Option<String>,
 }
 
@@ -95,9 +100,12 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// A running gateway.
 pub struct Running {
-    /// The bound address.
+    /// The bound (public) address: WebSocket, HTTP API, dev tokens.
     pub addr: SocketAddr,
-    /// Whether `/dev/token` is served.
+    /// The loopback address of `@connections` (API Gateway's management API), used by the
+    /// hosted handlers' notifier; the public address answers 404 there.
+    pub management_addr: SocketAddr,
+    /// Dev mode: `/dev/token` is served and `$connect` accepts user tokens.
     pub dev_tokens: bool,
     /// Demo tokens, when seeded: (user, token).
     pub demo: Option<crate::demo::Demo>,
@@ -108,6 +116,7 @@ pub struct Running {
     work: crate::gateway::Work,
     shutdown: watch::Sender<bool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
+    management: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl Running {
@@ -119,6 +128,11 @@ impl Running {
     /// `http://addr`.
     pub fn http_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// `http://management_addr`: the `@connections` endpoint (stage prefix optional).
+    pub fn management_url(&self) -> String {
+        format!("http://{}", self.management_addr)
     }
 
     /// Closes every socket with a close frame, waits (up to [`SHUTDOWN_GRACE`]) until every
@@ -137,7 +151,9 @@ impl Running {
             );
         }
         self.server.abort();
+        self.management.abort();
         let _ = self.server.await;
+        let _ = self.management.await;
     }
 }
 
@@ -219,10 +235,11 @@ async fn aws_config(endpoint: &str) -> aws_config::SdkConfig {
 
 async fn build_deps(
     options: &Options,
-    addr: SocketAddr,
+    management: SocketAddr,
     auth: Authenticator,
+    settings: Settings,
 ) -> Result<Deps, StartError> {
-    let own = format!("http://{addr}");
+    let own = format!("http://{management}");
     let sdk = aws_config(&own).await.into_builder().timeout_config(
         aws_config::timeout::TimeoutConfig::builder()
             .connect_timeout(NOTIFIER_CONNECT_TIMEOUT)
@@ -241,7 +258,7 @@ async fn build_deps(
         limiter: Arc::new(MemoryRateLimiter::new()),
         notifier: Arc::new(notifier),
         auth,
-        settings: Settings::from_env()?,
+        settings,
     };
     let b = &options.backends;
     if let Some(url) = &b.redis {
@@ -293,6 +310,42 @@ async fn dev_token(
     }
 }
 
+/// Serves `/dev/token` only to requests whose `Host` is a loopback name (`localhost`,
+/// `127.0.0.1`, `[::1]`, with any port): a web page that points its own domain at 127.0.0.1
+/// (DNS rebinding) sends its domain as `Host` and gets 403, so it cannot mint tokens.
+async fn loopback_host_only(request: Request, next: Next) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok());
+    if host.is_some_and(is_loopback_host) {
+        return next.run(request).await;
+    }
+    warn!(
+        host = host.unwrap_or(""),
+        "dev route refused: Host is not a loopback name"
+    );
+    (
+        StatusCode::FORBIDDEN,
+        Json(json!({"error": {"code": "forbidden", "message": "dev routes answer only to Host localhost, 127.0.0.1 or [::1] (with any port)"}})),
+    )
+        .into_response()
+}
+
+/// `localhost`, `127.0.0.1` or `[::1]`, optionally with `:port`.
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.to_ascii_lowercase();
+    ["localhost", "127.0.0.1", "[::1]"]
+        .iter()
+        .any(|name| match host.strip_prefix(name) {
+            Some("") => true,
+            Some(rest) => rest.strip_prefix(':').is_some_and(|port| {
+                (1..=5).contains(&port.len()) && port.bytes().all(|b| b.is_ascii_digit())
+            }),
+            None => false,
+        })
+}
+
 /// Binds `addr` with [`LISTEN_BACKLOG`] (the kernel may cap it lower) and address reuse, so a
 /// restart does not wait for old sockets in `TIME_WAIT`.
 fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -314,6 +367,18 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
             addr: options.listen,
         });
     }
+    let secret = match options.jwt_secret.clone() {
+        Some(secret) => HsSecret::new(JWT_SECRET, secret)?,
+        None => HsSecret::new(
+            JWT_SECRET,
+            format!(
+                "{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            ),
+        )?,
+    };
+    let settings = Settings::from_env()?;
     let listener = bind(options.listen).map_err(|source| StartError::Bind {
         addr: options.listen,
         source,
@@ -322,15 +387,24 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
         addr: options.listen,
         source,
     })?;
-    let secret = options.jwt_secret.clone().unwrap_or_else(|| {
-        format!(
-            "{}{}",
-            uuid::Uuid::new_v4().simple(),
-            uuid::Uuid::new_v4().simple()
-        )
-    });
-    let auth = Authenticator::with_secret(&secret);
-    let deps = build_deps(&options, addr, auth.clone()).await?;
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let management_listener = bind(loopback).map_err(|source| StartError::Bind {
+        addr: loopback,
+        source,
+    })?;
+    let management_addr = management_listener
+        .local_addr()
+        .map_err(|source| StartError::Bind {
+            addr: loopback,
+            source,
+        })?;
+    let connect = if dev_tokens {
+        ConnectTokens::TicketsAndUserTokens
+    } else {
+        ConnectTokens::TicketsOnly
+    };
+    let auth = Authenticator::new(&JwtConfig::secret(secret), settings.ticket_ttl, connect);
+    let deps = build_deps(&options, management_addr, auth.clone(), settings).await?;
     if options.dev_tokens && !dev_tokens {
         warn!(%addr, "dev tokens are refused on a non-loopback address");
     }
@@ -352,7 +426,6 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
     let work = ws.work();
     let mut app = Router::new()
         .merge(ws.routes())
-        .merge(management::routes().with_state(hub.clone()))
         .merge(dlab_service::http::router_with(
             deps.clone(),
             dlab_service::http::HttpSettings::from_env()?,
@@ -361,13 +434,19 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
         app = app.merge(
             Router::new()
                 .route("/dev/token", post(dev_token))
+                .route_layer(middleware::from_fn(loopback_host_only))
                 .with_state(auth),
         );
     }
     let server = tokio::spawn(crate::serve(listener, app));
-    info!(%addr, stage = STAGE, dev_tokens, "local gateway listening");
+    let management = tokio::spawn(crate::serve(
+        management_listener,
+        management::routes().with_state(hub.clone()),
+    ));
+    info!(%addr, %management_addr, stage = STAGE, dev_tokens, "local gateway listening");
     Ok(Running {
         addr,
+        management_addr,
         dev_tokens,
         demo,
         deps,
@@ -375,6 +454,7 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
         work,
         shutdown,
         server,
+        management,
     })
 }
 
@@ -464,13 +544,66 @@ mod tests {
         }
         // With a secret the same options start.
         let running = start(Options {
-            jwt_secret: Some("a-shared-secret-for-this-test".into()),
+            jwt_secret: Some("a-shared-secret-for-this-test-32b".into()),
             ..options
         })
         .await
         .expect("starts with a secret");
         assert!(!running.dev_tokens);
         running.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_short_secret_refuses_to_start() {
+        let options = Options {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            backends: Backends::default(),
+            dev_tokens: true,
+            demo: false,
+            limits: Limits::default(),
+            jwt_secret: Some("31-bytes-are-one-byte-too-short".into()),
+        };
+        match start(options).await {
+            Err(StartError::Config(dlab_store::error::ConfigError::Invalid { name, reason })) => {
+                assert_eq!(name, JWT_SECRET);
+                assert!(reason.contains("at least 32 bytes"), "{reason}");
+            }
+            Err(e) => panic!("unexpected error: {e}"),
+            Ok(_) => panic!("started with a 31-byte secret"),
+        }
+    }
+
+    #[test]
+    fn only_loopback_names_are_loopback_hosts() {
+        for host in [
+            "localhost",
+            "localhost:8080",
+            "LOCALHOST:1",
+            "127.0.0.1",
+            "127.0.0.1:65535",
+            "[::1]",
+            "[::1]:8080",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "",
+            "evil.example",
+            "evil.example:8080",
+            "localhost.evil.example",
+            "localhost.:8080",
+            "127.0.0.1.nip.io",
+            "127.0.0.1:",
+            "127.0.0.1:80a",
+            "127.0.0.1:123456",
+            "127.0.0.2",
+            "0.0.0.0:8080",
+            "[::1]x",
+            "[::2]:80",
+            "localhost:8080@evil.example",
+        ] {
+            assert!(!is_loopback_host(host), "{host:?}");
+        }
     }
 
     #[tokio::test]

@@ -14,8 +14,9 @@
 //!
 //! - [`gateway`]: API Gateway's WebSocket semantics (`$connect` before the upgrade, route
 //!   selection, limits, timeouts, `$disconnect`) invoking the same handler as the Lambdas.
-//! - [`app`]: the whole gateway on one port: WebSocket at `/`, the HTTP API, `@connections`,
-//!   `POST /dev/token`; memory backend by default, real servers by option.
+//! - [`app`]: the whole gateway: WebSocket at `/`, the HTTP API and `POST /dev/token` on the
+//!   public port, `@connections` on a loopback-only port of its own; memory backend by default,
+//!   real servers by option.
 //! - [`demo`]: `--demo` seed data.
 
 pub mod app;
@@ -43,17 +44,28 @@ pub async fn serve(listener: TcpListener, router: Router) -> std::io::Result<()>
 /// What the gateway prints at start: URLs and how to get tokens.
 pub fn banner(running: &app::Running) -> String {
     let mut out = format!(
-        "Dungeon Lab local gateway\n  WebSocket: {ws}?token=<connect ticket or token>\n  HTTP API:  {http}  (OpenAPI: {http}/openapi.json)\n",
+        "Dungeon Lab local gateway\n  WebSocket: {ws}?token=<connect ticket from POST /connect-ticket{dev}>\n  HTTP API:  {http}  (OpenAPI: {http}/openapi.json)\n",
         ws = running.ws_url(),
-        http = running.http_url()
+        http = running.http_url(),
+        dev = if running.dev_tokens {
+            ", or a dev token"
+        } else {
+            ""
+        },
     );
+    out.push_str(&format!(
+        "  @connections: {}  (loopback only, for the hosted handlers)\n",
+        running.management_url()
+    ));
     if running.dev_tokens {
         out.push_str(&format!(
             "  Tokens:    curl -s -X POST {http}/dev/token -H 'content-type: application/json' -d '{{\"userId\":\"alice\"}}'\n",
             http = running.http_url()
         ));
     } else {
-        out.push_str("  Tokens:    dev tokens are off; sign HS256 tokens with JWT_SECRET\n");
+        out.push_str(
+            "  Tokens:    dev tokens are off; sign HS256 user tokens with JWT_SECRET and trade them for tickets\n",
+        );
     }
     if let Some(demo) = &running.demo {
         out.push_str(&format!(

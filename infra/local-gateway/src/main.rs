@@ -31,7 +31,7 @@ struct Cli {
     /// DynamoDB table of connections.
     #[arg(long, env = "CONNECTIONS_TABLE", default_value = "dlab-connections")]
     connections_table: String,
-    /// Do not serve `POST /dev/token`.
+    /// Turn dev mode off: no `POST /dev/token`, and `$connect` takes only connect tickets.
     #[arg(long)]
     no_dev_tokens: bool,
     /// Seed a demo campaign, session and actors, and print tokens.
@@ -43,7 +43,7 @@ struct Cli {
     /// Close any connection after this many seconds.
     #[arg(long, default_value_t = 7200)]
     max_connection_secs: u64,
-    /// HS256 secret for tokens (random per run when unset).
+    /// HS256 secret for tokens, at least 32 bytes (random per run when unset).
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     jwt_secret: Option<String>,
 }

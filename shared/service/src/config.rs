@@ -9,14 +9,22 @@ use dlab_core::event::DEFAULT_MAX_PAYLOAD_BYTES;
 use dlab_core::protocol::DEFAULT_MAX_FRAME_BYTES;
 use dlab_store::error::ConfigError;
 
-/// HS256 secret for user tokens and connect tickets.
+/// HS256 secret for user tokens and connect tickets (at least [`MIN_SECRET_BYTES`] bytes).
 pub const JWT_SECRET: &str = "JWT_SECRET";
 /// JWKS URL for RS256 user tokens (e.g. a Cognito user pool's `.well-known/jwks.json`).
 pub const JWT_JWKS_URL: &str = "JWT_JWKS_URL";
-/// Expected `iss` of user tokens (optional).
+/// Expected `iss` of user tokens: required with [`JWT_JWKS_URL`], optional with a secret.
 pub const JWT_ISSUER: &str = "JWT_ISSUER";
+/// The app client id(s) whose tokens are accepted, comma separated: required with
+/// [`JWT_JWKS_URL`], because one identity provider serves many applications.
+pub const JWT_AUDIENCE: &str = "JWT_AUDIENCE";
 /// HS256 secret for connect tickets when user tokens come from a JWKS (defaults to JWT_SECRET).
 pub const TICKET_SECRET: &str = "TICKET_SECRET";
+/// Open connections allowed per user at once.
+pub const MAX_CONNECTIONS_PER_USER: &str = "DLAB_MAX_CONNECTIONS_PER_USER";
+/// The shortest HS256 secret accepted: 256 bits, the size of the HMAC-SHA256 output (RFC 7518
+/// §3.2). A shorter secret could be brute-forced from any one token.
+pub const MIN_SECRET_BYTES: usize = 32;
 /// Redis URL (`redis://` or `rediss://`).
 pub const REDIS_URL: &str = "REDIS_URL";
 /// MongoDB URI.
@@ -64,6 +72,9 @@ pub struct Settings {
     pub broadcast_concurrency: usize,
     /// Events read per page during catch-up.
     pub read_page: usize,
+    /// Unexpired connections one user may hold at once; `$connect` over it is refused (429), so
+    /// one account cannot exhaust the connections of the API.
+    pub max_connections_per_user: usize,
 }
 
 impl Default for Settings {
@@ -79,6 +90,7 @@ impl Default for Settings {
             ticket_ttl: Duration::from_secs(60),
             broadcast_concurrency: 64,
             read_page: 500,
+            max_connections_per_user: 10,
         }
     }
 }
@@ -106,6 +118,15 @@ impl Settings {
         }
         if let Some(v) = parse_var::<u64>(CATCHUP_BUDGET_MS)? {
             s.catchup_budget = Duration::from_millis(v);
+        }
+        if let Some(v) = parse_var::<usize>(MAX_CONNECTIONS_PER_USER)? {
+            if v == 0 {
+                return Err(ConfigError::Invalid {
+                    name: MAX_CONNECTIONS_PER_USER,
+                    reason: "must be at least 1 (0 would refuse every connection)".into(),
+                });
+            }
+            s.max_connections_per_user = v;
         }
         Ok(s)
     }
@@ -282,34 +303,112 @@ fn rate_var_name(class: RateClass, what: &str) -> &'static str {
     name
 }
 
+/// An HS256 key of at least [`MIN_SECRET_BYTES`] bytes. Only [`HsSecret::new`] makes one, so a
+/// short secret cannot reach the authenticator; `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HsSecret(String);
+
+impl HsSecret {
+    /// Checks the length; `variable` names where the value came from, for the error.
+    pub fn new(variable: &'static str, value: impl Into<String>) -> Result<Self, ConfigError> {
+        let value = value.into();
+        if value.len() < MIN_SECRET_BYTES {
+            return Err(ConfigError::Invalid {
+                name: variable,
+                reason: format!(
+                    "an HS256 secret needs at least {MIN_SECRET_BYTES} bytes, this one has {}",
+                    value.len()
+                ),
+            });
+        }
+        Ok(Self(value))
+    }
+
+    /// The key bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl std::fmt::Debug for HsSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HsSecret(<redacted>)")
+    }
+}
+
+/// User tokens from a JWKS (RS256), such as a Cognito user pool's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwksConfig {
+    /// The JWKS document URL.
+    pub url: String,
+    /// The `iss` every token must carry (the user pool's URL).
+    pub issuer: String,
+    /// The app client ids: an ID token's `aud`, or an access token's `client_id`, must be one
+    /// of them. Never empty.
+    pub audiences: Vec<String>,
+    /// Signs the connect tickets (HS256).
+    pub ticket_secret: HsSecret,
+}
+
 /// How user tokens are verified.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JwtConfig {
-    /// HS256 with a shared secret (tickets use the same secret).
-    Secret(String),
-    /// RS256 through a JWKS URL; tickets use their own HS256 secret.
-    Jwks {
-        /// The JWKS document URL.
-        url: String,
-        /// The connect-ticket secret.
-        ticket_secret: String,
+    /// HS256 user tokens with a shared secret, which signs the connect tickets too.
+    Secret {
+        /// The secret.
+        secret: HsSecret,
+        /// The `iss` tokens must carry, when set.
+        issuer: Option<String>,
     },
+    /// RS256 user tokens through a JWKS; tickets use their own HS256 secret.
+    Jwks(JwksConfig),
 }
 
 impl JwtConfig {
-    /// Reads `JWT_SECRET` or `JWT_JWKS_URL` (+ `TICKET_SECRET`).
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let secret = non_empty(JWT_SECRET);
-        match (non_empty(JWT_JWKS_URL), secret) {
-            (Some(url), secret) => {
-                let ticket_secret = non_empty(TICKET_SECRET)
-                    .or(secret)
-                    .ok_or(ConfigError::Missing(TICKET_SECRET))?;
-                Ok(JwtConfig::Jwks { url, ticket_secret })
-            }
-            (None, Some(secret)) => Ok(JwtConfig::Secret(secret)),
-            (None, None) => Err(ConfigError::Missing(JWT_SECRET)),
+    /// HS256 with `secret` and no issuer check (local runs and tests).
+    pub fn secret(secret: HsSecret) -> Self {
+        JwtConfig::Secret {
+            secret,
+            issuer: None,
         }
+    }
+
+    /// Reads `JWT_SECRET`, or `JWT_JWKS_URL` with `JWT_AUDIENCE`, `JWT_ISSUER` and
+    /// `TICKET_SECRET` (or `JWT_SECRET`); names the first missing or unusable variable.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// [`JwtConfig::from_env`] over any source of variables.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let secret = |name: &'static str| get(name).map(|v| HsSecret::new(name, v)).transpose();
+        let issuer = get(JWT_ISSUER).map(|v| v.trim().to_owned());
+        let Some(url) = get(JWT_JWKS_URL) else {
+            let secret = secret(JWT_SECRET)?.ok_or(ConfigError::Missing(JWT_SECRET))?;
+            return Ok(JwtConfig::Secret { secret, issuer });
+        };
+        let audiences: Vec<String> = get(JWT_AUDIENCE)
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if audiences.is_empty() {
+            return Err(ConfigError::Missing(JWT_AUDIENCE));
+        }
+        let issuer = issuer.ok_or(ConfigError::Missing(JWT_ISSUER))?;
+        let ticket_secret = match secret(TICKET_SECRET)? {
+            Some(s) => s,
+            None => secret(JWT_SECRET)?.ok_or(ConfigError::Missing(TICKET_SECRET))?,
+        };
+        Ok(JwtConfig::Jwks(JwksConfig {
+            url: url.trim().to_owned(),
+            issuer,
+            audiences,
+            ticket_secret,
+        }))
     }
 }
 
@@ -320,8 +419,6 @@ pub struct Config {
     pub settings: Settings,
     /// Token verification.
     pub jwt: JwtConfig,
-    /// Expected issuer, if any.
-    pub issuer: Option<String>,
     /// Redis URL.
     pub redis_url: String,
     /// MongoDB connection and timeouts (`MONGODB_URI`, `MONGODB_DATABASE`, `MONGODB_*_TIMEOUT_MS`).
@@ -338,7 +435,6 @@ impl Config {
         Ok(Self {
             settings: Settings::from_env()?,
             jwt: JwtConfig::from_env()?,
-            issuer: non_empty(JWT_ISSUER),
             redis_url: required(REDIS_URL)?,
             mongo: dlab_store::mongo::MongoConfig::from_env().map_err(|e| match e {
                 dlab_store::mongo::MongoConfigError::Missing(name) => ConfigError::Missing(name),
@@ -391,6 +487,93 @@ mod tests {
         assert!(s.catchup_budget < Duration::from_secs(29));
         assert!(s.connection_ttl > Duration::from_secs(2 * 3600));
         assert!(s.max_frame_bytes < 32 * 1024);
+        assert_eq!(s.max_connections_per_user, 10);
+    }
+
+    const LONG: &str = "0123456789abcdef0123456789abcdef";
+
+    fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+
+    fn missing(vars: &[(&str, &str)]) -> &'static str {
+        match JwtConfig::from_lookup(lookup(vars)) {
+            Err(ConfigError::Missing(name)) => name,
+            other => panic!("expected a missing variable, got {other:?}"),
+        }
+    }
+
+    fn invalid(vars: &[(&str, &str)]) -> &'static str {
+        match JwtConfig::from_lookup(lookup(vars)) {
+            Err(ConfigError::Invalid { name, reason }) => {
+                assert!(reason.contains("32 bytes"), "{reason}");
+                name
+            }
+            other => panic!("expected an invalid variable, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn jwks_requires_an_audience_and_an_issuer() {
+        let url = (JWT_JWKS_URL, "https://idp.example/jwks.json");
+        let ticket = (TICKET_SECRET, LONG);
+        assert_eq!(
+            missing(&[url, ticket, (JWT_ISSUER, "https://idp.example")]),
+            JWT_AUDIENCE
+        );
+        assert_eq!(
+            missing(&[url, ticket, (JWT_ISSUER, "i"), (JWT_AUDIENCE, " , ")]),
+            JWT_AUDIENCE
+        );
+        assert_eq!(missing(&[url, ticket, (JWT_AUDIENCE, "app")]), JWT_ISSUER);
+        assert_eq!(
+            missing(&[url, (JWT_AUDIENCE, "app"), (JWT_ISSUER, "i")]),
+            TICKET_SECRET
+        );
+        let config = JwtConfig::from_lookup(lookup(&[
+            url,
+            ticket,
+            (JWT_ISSUER, "https://idp.example"),
+            (JWT_AUDIENCE, "web-client, mobile-client,"),
+        ]))
+        .unwrap();
+        let JwtConfig::Jwks(jwks) = config else {
+            panic!("a JWKS configuration")
+        };
+        assert_eq!(jwks.audiences, ["web-client", "mobile-client"]);
+        assert_eq!(jwks.issuer, "https://idp.example");
+    }
+
+    #[test]
+    fn short_secrets_refuse_to_start() {
+        let short = "31-bytes-are-one-byte-too-short";
+        assert_eq!(short.len(), 31);
+        assert_eq!(invalid(&[(JWT_SECRET, short)]), JWT_SECRET);
+        let jwks = [
+            (JWT_JWKS_URL, "https://idp.example/jwks.json"),
+            (JWT_ISSUER, "i"),
+            (JWT_AUDIENCE, "app"),
+        ];
+        let mut vars = jwks.to_vec();
+        vars.push((TICKET_SECRET, short));
+        assert_eq!(invalid(&vars), TICKET_SECRET);
+        let mut vars = jwks.to_vec();
+        vars.push((JWT_SECRET, short));
+        assert_eq!(
+            invalid(&vars),
+            JWT_SECRET,
+            "the ticket secret taken from JWT_SECRET"
+        );
+        assert!(matches!(
+            JwtConfig::from_lookup(lookup(&[(JWT_SECRET, LONG)])),
+            Ok(JwtConfig::Secret { issuer: None, .. })
+        ));
+        assert_eq!(missing(&[]), JWT_SECRET);
+        assert!(!format!("{:?}", HsSecret::new(JWT_SECRET, LONG).unwrap()).contains(LONG));
     }
 
     #[test]

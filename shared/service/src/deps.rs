@@ -97,8 +97,8 @@ impl Deps {
             notifier,
             auth: Authenticator::new(
                 &config.jwt,
-                config.issuer.clone(),
                 config.settings.ticket_ttl,
+                crate::auth::ConnectTokens::TicketsOnly,
             ),
             settings: config.settings.clone(),
         })

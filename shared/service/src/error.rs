@@ -82,6 +82,13 @@ pub enum ServiceError {
         /// How long until the bucket holds a token again.
         retry_after: Duration,
     },
+    /// `$connect` of a user who already holds the most open connections allowed. Edge: HTTP
+    /// 429 on the upgrade.
+    #[error("too many open connections (at most {limit} per user)")]
+    TooManyConnections {
+        /// The per-user limit.
+        limit: usize,
+    },
     /// A store operation failed: unreachable or timed out (`unavailable`), an id already taken
     /// (`conflict`), or undecodable data (`internal`). Edge: that code; internals are logged.
     #[error("{}", store_message(.0))]
@@ -132,7 +139,9 @@ impl ServiceError {
             ServiceError::Changes(_) | ServiceError::Refused(_) | ServiceError::IdReused { .. } => {
                 ErrorCode::InvalidEvent
             }
-            ServiceError::RateLimited { .. } => ErrorCode::RateLimited,
+            ServiceError::RateLimited { .. } | ServiceError::TooManyConnections { .. } => {
+                ErrorCode::RateLimited
+            }
             ServiceError::Unavailable(e) => e.code(),
             ServiceError::ArchiveHole { .. } | ServiceError::Fenced(_) => ErrorCode::Unavailable,
             ServiceError::ArchiveCorrupt { .. } => ErrorCode::Internal,

@@ -1,10 +1,10 @@
 //! The Lambda edge: API Gateway WebSocket events in, use cases out.
 //!
 //! The raw event (all `Option`s) becomes a typed [`WsEvent`] in one function; the handler then
-//! answers 200 (or 401 on a refused `$connect`). Clients hear from the server only through
-//! `@connections` posts. The management endpoint is `APIGW_MANAGEMENT_ENDPOINT` when set, else
-//! `https://{domainName}/{stage}` from the event; one client per endpoint is kept for the
-//! life of the execution environment.
+//! answers 200 (or 401 on a refused `$connect`, 429 over the per-user connection limit). Clients
+//! hear from the server only through `@connections` posts. The management endpoint is
+//! `APIGW_MANAGEMENT_ENDPOINT` when set, else `https://{domainName}/{stage}` from the event; one
+//! client per endpoint is kept for the life of the execution environment.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -114,6 +114,7 @@ pub async fn handle(deps: &Deps, event: WsEvent) -> u16 {
                     info!(connection = %event.connection_id, reason = %e, "connect refused");
                     401
                 }
+                Err(ServiceError::TooManyConnections { .. }) => 429,
                 Err(e) => {
                     warn!(connection = %event.connection_id, error = %e, "connect failed");
                     500

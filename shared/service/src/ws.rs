@@ -18,31 +18,50 @@ use dlab_core::protocol::{
 };
 use dlab_store::Acquire;
 use dlab_store::model::{Connection, Subscription, now_ms};
+use dlab_store::Admission;
 use serde_json::Value;
 use tracing::{debug, info, warn};
 
 use crate::config::RateClass;
+use crate::auth::AuthError;
 use crate::deps::Deps;
 use crate::error::ServiceError;
 use crate::pipeline::{self, Origin, broadcast, send};
 
-/// `$connect`: verifies the token and stores the connection. Nothing may be posted to the
-/// connection yet (API Gateway refuses it), so failures are only the status code.
+/// `$connect`: verifies the token, spends the ticket (single use) and stores the connection
+/// unless its user is at the per-user limit. Nothing may be posted to the connection yet (API
+/// Gateway refuses it), so failures are only the status code.
 pub async fn connect(
     deps: &Deps,
     connection: &ConnectionId,
     token: Option<&str>,
 ) -> Result<UserId, ServiceError> {
-    let user = deps.auth.verify_connect(token).await?;
+    let grant = deps.auth.verify_connect(token).await?;
+    let user = grant.user;
+    if let Some(ticket) = grant.ticket
+        && !deps
+            .registry
+            .claim_ticket(ticket.jti, ticket.expires_at_ms)
+            .await?
+    {
+        warn!(connection = %connection, user = %user, jti = %ticket.jti, "connect refused: ticket replayed");
+        return Err(AuthError::TicketReused.into());
+    }
     let now = now_ms();
-    deps.registry
-        .put_connection(&Connection {
-            id: connection.clone(),
-            user_id: user.clone(),
-            connected_at: now,
-            expires_at: now + deps.settings.connection_ttl.as_millis() as u64,
-        })
-        .await?;
+    let record = Connection {
+        id: connection.clone(),
+        user_id: user.clone(),
+        connected_at: now,
+        expires_at: now + deps.settings.connection_ttl.as_millis() as u64,
+    };
+    let limit = deps.settings.max_connections_per_user;
+    match deps.registry.add_connection(&record, limit).await? {
+        Admission::Admitted => {}
+        Admission::Refused { open } => {
+            warn!(connection = %connection, user = %user, open, limit, "connect refused: too many open connections");
+            return Err(ServiceError::TooManyConnections { limit });
+        }
+    }
     info!(connection = %connection, user = %user, "connected");
     Ok(user)
 }

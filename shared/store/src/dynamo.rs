@@ -9,6 +9,8 @@
 //! | connection | `CONN#<id>` | `META` | `connectionId`, `userId`, `connectedAt` (ms), `expiresAt` (ms), `ttl` (s) |
 //! | subscription | `CONN#<id>` | `SUB#<session>` | `connectionId`, `sessionId`, `userId`, `expiresAt` (ms), `ttl` (s) |
 //! | session mirror | `SESSION#<session>` | `CONN#<id>` | same as the subscription |
+//! | user's connections | `USER#<user>` | `CONNECTIONS` | `userId`, `connections` (map: connection id → `expiresAt` ms), `version`, `ttl` (s, the latest expiry) |
+//! | claimed ticket | `TICKET#<jti>` | `TICKET` | `expiresAt` (ms), `ttl` (s) |
 //!
 //! Session membership is read from the base table (`pk = SESSION#<id>`) with `ConsistentRead`:
 //! a GSI is eventually consistent, and a fresh subscriber could miss broadcasts. Listings follow
@@ -24,10 +26,26 @@
 //!   the connection submit) never exists without its mirror;
 //! - `unsubscribe` and `remove_user_subscriptions` delete `SUB#` items first (a retry finds the
 //!   rest through the mirrors);
-//! - `remove_connection` deletes the mirrors first (a retry finds the rest through the
-//!   connection's partition).
+//! - `remove_connection` frees the user's slot, then deletes the mirrors (a retry finds the rest
+//!   through the connection's partition).
+//!
+//! # The per-user connection limit
+//! `add_connection` writes the connection record, then admits it into the user's
+//! `USER#<user>` item: read it (strongly consistent), drop the expired ids, refuse when the rest
+//! reach the limit, else write it back with the new id under a condition on the `version` read
+//! (`attribute_not_exists` for a new item). A lost race re-reads and tries again, a bounded
+//! number of times. Only the conditional write admits, so concurrent connects of one user never
+//! pass the limit; expired ids are dropped on every admission, so a lost `$disconnect` holds a
+//! slot only until its record expires. The record goes first so that a failure in between leaves
+//! at worst a record that no slot counts (and API Gateway has refused that connection), never a
+//! slot without a record. A refused connection's record is deleted again.
+//!
+//! Why no `TransactWriteItems` for the record and the slot: moto restores a whole table
+//! snapshot when a transaction fails its condition, erasing concurrent writes, so the local
+//! stand-in could not test concurrent connects; the order above keeps every half-done admission
+//! harmless instead.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -44,7 +62,7 @@ use tracing::{debug, warn};
 
 use crate::error::StoreError;
 use crate::model::{Connection, Subscription, now_ms};
-use crate::ports::ConnectionRegistry;
+use crate::ports::{Admission, ConnectionRegistry};
 
 /// Environment variable naming the connections table.
 pub const CONNECTIONS_TABLE_VAR: &str = "CONNECTIONS_TABLE";
@@ -61,10 +79,22 @@ const EXPIRES_AT: &str = "expiresAt";
 /// Epoch seconds, the attribute DynamoDB's TTL is enabled on.
 pub const TTL_ATTRIBUTE: &str = "ttl";
 
+const CONNECTIONS: &str = "connections";
+const VERSION: &str = "version";
+
 const META_SK: &str = "META";
 const CONN_PREFIX: &str = "CONN#";
 const SUB_PREFIX: &str = "SUB#";
 const SESSION_PREFIX: &str = "SESSION#";
+const USER_PREFIX: &str = "USER#";
+const USER_CONNECTIONS_SK: &str = "CONNECTIONS";
+const TICKET_PREFIX: &str = "TICKET#";
+const TICKET_SK: &str = "TICKET";
+
+/// How often an admission re-reads after losing a race for the user's item. Each loss means
+/// another admission (or removal) of that user succeeded, so a bound a little above any
+/// sensible limit settles every contender of a burst.
+const ADMIT_ATTEMPTS: u32 = 32;
 
 /// DynamoDB's limit of write requests in one `BatchWriteItem`.
 const BATCH_WRITE_MAX: usize = 25;
@@ -111,10 +141,11 @@ impl DynamoConfig {
 /// A stored item could not be decoded.
 #[derive(Debug, Error)]
 enum DecodeError {
-    #[error("attribute {0} is missing or not a string")]
-    NotString(&'static str),
-    #[error("attribute {0} is missing or not an unsigned integer")]
-    NotNumber(&'static str),
+    #[error("attribute {attribute} is missing or not {expected}")]
+    WrongType {
+        attribute: &'static str,
+        expected: &'static str,
+    },
 }
 
 /// Unprocessed items remained after every retry of a batch write.
@@ -122,6 +153,13 @@ enum DecodeError {
 #[error("{count} write requests were still unprocessed after {BATCH_RETRIES} retries")]
 struct UnprocessedItems {
     count: usize,
+}
+
+/// The user's connections item kept changing under an admission.
+#[derive(Debug, Error)]
+#[error("the connections of user {user} changed under {ADMIT_ATTEMPTS} admission attempts")]
+struct Contended {
+    user: UserId,
 }
 
 /// A new table did not become active in time.
@@ -295,17 +333,153 @@ impl DynamoConnectionRegistry {
     }
 }
 
+impl DynamoConnectionRegistry {
+    /// One attempt to admit `connection` into its user's item: `None` when the item changed
+    /// since it was read.
+    async fn try_admit(
+        &self,
+        connection: &Connection,
+        limit: usize,
+    ) -> Result<Option<Admission>, StoreError> {
+        const OP: &str = "add_connection";
+        let user = &connection.user_id;
+        let read = self
+            .get(OP, user_pk(user), USER_CONNECTIONS_SK.to_owned())
+            .await?;
+        let (version, mut slots) = match &read {
+            Some(item) => decode_slots(item)?,
+            None => (0, BTreeMap::new()),
+        };
+        let now = now_ms();
+        slots.retain(|_, expires_at| *expires_at > now);
+        if !slots.contains_key(connection.id.as_str()) && slots.len() >= limit {
+            return Ok(Some(Admission::Refused { open: slots.len() }));
+        }
+        slots.insert(connection.id.to_string(), connection.expires_at);
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(slots_item(user, version + 1, &slots)));
+        let put = match read {
+            None => put
+                .condition_expression("attribute_not_exists(#pk)")
+                .expression_attribute_names("#pk", PK),
+            Some(_) => put
+                .condition_expression("#v = :v")
+                .expression_attribute_names("#v", VERSION)
+                .expression_attribute_values(":v", number(version)),
+        };
+        match put.send().await {
+            Ok(_) => Ok(Some(Admission::Admitted)),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(StoreError::unavailable(BACKEND, OP, e)),
+        }
+    }
+
+    /// Removes `id` from its user's item (nothing when it is not there).
+    async fn free_slot(&self, user: &UserId, id: &ConnectionId) -> Result<(), StoreError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(user_pk(user), USER_CONNECTIONS_SK.to_owned())))
+            .update_expression("REMOVE #c.#id SET #v = #v + :one")
+            .condition_expression("attribute_exists(#c.#id)")
+            .expression_attribute_names("#c", CONNECTIONS)
+            .expression_attribute_names("#id", id.as_str())
+            .expression_attribute_names("#v", VERSION)
+            .expression_attribute_values(":one", number(1))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(StoreError::unavailable(BACKEND, "remove_connection", e)),
+        }
+    }
+}
+
+/// A pause of up to `attempt` × 8 ms, random so that contenders spread out.
+fn jitter(attempt: u32) -> Duration {
+    let random = u64::from(uuid::Uuid::new_v4().as_bytes()[0]);
+    Duration::from_millis(random % (8 * u64::from(attempt + 1)))
+}
+
 #[async_trait]
 impl ConnectionRegistry for DynamoConnectionRegistry {
-    async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError> {
+    async fn add_connection(
+        &self,
+        connection: &Connection,
+        limit: usize,
+    ) -> Result<Admission, StoreError> {
         self.client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(connection_item(connection)))
             .send()
             .await
-            .map_err(|e| StoreError::unavailable(BACKEND, "put_connection", e))?;
-        Ok(())
+            .map_err(|e| StoreError::unavailable(BACKEND, "add_connection", e))?;
+        for attempt in 0..ADMIT_ATTEMPTS {
+            match self.try_admit(connection, limit).await? {
+                Some(Admission::Admitted) => return Ok(Admission::Admitted),
+                Some(refused @ Admission::Refused { .. }) => {
+                    self.delete_returning(
+                        "add_connection",
+                        conn_pk(&connection.id),
+                        META_SK.to_owned(),
+                    )
+                    .await?;
+                    return Ok(refused);
+                }
+                None => {
+                    debug!(user = %connection.user_id, attempt, "admission lost a race; retrying");
+                    tokio::time::sleep(jitter(attempt)).await;
+                }
+            }
+        }
+        Err(StoreError::unavailable(
+            BACKEND,
+            "add_connection",
+            Contended {
+                user: connection.user_id.clone(),
+            },
+        ))
+    }
+
+    async fn claim_ticket(&self, jti: uuid::Uuid, expires_at_ms: u64) -> Result<bool, StoreError> {
+        let mut item = key(format!("{TICKET_PREFIX}{jti}"), TICKET_SK.to_owned());
+        item.insert(EXPIRES_AT.to_owned(), number(expires_at_ms));
+        item.insert(TTL_ATTRIBUTE.to_owned(), number(ttl_seconds(expires_at_ms)));
+        let out = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(StoreError::unavailable(BACKEND, "claim_ticket", e)),
+        }
     }
 
     async fn connection(&self, id: &ConnectionId) -> Result<Option<Connection>, StoreError> {
@@ -402,7 +576,10 @@ impl ConnectionRegistry for DynamoConnectionRegistry {
         let mut removed = Vec::new();
         for item in &items {
             let sk = get_s(item, SK)?;
-            if sk.starts_with(SUB_PREFIX) {
+            if sk == META_SK {
+                self.free_slot(&UserId::from(get_s(item, USER_ID)?), id)
+                    .await?;
+            } else if sk.starts_with(SUB_PREFIX) {
                 let subscription = decode_subscription(item)?;
                 mirrors.insert((
                     session_pk(&subscription.session_id),
@@ -584,6 +761,62 @@ fn session_pk(session: &SessionId) -> String {
     format!("{SESSION_PREFIX}{session}")
 }
 
+fn user_pk(user: &UserId) -> String {
+    format!("{USER_PREFIX}{user}")
+}
+
+fn slots_item(user: &UserId, version: u64, slots: &BTreeMap<String, u64>) -> Item {
+    let mut item = key(user_pk(user), USER_CONNECTIONS_SK.to_owned());
+    item.insert(USER_ID.to_owned(), AttributeValue::S(user.to_string()));
+    item.insert(VERSION.to_owned(), number(version));
+    item.insert(
+        CONNECTIONS.to_owned(),
+        AttributeValue::M(
+            slots
+                .iter()
+                .map(|(id, at)| (id.clone(), number(*at)))
+                .collect(),
+        ),
+    );
+    let latest = slots.values().copied().max().unwrap_or(0);
+    item.insert(TTL_ATTRIBUTE.to_owned(), number(ttl_seconds(latest)));
+    item
+}
+
+/// The `version` and the connection id → expiry map of a user's item.
+fn decode_slots(item: &Item) -> Result<(u64, BTreeMap<String, u64>), StoreError> {
+    let version = get_n(item, VERSION)?;
+    let Some(AttributeValue::M(map)) = item.get(CONNECTIONS) else {
+        return Err(StoreError::corrupt(
+            BACKEND,
+            "connection registry item",
+            DecodeError::WrongType {
+                attribute: CONNECTIONS,
+                expected: "a map",
+            },
+        ));
+    };
+    let mut slots = BTreeMap::new();
+    for (id, at) in map {
+        let at = match at {
+            AttributeValue::N(n) => n.parse().ok(),
+            _ => None,
+        }
+        .ok_or_else(|| {
+            StoreError::corrupt(
+                BACKEND,
+                "connection registry item",
+                DecodeError::WrongType {
+                    attribute: CONNECTIONS,
+                    expected: "an unsigned integer",
+                },
+            )
+        })?;
+        slots.insert(id.clone(), at);
+    }
+    Ok((version, slots))
+}
+
 fn key(pk: String, sk: String) -> Item {
     HashMap::from([
         (PK.to_owned(), AttributeValue::S(pk)),
@@ -656,7 +889,10 @@ fn get_s(item: &Item, name: &'static str) -> Result<String, StoreError> {
         _ => Err(StoreError::corrupt(
             BACKEND,
             "connection registry item",
-            DecodeError::NotString(name),
+            DecodeError::WrongType {
+                attribute: name,
+                expected: "a string",
+            },
         )),
     }
 }
@@ -667,13 +903,19 @@ fn get_n(item: &Item, name: &'static str) -> Result<u64, StoreError> {
             StoreError::corrupt(
                 BACKEND,
                 "connection registry item",
-                DecodeError::NotNumber(name),
+                DecodeError::WrongType {
+                    attribute: name,
+                    expected: "an unsigned integer",
+                },
             )
         }),
         _ => Err(StoreError::corrupt(
             BACKEND,
             "connection registry item",
-            DecodeError::NotNumber(name),
+            DecodeError::WrongType {
+                attribute: name,
+                expected: "an unsigned integer",
+            },
         )),
     }
 }

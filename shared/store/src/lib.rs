@@ -20,8 +20,8 @@ pub mod ports;
 
 pub use error::{ArchiveError, Chain, CommitError, InvalidCommit, NotifyError, StoreError};
 pub use ports::{
-    Acquire, CampaignStore, CommitRequest, Committed, ConnectionRegistry, EventArchive, EventLog,
-    Notifier, PostOutcome, RateLimiter, Rehydration, SnapshotStore,
+    Acquire, Admission, CampaignStore, CommitRequest, Committed, ConnectionRegistry, EventArchive,
+    EventLog, Notifier, PostOutcome, RateLimiter, Rehydration, SnapshotStore,
 };
 
 #[cfg(feature = "apigw")]

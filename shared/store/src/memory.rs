@@ -21,6 +21,7 @@ use dlab_core::ids::{
 use dlab_core::state::{ApplyError, GameSessionState};
 use serde_json::Value;
 use tokio::sync::{Mutex, mpsc};
+use uuid::Uuid;
 
 const BACKEND: &str = "memory";
 
@@ -31,8 +32,8 @@ use crate::model::{
     Subscription, fill_page, now_ms,
 };
 use crate::ports::{
-    Acquire, CampaignStore, CommitRequest, Committed, ConnectionRegistry, EventArchive, EventLog,
-    Notifier, PostOutcome, RateLimiter, Rehydration, SnapshotStore,
+    Acquire, Admission, CampaignStore, CommitRequest, Committed, ConnectionRegistry, EventArchive,
+    EventLog, Notifier, PostOutcome, RateLimiter, Rehydration, SnapshotStore,
 };
 
 #[derive(Debug)]
@@ -716,6 +717,8 @@ struct Registry {
     connections: HashMap<ConnectionId, Connection>,
     /// session → connection → subscription
     sessions: HashMap<SessionId, BTreeMap<ConnectionId, Subscription>>,
+    /// Claimed ticket ids → when the ticket expires (ms); expired claims are pruned.
+    tickets: HashMap<Uuid, u64>,
 }
 
 /// Connections and subscriptions in memory.
@@ -733,13 +736,42 @@ impl MemoryConnectionRegistry {
 
 #[async_trait]
 impl ConnectionRegistry for MemoryConnectionRegistry {
-    async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError> {
-        self.inner
-            .lock()
-            .await
+    async fn add_connection(
+        &self,
+        connection: &Connection,
+        limit: usize,
+    ) -> Result<Admission, StoreError> {
+        let now = now_ms();
+        let mut inner = self.inner.lock().await;
+        let open = inner
+            .connections
+            .values()
+            .filter(|c| c.user_id == connection.user_id && c.expires_at > now)
+            .count();
+        let renewal = inner
+            .connections
+            .get(&connection.id)
+            .is_some_and(|c| c.user_id == connection.user_id && c.expires_at > now);
+        if !renewal && open >= limit {
+            return Ok(Admission::Refused { open });
+        }
+        inner
             .connections
             .insert(connection.id.clone(), connection.clone());
-        Ok(())
+        Ok(Admission::Admitted)
+    }
+
+    async fn claim_ticket(&self, jti: Uuid, expires_at_ms: u64) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let mut inner = self.inner.lock().await;
+        inner.tickets.retain(|_, expires| *expires > now);
+        match inner.tickets.entry(jti) {
+            std::collections::hash_map::Entry::Occupied(_) => Ok(false),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(expires_at_ms);
+                Ok(true)
+            }
+        }
     }
 
     async fn connection(&self, id: &ConnectionId) -> Result<Option<Connection>, StoreError> {
@@ -946,5 +978,41 @@ impl Notifier for MemoryNotifier {
             channels.remove(connection);
             Ok(PostOutcome::Gone)
         }
+    }
+}
+
+#[cfg(test)]
+mod registry_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn expired_ticket_claims_are_pruned() {
+        let registry = MemoryConnectionRegistry::new();
+        for _ in 0..100 {
+            assert!(
+                registry
+                    .claim_ticket(Uuid::new_v4(), now_ms() - 1)
+                    .await
+                    .unwrap()
+            );
+        }
+        let live = Uuid::new_v4();
+        assert!(
+            registry
+                .claim_ticket(live, now_ms() + 60_000)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            registry.inner.lock().await.tickets.len(),
+            1,
+            "only the unexpired claim is kept"
+        );
+        assert!(
+            !registry
+                .claim_ticket(live, now_ms() + 60_000)
+                .await
+                .unwrap()
+        );
     }
 }

@@ -13,6 +13,7 @@ use dlab_core::compaction::Snapshot;
 use dlab_core::event::GameEvent;
 use dlab_core::ids::{ActorId, CampaignId, ConnectionId, EventId, Sequence, SessionId, UserId};
 use dlab_core::state::GameSessionState;
+use uuid::Uuid;
 
 use crate::error::{ArchiveError, CommitError, NotifyError, StoreError};
 use crate::model::{
@@ -235,11 +236,44 @@ pub trait SnapshotStore: Send + Sync {
     async fn latest(&self, session: &SessionId) -> Result<Option<Snapshot>, StoreError>;
 }
 
+/// The answer of [`ConnectionRegistry::add_connection`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// The connection is stored and counts against its user's limit.
+    Admitted,
+    /// The user already holds `open` unexpired connections (at least the limit); nothing was
+    /// stored.
+    Refused {
+        /// The user's unexpired connections.
+        open: usize,
+    },
+}
+
 /// Live WebSocket connections and their session subscriptions.
 #[async_trait]
 pub trait ConnectionRegistry: Send + Sync {
-    /// Stores a new connection.
-    async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError>;
+    /// Stores a connection unless its user already holds `limit` unexpired connections (the
+    /// per-user cap). Only unexpired records count, so a lost `$disconnect` frees its slot when
+    /// the record expires. Storing an id again (a renewal) replaces it and never counts twice.
+    /// Exact under concurrency: concurrent calls for one user never admit more than `limit`.
+    async fn add_connection(
+        &self,
+        connection: &Connection,
+        limit: usize,
+    ) -> Result<Admission, StoreError>;
+
+    /// Stores a connection without a limit (it still counts against its user's).
+    async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError> {
+        self.add_connection(connection, usize::MAX)
+            .await
+            .map(|_| ())
+    }
+
+    /// Records the single use of a connect ticket: `true` the first time a `jti` is claimed,
+    /// `false` ever after (a replay), at least until `expires_at_ms`, when the ticket itself
+    /// stops being accepted and its record may go.
+    async fn claim_ticket(&self, jti: Uuid, expires_at_ms: u64) -> Result<bool, StoreError>;
+
     /// A live (not expired) connection.
     async fn connection(&self, id: &ConnectionId) -> Result<Option<Connection>, StoreError>;
     /// Subscribes a connection to a session (idempotent).
@@ -266,7 +300,8 @@ pub trait ConnectionRegistry: Send + Sync {
         &self,
         session: &SessionId,
     ) -> Result<Vec<Subscription>, StoreError>;
-    /// Removes a connection and all its subscriptions; returns the sessions it was in.
+    /// Removes a connection (freeing its slot of the user's limit) and all its subscriptions;
+    /// returns the sessions it was in.
     async fn remove_connection(&self, id: &ConnectionId) -> Result<Vec<Subscription>, StoreError>;
     /// Removes every subscription of `user` to any of `sessions` (a member left a campaign);
     /// returns what was removed.

@@ -5,8 +5,8 @@
 //! done by the caller (see `tests/tests/contract_registry.rs`).
 
 use dlab_core::ids::{ConnectionId, SessionId, UserId};
-use dlab_store::ConnectionRegistry;
 use dlab_store::model::{Connection, Subscription, now_ms};
+use dlab_store::{Admission, ConnectionRegistry};
 use futures::{StreamExt, TryStreamExt, stream};
 use uuid::Uuid;
 
@@ -350,6 +350,179 @@ pub async fn remove_user_subscriptions_removes_only_that_user(registry: &dyn Con
     assert_eq!(listed(registry, &s3).await, vec![c1]);
 }
 
+fn connection_of(user: &UserId, expires_at: u64) -> Connection {
+    Connection {
+        id: connection_id(),
+        user_id: user.clone(),
+        connected_at: now_ms(),
+        expires_at,
+    }
+}
+
+async fn admit(registry: &dyn ConnectionRegistry, c: &Connection, limit: usize) -> Admission {
+    registry
+        .add_connection(c, limit)
+        .await
+        .expect("add_connection")
+}
+
+/// A user gets `limit` connections; the next one is refused and not stored; storing an
+/// admitted id again (a renewal) is admitted and does not count twice; other users are not
+/// affected.
+pub async fn connection_limit_admits_up_to_the_limit(registry: &dyn ConnectionRegistry) {
+    let (u, v) = (user_id(), user_id());
+    let admitted: Vec<Connection> = (0..3).map(|_| connection_of(&u, live())).collect();
+    for c in &admitted {
+        assert_eq!(admit(registry, c, 3).await, Admission::Admitted);
+        assert_eq!(registry.connection(&c.id).await.unwrap().as_ref(), Some(c));
+    }
+    let over = connection_of(&u, live());
+    assert_eq!(
+        admit(registry, &over, 3).await,
+        Admission::Refused { open: 3 }
+    );
+    assert_eq!(
+        registry.connection(&over.id).await.unwrap(),
+        None,
+        "a refused connection is not stored"
+    );
+    let renewed = Connection {
+        expires_at: admitted[0].expires_at + 1_000,
+        ..admitted[0].clone()
+    };
+    assert_eq!(admit(registry, &renewed, 3).await, Admission::Admitted);
+    assert_eq!(
+        registry.connection(&renewed.id).await.unwrap(),
+        Some(renewed)
+    );
+    assert_eq!(
+        admit(registry, &connection_of(&u, live()), 3).await,
+        Admission::Refused { open: 3 },
+        "a renewal does not count twice"
+    );
+    assert_eq!(
+        admit(registry, &connection_of(&v, live()), 3).await,
+        Admission::Admitted,
+        "another user has slots of their own"
+    );
+    assert_eq!(
+        admit(registry, &connection_of(&u, live()), 4).await,
+        Admission::Admitted,
+        "a higher limit admits more"
+    );
+}
+
+/// Expired connection records never count, so a lost `$disconnect` cannot lock a user out.
+pub async fn expired_connections_do_not_count(registry: &dyn ConnectionRegistry) {
+    let u = user_id();
+    for _ in 0..3 {
+        let stale = connection_of(&u, expired());
+        registry.put_connection(&stale).await.unwrap();
+    }
+    for _ in 0..3 {
+        assert_eq!(
+            admit(registry, &connection_of(&u, live()), 3).await,
+            Admission::Admitted
+        );
+    }
+    assert_eq!(
+        admit(registry, &connection_of(&u, live()), 3).await,
+        Admission::Refused { open: 3 }
+    );
+}
+
+/// `remove_connection` frees its slot at once.
+pub async fn disconnect_frees_a_slot(registry: &dyn ConnectionRegistry) {
+    let u = user_id();
+    let (a, b) = (connection_of(&u, live()), connection_of(&u, live()));
+    assert_eq!(admit(registry, &a, 2).await, Admission::Admitted);
+    assert_eq!(admit(registry, &b, 2).await, Admission::Admitted);
+    let c = connection_of(&u, live());
+    assert_eq!(admit(registry, &c, 2).await, Admission::Refused { open: 2 });
+    registry.remove_connection(&a.id).await.unwrap();
+    assert_eq!(admit(registry, &c, 2).await, Admission::Admitted);
+    assert_eq!(
+        admit(registry, &connection_of(&u, live()), 2).await,
+        Admission::Refused { open: 2 }
+    );
+    registry.remove_connection(&b.id).await.unwrap();
+    registry.remove_connection(&c.id).await.unwrap();
+    for _ in 0..2 {
+        assert_eq!(
+            admit(registry, &connection_of(&u, live()), 2).await,
+            Admission::Admitted
+        );
+    }
+}
+
+/// How many connects of one user [`concurrent_connects_never_pass_the_limit`] runs at once.
+pub const CONCURRENT_CONNECTS: usize = 50;
+
+/// [`CONCURRENT_CONNECTS`] connects of one user at once, with a limit of 10: exactly 10 are
+/// admitted and stored, every other one is refused and not stored.
+pub async fn concurrent_connects_never_pass_the_limit(registry: &dyn ConnectionRegistry) {
+    const LIMIT: usize = 10;
+    let u = user_id();
+    let attempts: Vec<Connection> = (0..CONCURRENT_CONNECTS)
+        .map(|_| connection_of(&u, live()))
+        .collect();
+    let outcomes = futures::future::join_all(
+        attempts
+            .iter()
+            .map(|c| async move { (c, registry.add_connection(c, LIMIT).await) }),
+    )
+    .await;
+    let mut admitted = Vec::new();
+    let mut refused = Vec::new();
+    for (c, outcome) in outcomes {
+        match outcome.expect("add_connection under contention") {
+            Admission::Admitted => admitted.push(c),
+            Admission::Refused { open } => {
+                assert!(open >= LIMIT, "refused with only {open} open");
+                refused.push(c);
+            }
+        }
+    }
+    assert_eq!(
+        admitted.len(),
+        LIMIT,
+        "{} of {CONCURRENT_CONNECTS} concurrent connects admitted with a limit of {LIMIT}",
+        admitted.len()
+    );
+    assert_eq!(refused.len(), CONCURRENT_CONNECTS - LIMIT);
+    for c in &admitted {
+        assert!(registry.connection(&c.id).await.unwrap().is_some());
+    }
+    for c in &refused {
+        assert_eq!(registry.connection(&c.id).await.unwrap(), None);
+    }
+    assert_eq!(
+        admit(registry, &connection_of(&u, live()), LIMIT).await,
+        Admission::Refused { open: LIMIT }
+    );
+}
+
+/// A ticket id is claimed once: every later claim (a replay) answers `false`; other ids are
+/// independent.
+pub async fn tickets_are_claimed_once(registry: &dyn ConnectionRegistry) {
+    let jti = Uuid::new_v4();
+    let expires_at = now_ms() + 60_000;
+    assert!(registry.claim_ticket(jti, expires_at).await.unwrap());
+    assert!(!registry.claim_ticket(jti, expires_at).await.unwrap());
+    assert!(
+        !registry
+            .claim_ticket(jti, expires_at + 5_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        registry
+            .claim_ticket(Uuid::new_v4(), expires_at)
+            .await
+            .unwrap()
+    );
+}
+
 /// Runs every body against one registry, one after the other.
 pub async fn run_all(registry: &dyn ConnectionRegistry) {
     put_and_get_connection(registry).await;
@@ -360,4 +533,9 @@ pub async fn run_all(registry: &dyn ConnectionRegistry) {
     unsubscribe_removes_one_subscription(registry).await;
     remove_connection_removes_all_subscriptions(registry).await;
     remove_user_subscriptions_removes_only_that_user(registry).await;
+    connection_limit_admits_up_to_the_limit(registry).await;
+    expired_connections_do_not_count(registry).await;
+    disconnect_frees_a_slot(registry).await;
+    concurrent_connects_never_pass_the_limit(registry).await;
+    tickets_are_claimed_once(registry).await;
 }
