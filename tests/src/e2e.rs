@@ -97,6 +97,7 @@ impl Backend {
             Backend::Memory => Backends::default(),
             Backend::Real => Backends {
                 redis: Some(Server::Redis.url()),
+                redis_cluster: false,
                 mongo: Some(Server::Mongo.url()),
                 mongo_database: Some(e2e_database()),
                 dynamodb_endpoint: Some(Server::Moto.url()),

@@ -177,7 +177,15 @@ async fn mongo_archive_refuses_writes_until_its_unique_indexes_exist() {
             .is_empty(),
         "nothing was written"
     );
-    stores.ensure_indexes().await.expect("migrate");
+    // The explicit step of a deployment (`local-gateway migrate --mongo …`).
+    local_gateway::migrate::migrate(&local_gateway::migrate::MigrateOptions {
+        mongo_uri: dlab_tests::servers::Server::Mongo.url(),
+        mongo_database: config.database.clone(),
+        dynamodb_endpoint: None,
+        connections_table: String::new(),
+    })
+    .await
+    .expect("migrate");
     archive.insert(&event).await.expect("insert once indexed");
     assert_eq!(
         archive

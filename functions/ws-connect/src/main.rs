@@ -1,22 +1,10 @@
 //! `$connect`: verifies the `?token=` connect ticket and stores the connection (200 or 401).
 //!
-//! Wiring only: every decision lives in `dlab-service`. Clients and stores are built once per
-//! cold start; each invocation parses the API Gateway event and runs the use case.
-
-use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
-use dlab_service::config::Config;
-use dlab_service::lambda::{WsLambda, init_tracing};
-use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+//! Wiring only: the cold start and the handler are `dlab-service`'s, shared by every WebSocket
+//! function. What this function links is decided by the features in its `Cargo.toml`: verifies the
+//! ticket and writes the connection registry (DynamoDB): no Redis, MongoDB or @connections.
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
-    init_tracing();
-    let edge = WsLambda::from_config(Config::from_env()?).await?;
-    let edge = &edge;
-    run(service_fn(
-        move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
-            Ok::<_, Error>(edge.handle(event.payload).await)
-        },
-    ))
-    .await
+async fn main() -> Result<(), lambda_runtime::Error> {
+    dlab_service::lambda::run_ws().await
 }

@@ -1,22 +1,10 @@
 //! `$disconnect`: removes the connection and its subscriptions, and tells each session.
 //!
-//! Wiring only: every decision lives in `dlab-service`. Clients and stores are built once per
-//! cold start; each invocation parses the API Gateway event and runs the use case.
-
-use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
-use dlab_service::config::Config;
-use dlab_service::lambda::{WsLambda, init_tracing};
-use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+//! Wiring only: the cold start and the handler are `dlab-service`'s, shared by every WebSocket
+//! function. What this function links is decided by the features in its `Cargo.toml`: drops the
+//! connection from the registry and posts presence: no Redis or MongoDB.
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
-    init_tracing();
-    let edge = WsLambda::from_config(Config::from_env()?).await?;
-    let edge = &edge;
-    run(service_fn(
-        move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
-            Ok::<_, Error>(edge.handle(event.payload).await)
-        },
-    ))
-    .await
+async fn main() -> Result<(), lambda_runtime::Error> {
+    dlab_service::lambda::run_ws().await
 }

@@ -38,6 +38,8 @@ use crate::gateway::{Limits, STAGE, WsGateway};
 pub struct Backends {
     /// Redis URL for the event log and rate limiter.
     pub redis: Option<String>,
+    /// Speak the Redis Cluster protocol to `redis`.
+    pub redis_cluster: bool,
     /// MongoDB URI for the archive, campaigns and snapshots.
     pub mongo: Option<String>,
     /// MongoDB database (`None`: the default, `dungeon_lab`).
@@ -214,7 +216,8 @@ impl<N: dlab_store::Notifier> dlab_store::Notifier for BoundedNotifier<N> {
     }
 }
 
-async fn aws_config(endpoint: &str) -> aws_config::SdkConfig {
+/// SDK configuration for a local AWS stand-in at `endpoint` (moto, LocalStack).
+pub(crate) async fn aws_config(endpoint: &str) -> aws_config::SdkConfig {
     // Local endpoints accept any signature; the SDK still signs, so give it credentials.
     let key = std::env::var("AWS_ACCESS_KEY_ID").unwrap_or_else(|_| "local".into());
     let secret = std::env::var("AWS_SECRET_ACCESS_KEY").unwrap_or_else(|_| "local".into());
@@ -262,7 +265,12 @@ async fn build_deps(
     };
     let b = &options.backends;
     if let Some(url) = &b.redis {
-        let conn = dlab_store::redis::RedisConfig::new(url).connect().await?;
+        let conn = dlab_store::redis::RedisConfig {
+            cluster: b.redis_cluster,
+            ..dlab_store::redis::RedisConfig::new(url)
+        }
+        .connect()
+        .await?;
         deps.log = Arc::new(dlab_store::redis::RedisEventLog::new(conn.clone()));
         deps.limiter = Arc::new(dlab_store::redis::RedisRateLimiter::new(conn));
     }
@@ -271,6 +279,8 @@ async fn build_deps(
         if let Some(db) = &b.mongo_database {
             cfg.database = db.clone();
         }
+        // The gateway runs the `migrate` step itself: the archive refuses to write without its
+        // unique indexes.
         let mongo = dlab_store::mongo::MongoStores::connect(&cfg).await?;
         deps.archive = Arc::new(mongo.archive());
         deps.campaigns = Arc::new(mongo.campaigns());

@@ -18,11 +18,13 @@
 //!   public port, `@connections` on a loopback-only port of its own; memory backend by default,
 //!   real servers by option.
 //! - [`demo`]: `--demo` seed data.
+//! - [`migrate`]: `local-gateway migrate`, the explicit step that creates the stores' indexes.
 
 pub mod app;
 pub mod connections;
 pub mod demo;
 pub mod gateway;
+pub mod migrate;
 
 use std::net::SocketAddr;
 

@@ -4,21 +4,56 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 use local_gateway::app::{Backends, Options, start};
 use local_gateway::gateway::Limits;
+use local_gateway::migrate::{MigrateOptions, migrate};
 
 /// The Dungeon Lab local gateway: API Gateway (WebSocket + HTTP + @connections) on one machine,
 /// hosting the same handlers as the Lambdas. Memory backend by default.
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(version, args_conflicts_with_subcommands = true)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create the MongoDB indexes the stores rely on (idempotent), before a deployment's first
+    /// event; with --dynamodb-endpoint also the connections table of a local stand-in.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Args)]
+struct MigrateArgs {
+    /// MongoDB URI of the deployment.
+    #[arg(long, env = "MONGODB_URI", hide_env_values = true)]
+    mongo: String,
+    /// MongoDB database (the deployment's MongoDbDatabase).
+    #[arg(long, env = "MONGODB_DATABASE", default_value = dlab_store::mongo::DEFAULT_DATABASE)]
+    mongo_database: String,
+    /// DynamoDB endpoint of a local stand-in whose connections table to create.
+    #[arg(long)]
+    dynamodb_endpoint: Option<String>,
+    /// DynamoDB table of connections.
+    #[arg(long, env = "CONNECTIONS_TABLE", default_value = "dlab-connections")]
+    connections_table: String,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// Redis URL for the event log and rate limiter (default: memory).
     #[arg(long, env = "REDIS_URL")]
     redis: Option<String>,
+    /// Speak the Redis Cluster protocol (REDIS_CLUSTER=1), e.g. to a local cluster.
+    #[arg(long, env = "REDIS_CLUSTER")]
+    redis_cluster: bool,
     /// MongoDB URI for the archive, campaigns and snapshots (default: memory).
     #[arg(long, env = "MONGODB_URI")]
     mongo: Option<String>,
@@ -67,10 +102,23 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    if let Some(Command::Migrate(args)) = cli.command {
+        migrate(&MigrateOptions {
+            mongo_uri: args.mongo,
+            mongo_database: args.mongo_database,
+            dynamodb_endpoint: args.dynamodb_endpoint,
+            connections_table: args.connections_table,
+        })
+        .await?;
+        println!("migrate: done");
+        return Ok(());
+    }
+    let cli = cli.run;
     let running = start(Options {
         listen: cli.listen,
         backends: Backends {
             redis: cli.redis,
+            redis_cluster: cli.redis_cluster,
             mongo: cli.mongo,
             mongo_database: Some(cli.mongo_database),
             dynamodb_endpoint: cli.dynamodb_endpoint,

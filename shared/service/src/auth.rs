@@ -520,6 +520,24 @@ impl Authenticator {
         )
     }
 
+    /// An authenticator that accepts no token at all: for a function that never verifies one
+    /// (`ws-submit` reads the user from the connection record), so it needs no JWT setting. Its
+    /// HS256 key is random and known to no one.
+    pub fn unusable() -> Self {
+        let key = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        Self::new(
+            &JwtConfig::secret(
+                HsSecret::new(crate::config::JWT_SECRET, key).expect("64 random hex characters"),
+            ),
+            Duration::from_secs(60),
+            ConnectTokens::TicketsOnly,
+        )
+    }
+
     /// Which tokens `$connect` accepts.
     pub fn connect_tokens(&self) -> ConnectTokens {
         self.connect

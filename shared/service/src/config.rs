@@ -2,12 +2,21 @@
 //!
 //! Every variable name is a `const`; a missing required variable is an error that names it.
 //! Defaults exist only where they are safe (limits, timeouts), never for secrets or endpoints.
+//!
+//! Values come from [`Vars`]: the process environment, where a secret-bearing variable
+//! (`REDIS_URL`, `MONGODB_URI`, `JWT_SECRET`, `TICKET_SECRET`) may instead be named by ARN in
+//! `<NAME>_SECRET_ARN` and is then read from AWS Secrets Manager at cold start (feature
+//! `secrets`). Locally the plain variables are read. A function reads only what its
+//! features need: `ws-connect` reads no Redis or MongoDB setting at all.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use dlab_core::event::DEFAULT_MAX_PAYLOAD_BYTES;
 use dlab_core::protocol::DEFAULT_MAX_FRAME_BYTES;
-use dlab_store::error::ConfigError;
+use dlab_store::error::BoxError;
+pub use dlab_store::error::ConfigError;
 
 /// HS256 secret for user tokens and connect tickets (at least [`MIN_SECRET_BYTES`] bytes).
 pub const JWT_SECRET: &str = "JWT_SECRET";
@@ -27,6 +36,17 @@ pub const MAX_CONNECTIONS_PER_USER: &str = "DLAB_MAX_CONNECTIONS_PER_USER";
 pub const MIN_SECRET_BYTES: usize = 32;
 /// Redis URL (`redis://` or `rediss://`).
 pub const REDIS_URL: &str = "REDIS_URL";
+/// `1` (or `true`) to speak the Redis Cluster protocol (MemoryDB, ElastiCache cluster mode).
+pub const REDIS_CLUSTER: &str = "REDIS_CLUSTER";
+/// Secrets Manager ARN of the secret whose `SecretString` is the Redis URL (wins over
+/// [`REDIS_URL`]).
+pub const REDIS_URL_SECRET_ARN: &str = "REDIS_URL_SECRET_ARN";
+/// Secrets Manager ARN of the MongoDB URI (wins over [`MONGODB_URI`]).
+pub const MONGODB_URI_SECRET_ARN: &str = "MONGODB_URI_SECRET_ARN";
+/// Secrets Manager ARN of the HS256 secret (wins over [`JWT_SECRET`]).
+pub const JWT_SECRET_ARN: &str = "JWT_SECRET_ARN";
+/// Secrets Manager ARN of the ticket secret (wins over [`TICKET_SECRET`]).
+pub const TICKET_SECRET_ARN: &str = "TICKET_SECRET_ARN";
 /// MongoDB URI.
 pub const MONGODB_URI: &str = "MONGODB_URI";
 /// DynamoDB table of connections.
@@ -103,23 +123,28 @@ impl Settings {
         }
     }
 
-    /// Defaults, overridden by the `DLAB_*` variables that are set.
+    /// Defaults, overridden by the `DLAB_*` variables of the environment that are set.
     pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(&Vars::from_env())
+    }
+
+    /// Defaults, overridden by the `DLAB_*` variables that are set.
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         let mut s = Settings::default();
-        if let Some(v) = parse_var::<usize>(MAX_PAYLOAD_BYTES)? {
+        if let Some(v) = vars.parse::<usize>(MAX_PAYLOAD_BYTES)? {
             s.max_payload_bytes = v;
         }
-        s.rates = RateLimits::from_env()?;
-        if let Some(v) = parse_var::<usize>(REHYDRATE_WINDOW)? {
+        s.rates = RateLimits::from_vars(vars)?;
+        if let Some(v) = vars.parse::<usize>(REHYDRATE_WINDOW)? {
             s.rehydrate_window = v.max(1);
         }
-        if let Some(v) = parse_var::<u64>(ARCHIVE_TIMEOUT_MS)? {
+        if let Some(v) = vars.parse::<u64>(ARCHIVE_TIMEOUT_MS)? {
             s.archive_timeout = Duration::from_millis(v);
         }
-        if let Some(v) = parse_var::<u64>(CATCHUP_BUDGET_MS)? {
+        if let Some(v) = vars.parse::<u64>(CATCHUP_BUDGET_MS)? {
             s.catchup_budget = Duration::from_millis(v);
         }
-        if let Some(v) = parse_var::<usize>(MAX_CONNECTIONS_PER_USER)? {
+        if let Some(v) = vars.parse::<usize>(MAX_CONNECTIONS_PER_USER)? {
             if v == 0 {
                 return Err(ConfigError::Invalid {
                     name: MAX_CONNECTIONS_PER_USER,
@@ -250,12 +275,12 @@ impl RateLimits {
 
     /// Defaults, overridden by the `DLAB_RATE_<CLASS>_PER_SECOND` / `_BURST` variables that are
     /// set. A rate must be positive and finite, a burst at least 1.
-    pub fn from_env() -> Result<Self, ConfigError> {
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         let mut limits = RateLimits::default();
         for class in RateClass::ALL {
             let budget = limits.get_mut(class);
             let rate_var = rate_var_name(class, "PER_SECOND");
-            if let Some(v) = parse_var::<f64>(rate_var)? {
+            if let Some(v) = vars.parse::<f64>(rate_var)? {
                 if !(v.is_finite() && v > 0.0) {
                     return Err(ConfigError::Invalid {
                         name: rate_var,
@@ -265,7 +290,7 @@ impl RateLimits {
                 budget.per_second = v;
             }
             let burst_var = rate_var_name(class, "BURST");
-            if let Some(v) = parse_var::<u32>(burst_var)? {
+            if let Some(v) = vars.parse::<u32>(burst_var)? {
                 if v == 0 {
                     return Err(ConfigError::Invalid {
                         name: burst_var,
@@ -412,65 +437,194 @@ impl JwtConfig {
     }
 }
 
-/// Everything a Lambda needs, read once at cold start.
+/// The configuration source: variables by name, with the secret-bearing ones resolved.
+#[derive(Clone, Default)]
+pub struct Vars {
+    values: HashMap<String, String>,
+}
+
+impl std::fmt::Debug for Vars {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Values may be secrets: names only.
+        let mut names: Vec<&String> = self.values.keys().collect();
+        names.sort();
+        f.debug_struct("Vars").field("names", &names).finish()
+    }
+}
+
+/// Reads a secret's value by ARN (AWS Secrets Manager in a Lambda; tests use their own).
+#[async_trait]
+pub trait SecretSource: Send + Sync {
+    /// The `SecretString` of the secret `arn`.
+    async fn secret(&self, arn: &str) -> Result<String, BoxError>;
+}
+
+impl Vars {
+    /// A snapshot of the process environment.
+    pub fn from_env() -> Self {
+        Self {
+            values: std::env::vars().collect(),
+        }
+    }
+
+    /// Exactly these variables (tests, tools).
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        Self {
+            values: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }
+    }
+
+    /// A variable's value, trimmed; `None` when unset or blank.
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.values
+            .get(name)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    }
+
+    /// A required variable.
+    pub fn required(&self, name: &'static str) -> Result<String, ConfigError> {
+        self.get(name).ok_or(ConfigError::Missing(name))
+    }
+
+    /// A variable parsed as `T`, `None` when unset; a value that does not parse names it.
+    pub fn parse<T: std::str::FromStr>(&self, name: &'static str) -> Result<Option<T>, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.get(name) {
+            None => Ok(None),
+            Some(raw) => raw
+                .parse()
+                .map(Some)
+                .map_err(|e: T::Err| ConfigError::Invalid {
+                    name,
+                    reason: e.to_string(),
+                }),
+        }
+    }
+
+    /// A boolean flag: `1`/`true`/`yes` or `0`/`false`/`no` (unset = `false`).
+    pub fn flag(&self, name: &'static str) -> Result<bool, ConfigError> {
+        match self.get(name).map(|v| v.to_ascii_lowercase()) {
+            None => Ok(false),
+            Some(v) if matches!(v.as_str(), "1" | "true" | "yes") => Ok(true),
+            Some(v) if matches!(v.as_str(), "0" | "false" | "no") => Ok(false),
+            Some(v) => Err(ConfigError::Invalid {
+                name,
+                reason: format!("must be 1 or 0 (true or false), got {v:?}"),
+            }),
+        }
+    }
+
+    /// For each `(NAME, NAME_SECRET_ARN)` of `secrets` whose ARN variable is set, reads the
+    /// secret through `source` and makes it the value of `NAME` (it wins over a plain `NAME`).
+    /// Without a source (a build without the `secrets` feature) an ARN is an error rather than
+    /// silently ignored.
+    pub async fn resolve_secrets(
+        &mut self,
+        secrets: &[(&'static str, &'static str)],
+        source: Option<&dyn SecretSource>,
+    ) -> Result<(), ConfigError> {
+        for (name, arn_var) in secrets {
+            let Some(arn) = self.get(arn_var) else {
+                continue;
+            };
+            let Some(source) = source else {
+                return Err(ConfigError::Invalid {
+                    name,
+                    reason: format!(
+                        "{arn_var} is set but this build cannot read AWS Secrets Manager (feature `secrets`)"
+                    ),
+                });
+            };
+            let value = source
+                .secret(&arn)
+                .await
+                .map_err(|source| ConfigError::Secret { name, source })?;
+            self.values.insert((*name).to_owned(), value);
+        }
+        Ok(())
+    }
+}
+
+/// The secret-bearing variables a build of these features reads, each with the variable of its
+/// Secrets Manager ARN.
+pub fn secret_names() -> Vec<(&'static str, &'static str)> {
+    let mut names = Vec::new();
+    if cfg!(feature = "redis") {
+        names.push((REDIS_URL, REDIS_URL_SECRET_ARN));
+    }
+    if cfg!(feature = "mongo") {
+        names.push((MONGODB_URI, MONGODB_URI_SECRET_ARN));
+    }
+    if cfg!(feature = "auth") {
+        names.extend([
+            (JWT_SECRET, JWT_SECRET_ARN),
+            (TICKET_SECRET, TICKET_SECRET_ARN),
+        ]);
+    }
+    names
+}
+
+/// Everything a Lambda needs, read once at cold start: only the settings of the adapters this
+/// build has (its cargo features).
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Limits and timeouts.
     pub settings: Settings,
-    /// Token verification.
-    pub jwt: JwtConfig,
-    /// Redis URL.
-    pub redis_url: String,
+    /// Token verification; `None` in a function that verifies no tokens (built without `auth`).
+    pub jwt: Option<JwtConfig>,
+    /// Redis (`REDIS_URL`, `REDIS_CLUSTER`).
+    #[cfg(feature = "redis")]
+    pub redis: dlab_store::redis::RedisConfig,
     /// MongoDB connection and timeouts (`MONGODB_URI`, `MONGODB_DATABASE`, `MONGODB_*_TIMEOUT_MS`).
+    #[cfg(feature = "mongo")]
     pub mongo: dlab_store::mongo::MongoConfig,
     /// DynamoDB connections table.
+    #[cfg(feature = "dynamo")]
     pub connections_table: String,
     /// Management endpoint, if pinned.
     pub apigw_endpoint: Option<String>,
 }
 
 impl Config {
-    /// Reads every variable; names the first missing one.
-    pub fn from_env() -> Result<Self, ConfigError> {
+    /// Reads every variable this build needs from `vars` (secrets already resolved); names the
+    /// first missing or unusable one.
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        let jwt = if cfg!(feature = "auth") {
+            Some(JwtConfig::from_lookup(|n| vars.get(n))?)
+        } else {
+            None
+        };
         Ok(Self {
-            settings: Settings::from_env()?,
-            jwt: JwtConfig::from_env()?,
-            redis_url: required(REDIS_URL)?,
-            mongo: dlab_store::mongo::MongoConfig::from_env().map_err(|e| match e {
-                dlab_store::mongo::MongoConfigError::Missing(name) => ConfigError::Missing(name),
-                other => ConfigError::Invalid {
-                    name: MONGODB_URI,
-                    reason: other.to_string(),
-                },
-            })?,
-            connections_table: required(CONNECTIONS_TABLE)?,
-            apigw_endpoint: non_empty(APIGW_MANAGEMENT_ENDPOINT),
+            settings: Settings::from_vars(vars)?,
+            jwt,
+            #[cfg(feature = "redis")]
+            redis: dlab_store::redis::RedisConfig {
+                cluster: vars.flag(REDIS_CLUSTER)?,
+                ..dlab_store::redis::RedisConfig::new(vars.required(REDIS_URL)?)
+            },
+            #[cfg(feature = "mongo")]
+            mongo: dlab_store::mongo::MongoConfig::from_lookup(|n| vars.get(n))?,
+            #[cfg(feature = "dynamo")]
+            connections_table: vars.required(CONNECTIONS_TABLE)?,
+            apigw_endpoint: vars.get(APIGW_MANAGEMENT_ENDPOINT),
         })
     }
-}
 
-fn non_empty(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
-fn required(name: &'static str) -> Result<String, ConfigError> {
-    non_empty(name).ok_or(ConfigError::Missing(name))
-}
-
-fn parse_var<T: std::str::FromStr>(name: &'static str) -> Result<Option<T>, ConfigError>
-where
-    T::Err: std::fmt::Display,
-{
-    match non_empty(name) {
-        None => Ok(None),
-        Some(raw) => raw
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|e: T::Err| ConfigError::Invalid {
-                name,
-                reason: e.to_string(),
-            }),
+    /// The environment, with this build's secrets read through `secrets` when their ARNs are
+    /// set.
+    pub async fn load(secrets: Option<&dyn SecretSource>) -> Result<Self, ConfigError> {
+        let mut vars = Vars::from_env();
+        vars.resolve_secrets(&secret_names(), secrets).await?;
+        Self::from_vars(&vars)
     }
 }
 
@@ -586,5 +740,114 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Answers from a fixed table; counts reads.
+    struct FakeSecrets(std::sync::Mutex<Vec<String>>);
+
+    #[async_trait]
+    impl SecretSource for FakeSecrets {
+        async fn secret(&self, arn: &str) -> Result<String, BoxError> {
+            self.0.lock().unwrap().push(arn.to_owned());
+            match arn {
+                "arn:redis" => Ok("redis://:pw@cache:6379".to_owned()),
+                _ => Err(format!("no secret {arn}").into()),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_secret_arn_wins_over_the_plain_variable_and_is_read_once() {
+        let source = FakeSecrets(Default::default());
+        let mut vars = Vars::from_pairs([
+            (REDIS_URL, "redis://plain:6379"),
+            (REDIS_URL_SECRET_ARN, "arn:redis"),
+            (MONGODB_URI, "mongodb://plain"),
+        ]);
+        vars.resolve_secrets(
+            &[
+                (REDIS_URL, REDIS_URL_SECRET_ARN),
+                (MONGODB_URI, MONGODB_URI_SECRET_ARN),
+            ],
+            Some(&source),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            vars.get(REDIS_URL).as_deref(),
+            Some("redis://:pw@cache:6379")
+        );
+        assert_eq!(
+            vars.get(MONGODB_URI).as_deref(),
+            Some("mongodb://plain"),
+            "no ARN: plain value"
+        );
+        assert_eq!(*source.0.lock().unwrap(), vec!["arn:redis".to_owned()]);
+        assert!(
+            !format!("{vars:?}").contains("pw@"),
+            "Debug never shows values"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_secret_or_a_build_without_secrets_refuses_to_start() {
+        let source = FakeSecrets(Default::default());
+        let mut vars = Vars::from_pairs([(JWT_SECRET_ARN, "arn:missing")]);
+        let err = vars
+            .resolve_secrets(&[(JWT_SECRET, JWT_SECRET_ARN)], Some(&source))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::Secret {
+                    name: JWT_SECRET,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let err = vars
+            .resolve_secrets(&[(JWT_SECRET, JWT_SECRET_ARN)], None)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains(JWT_SECRET), "{err}");
+    }
+
+    #[test]
+    fn flags_and_numbers_name_the_variable_when_unusable() {
+        let vars = Vars::from_pairs([(REDIS_CLUSTER, "maybe"), (REHYDRATE_WINDOW, "lots")]);
+        assert!(
+            vars.flag(REDIS_CLUSTER)
+                .unwrap_err()
+                .to_string()
+                .contains(REDIS_CLUSTER)
+        );
+        assert!(!Vars::default().flag(REDIS_CLUSTER).unwrap());
+        assert!(
+            Vars::from_pairs([(REDIS_CLUSTER, "1")])
+                .flag(REDIS_CLUSTER)
+                .unwrap()
+        );
+        let err = Settings::from_vars(&vars).unwrap_err();
+        assert!(err.to_string().contains(REHYDRATE_WINDOW), "{err}");
+    }
+
+    #[test]
+    fn the_configuration_reads_only_what_this_build_needs() {
+        // This crate's tests build with every feature: every store setting is required.
+        let err = Config::from_vars(&Vars::from_pairs([(JWT_SECRET, LONG)])).unwrap_err();
+        assert!(matches!(err, ConfigError::Missing(_)), "{err}");
+        let config = Config::from_vars(&Vars::from_pairs([
+            (JWT_SECRET, LONG),
+            (REDIS_URL, "redis://127.0.0.1:1"),
+            (REDIS_CLUSTER, "true"),
+            (MONGODB_URI, "mongodb://127.0.0.1:1"),
+            (CONNECTIONS_TABLE, "t"),
+        ]))
+        .unwrap();
+        #[cfg(feature = "redis")]
+        assert!(config.redis.cluster);
+        assert!(config.jwt.is_some() == cfg!(feature = "auth"));
     }
 }

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use dlab_store::absent::Absent;
 use dlab_store::memory::{
     MemoryCampaignStore, MemoryConnectionRegistry, MemoryEventArchive, MemoryEventLog,
     MemoryNotifier, MemoryRateLimiter, MemorySnapshotStore,
@@ -72,35 +73,56 @@ impl Deps {
         )
     }
 
-    /// The real backends named by the configuration (Lambda). `notifier` is built by the edge,
-    /// which knows the management endpoint.
+    /// The real backends named by the configuration (a Lambda's cold start), built without
+    /// contacting any of them: Redis connects on first use, the MongoDB and AWS clients are
+    /// lazy by nature, and no index is created here (that is the `migrate` step). So a
+    /// function starts while a backend it does not need for this event is down. Ports this
+    /// build has no feature for are [`Absent`]; `notifier` is built by the edge, which knows
+    /// the management endpoint.
     pub async fn from_config(
         config: &Config,
+        aws: &aws_config::SdkConfig,
         notifier: Arc<dyn Notifier>,
     ) -> Result<Self, StoreError> {
-        let redis = dlab_store::redis::RedisConfig::new(&config.redis_url)
-            .connect()
-            .await?;
-        let mongo = dlab_store::mongo::MongoStores::connect(&config.mongo).await?;
-        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let dynamo = aws_sdk_dynamodb::Client::new(&aws);
-        Ok(Self {
-            log: Arc::new(dlab_store::redis::RedisEventLog::new(redis.clone())),
-            archive: Arc::new(mongo.archive()),
-            campaigns: Arc::new(mongo.campaigns()),
-            snapshots: Arc::new(mongo.snapshots()),
-            registry: Arc::new(dlab_store::dynamo::DynamoConnectionRegistry::new(
-                dynamo,
-                config.connections_table.clone(),
-            )),
-            limiter: Arc::new(dlab_store::redis::RedisRateLimiter::new(redis)),
+        let _ = aws;
+        let mut deps = Self {
+            log: Arc::new(Absent::new("event log")),
+            archive: Arc::new(Absent::new("archive")),
+            campaigns: Arc::new(Absent::new("campaign store")),
+            snapshots: Arc::new(Absent::new("snapshot store")),
+            registry: Arc::new(Absent::new("connection registry")),
+            limiter: Arc::new(Absent::new("rate limiter")),
             notifier,
-            auth: Authenticator::new(
-                &config.jwt,
-                config.settings.ticket_ttl,
-                crate::auth::ConnectTokens::TicketsOnly,
-            ),
+            auth: match &config.jwt {
+                Some(jwt) => Authenticator::new(
+                    jwt,
+                    config.settings.ticket_ttl,
+                    crate::auth::ConnectTokens::TicketsOnly,
+                ),
+                None => Authenticator::unusable(),
+            },
             settings: config.settings.clone(),
-        })
+        };
+        #[cfg(feature = "redis")]
+        {
+            let redis = dlab_store::redis::RedisHandle::lazy(config.redis.clone());
+            deps.log = Arc::new(dlab_store::redis::RedisEventLog::new(redis.clone()));
+            deps.limiter = Arc::new(dlab_store::redis::RedisRateLimiter::new(redis));
+        }
+        #[cfg(feature = "mongo")]
+        {
+            let mongo = dlab_store::mongo::MongoStores::open(&config.mongo).await?;
+            deps.archive = Arc::new(mongo.archive());
+            deps.campaigns = Arc::new(mongo.campaigns());
+            deps.snapshots = Arc::new(mongo.snapshots());
+        }
+        #[cfg(feature = "dynamo")]
+        {
+            deps.registry = Arc::new(dlab_store::dynamo::DynamoConnectionRegistry::new(
+                aws_sdk_dynamodb::Client::new(aws),
+                config.connections_table.clone(),
+            ));
+        }
+        Ok(deps)
     }
 }

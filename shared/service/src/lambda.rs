@@ -1,18 +1,29 @@
-//! The Lambda edge: API Gateway WebSocket events in, use cases out.
+//! The Lambda edge: API Gateway WebSocket events in, use cases out, and the cold start every
+//! function shares.
 //!
 //! The raw event (all `Option`s) becomes a typed [`WsEvent`] in one function; the handler then
-//! answers 200 (or 401 on a refused `$connect`, 429 over the per-user connection limit). Clients
-//! hear from the server only through `@connections` posts. The management endpoint is
-//! `APIGW_MANAGEMENT_ENDPOINT` when set, else `https://{domainName}/{stage}` from the event; one
-//! client per endpoint is kept for the life of the execution environment.
+//! answers 200 (or 401 / 429 on a refused `$connect`). Clients hear from the server only through
+//! `@connections` posts. The management endpoint is `APIGW_MANAGEMENT_ENDPOINT` when set, else
+//! `https://{domainName}/{stage}` from the event; one client per endpoint is kept for the
+//! life of the execution environment.
+//!
+//! [`cold_start`] is the one start-up of every function: the AWS SDK configuration loaded once,
+//! the secrets named by `*_SECRET_ARN` read, the configuration of this build's features parsed,
+//! and the ports built without contacting any backend. The six WebSocket functions share
+//! [`run_ws`] as their whole `main`; they differ only in the features their `Cargo.toml`
+//! enables.
 
+#[cfg(feature = "apigw")]
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+#[cfg(feature = "apigw")]
+use std::sync::Mutex;
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use aws_lambda_events::encodings::Body;
 use dlab_core::ids::ConnectionId;
 use dlab_store::Notifier;
+#[cfg(feature = "apigw")]
 use dlab_store::apigw::ApiGatewayNotifier;
 use thiserror::Error;
 use tracing::{info, warn};
@@ -146,14 +157,48 @@ pub fn response(status: u16) -> ApiGatewayProxyResponse {
 
 /// Where a handler's posts go.
 enum Notifiers {
-    /// Always this notifier (tests, the local gateway).
+    /// Always this notifier (tests, the local gateway, a function that posts nothing).
     Fixed,
     /// An API Gateway management client per endpoint (pinned, or derived from the event).
+    #[cfg(feature = "apigw")]
     PerEndpoint {
         pinned: Option<String>,
         sdk: Box<aws_config::SdkConfig>,
         cache: Mutex<HashMap<String, Arc<dyn Notifier>>>,
     },
+}
+
+/// Why a function could not start.
+#[derive(Debug, Error)]
+pub enum StartError {
+    /// A setting is missing or unusable, or a secret could not be read.
+    #[error("invalid configuration")]
+    Config(#[from] crate::config::ConfigError),
+    /// A client could not be built (an unparsable connection string).
+    #[error("a store client could not be built")]
+    Store(#[from] dlab_store::StoreError),
+}
+
+/// Everything a function has after its cold start.
+pub struct ColdStart {
+    /// The configuration of this build's features.
+    pub config: Config,
+    /// The AWS SDK configuration, loaded once.
+    pub sdk: aws_config::SdkConfig,
+}
+
+/// The shared cold start: the SDK configuration loaded once, this build's secrets read from
+/// Secrets Manager when their ARNs are set (feature `secrets`), the configuration parsed.
+pub async fn cold_start() -> Result<ColdStart, StartError> {
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    #[cfg(feature = "secrets")]
+    let reader = crate::secrets::SecretsManager::new(&sdk);
+    #[cfg(feature = "secrets")]
+    let secrets: Option<&dyn crate::config::SecretSource> = Some(&reader);
+    #[cfg(not(feature = "secrets"))]
+    let secrets: Option<&dyn crate::config::SecretSource> = None;
+    let config = Config::load(secrets).await?;
+    Ok(ColdStart { config, sdk })
 }
 
 /// The Lambda side of the WebSocket API: dependencies built once, a notifier per endpoint.
@@ -163,24 +208,37 @@ pub struct WsLambda {
 }
 
 impl WsLambda {
-    /// Builds every client from the configuration (cold start).
-    pub async fn from_config(config: Config) -> Result<Self, dlab_store::StoreError> {
-        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let endpoint = config
-            .apigw_endpoint
-            .clone()
-            .unwrap_or_else(|| "https://localhost".to_owned());
-        let initial: Arc<dyn Notifier> =
-            Arc::new(ApiGatewayNotifier::from_endpoint(&sdk, endpoint));
-        let deps = Deps::from_config(&config, initial).await?;
-        Ok(Self {
-            deps,
-            notifiers: Notifiers::PerEndpoint {
-                pinned: config.apigw_endpoint,
-                sdk: Box::new(sdk),
-                cache: Mutex::new(HashMap::new()),
-            },
-        })
+    /// Builds every port of this build from the cold start, connecting to nothing yet.
+    pub async fn from_cold_start(start: ColdStart) -> Result<Self, StartError> {
+        let ColdStart { config, sdk } = start;
+        #[cfg(feature = "apigw")]
+        {
+            let endpoint = config
+                .apigw_endpoint
+                .clone()
+                .unwrap_or_else(|| "https://localhost".to_owned());
+            let initial: Arc<dyn Notifier> =
+                Arc::new(ApiGatewayNotifier::from_endpoint(&sdk, endpoint));
+            let deps = Deps::from_config(&config, &sdk, initial).await?;
+            Ok(Self {
+                deps,
+                notifiers: Notifiers::PerEndpoint {
+                    pinned: config.apigw_endpoint,
+                    sdk: Box::new(sdk),
+                    cache: Mutex::new(HashMap::new()),
+                },
+            })
+        }
+        #[cfg(not(feature = "apigw"))]
+        {
+            let absent: Arc<dyn Notifier> =
+                Arc::new(dlab_store::absent::Absent::new("@connections notifier"));
+            let deps = Deps::from_config(&config, &sdk, absent).await?;
+            Ok(Self {
+                deps,
+                notifiers: Notifiers::Fixed,
+            })
+        }
     }
 
     /// Wraps ready dependencies whose notifier is used for every post.
@@ -197,7 +255,9 @@ impl WsLambda {
     }
 
     fn deps_for(&self, event: &WsEvent) -> Deps {
+        #[cfg_attr(not(feature = "apigw"), allow(unused_mut))]
         let mut deps = self.deps.clone();
+        #[cfg(feature = "apigw")]
         if let Notifiers::PerEndpoint { pinned, sdk, cache } = &self.notifiers
             && let Some(endpoint) = pinned.clone().or_else(|| event.management_endpoint())
         {
@@ -207,6 +267,8 @@ impl WsLambda {
                 .or_insert_with(|| Arc::new(ApiGatewayNotifier::from_endpoint(sdk, endpoint)))
                 .clone();
         }
+        #[cfg(not(feature = "apigw"))]
+        let _ = (event, &self.notifiers);
         deps
     }
 
@@ -225,6 +287,23 @@ impl WsLambda {
         let deps = self.deps_for(&event);
         response(handle(&deps, event).await)
     }
+}
+
+/// The whole `main` of a WebSocket function: tracing, the cold start, then one handler per
+/// event until the runtime stops.
+#[cfg(feature = "lambda")]
+pub async fn run_ws() -> Result<(), lambda_runtime::Error> {
+    use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
+    use lambda_runtime::{LambdaEvent, service_fn};
+    init_tracing();
+    let edge = WsLambda::from_cold_start(cold_start().await?).await?;
+    let edge = &edge;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
+            Ok::<_, lambda_runtime::Error>(edge.handle(event.payload).await)
+        },
+    ))
+    .await
 }
 
 /// Structured JSON logs for Lambda (CloudWatch), level from `RUST_LOG` (default `info`).

@@ -12,16 +12,27 @@
 //!   unsubscribe, ephemeral).
 //! - [`http`]: the GM HTTP API (one axum `Router`, shared by the `http-api` Lambda and the
 //!   local gateway) and its OpenAPI document.
-//! - [`lambda`]: API Gateway WebSocket events in, use cases out.
+//! - [`lambda`]: API Gateway WebSocket events in, use cases out; the cold start shared by every
+//!   function.
+//! - [`secrets`] (feature `secrets`): AWS Secrets Manager as the source of secret settings.
+//!
+//! # Features
+//! One per adapter (`redis`, `mongo`, `dynamo`, `apigw`) plus `secrets`, `auth` (this function
+//! verifies tokens), `lambda` (the WebSocket entry) and `http` (the router); `full` for the
+//! local gateway and the tests. A function enables only what its events use, so `ws-connect`
+//! links no Redis or MongoDB driver; see `shared/service/Cargo.toml`.
 
 pub mod access;
 pub mod auth;
 pub mod config;
 pub mod deps;
 pub mod error;
+#[cfg(feature = "http")]
 pub mod http;
 pub mod lambda;
 pub mod pipeline;
+#[cfg(feature = "secrets")]
+pub mod secrets;
 pub mod ws;
 
 pub use deps::Deps;

@@ -17,13 +17,13 @@ use dlab_core::protocol::{
     split_into_batches,
 };
 use dlab_store::Acquire;
-use dlab_store::model::{Connection, Subscription, now_ms};
 use dlab_store::Admission;
+use dlab_store::model::{Connection, Subscription, now_ms};
 use serde_json::Value;
 use tracing::{debug, info, warn};
 
-use crate::config::RateClass;
 use crate::auth::AuthError;
+use crate::config::RateClass;
 use crate::deps::Deps;
 use crate::error::ServiceError;
 use crate::pipeline::{self, Origin, broadcast, send};

@@ -13,37 +13,10 @@ use aws_sdk_apigatewaymanagement::error::SdkError;
 use aws_sdk_apigatewaymanagement::operation::post_to_connection::PostToConnectionError;
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 use dlab_core::ids::ConnectionId;
-use thiserror::Error;
 use tracing::debug;
 
 use crate::error::NotifyError;
 use crate::ports::{Notifier, PostOutcome};
-
-/// Environment variable holding the management endpoint (`https://{domainName}/{stage}` on
-/// AWS, the local gateway's URL locally).
-pub const APIGW_MANAGEMENT_ENDPOINT_VAR: &str = "APIGW_MANAGEMENT_ENDPOINT";
-
-/// A configuration variable is missing.
-#[derive(Debug, Error)]
-pub enum ConfigError {
-    /// The variable is unset or empty. Edge: the function fails at cold start.
-    #[error("environment variable {0} is not set (the API Gateway @connections endpoint)")]
-    Missing(&'static str),
-}
-
-/// Reads [`APIGW_MANAGEMENT_ENDPOINT_VAR`] from the environment.
-pub fn endpoint_from_env() -> Result<String, ConfigError> {
-    endpoint_from_lookup(|name| std::env::var(name).ok())
-}
-
-fn endpoint_from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
-    match lookup(APIGW_MANAGEMENT_ENDPOINT_VAR) {
-        Some(endpoint) if !endpoint.trim().is_empty() => {
-            Ok(endpoint.trim().trim_end_matches('/').to_owned())
-        }
-        _ => Err(ConfigError::Missing(APIGW_MANAGEMENT_ENDPOINT_VAR)),
-    }
-}
 
 /// Posts through API Gateway's management API.
 #[derive(Debug, Clone)]
@@ -57,7 +30,8 @@ impl ApiGatewayNotifier {
         Self { client }
     }
 
-    /// A notifier for `endpoint` (see [`APIGW_MANAGEMENT_ENDPOINT_VAR`]), with region,
+    /// A notifier for `endpoint` (`https://{domainName}/{stage}` on AWS, the local gateway's
+    /// management URL locally), with region,
     /// credentials and retry settings from `sdk_config`. The endpoint overrides any
     /// `AWS_ENDPOINT_URL` in the shared config.
     pub fn from_endpoint(sdk_config: &aws_config::SdkConfig, endpoint: impl Into<String>) -> Self {
@@ -106,22 +80,4 @@ fn is_gone(error: &SdkError<PostToConnectionError, HttpResponse>) -> bool {
         || error
             .raw_response()
             .is_some_and(|r| r.status().as_u16() == 410)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn endpoint_names_the_missing_variable() {
-        let err = endpoint_from_lookup(|_| None).unwrap_err();
-        assert!(err.to_string().contains(APIGW_MANAGEMENT_ENDPOINT_VAR));
-        assert_eq!(
-            endpoint_from_lookup(|_| Some(
-                "https://abc.execute-api.eu-west-1.amazonaws.com/prod/".into()
-            ))
-            .unwrap(),
-            "https://abc.execute-api.eu-west-1.amazonaws.com/prod"
-        );
-    }
 }

@@ -64,9 +64,6 @@ use crate::error::StoreError;
 use crate::model::{Connection, Subscription, now_ms};
 use crate::ports::{Admission, ConnectionRegistry};
 
-/// Environment variable naming the connections table.
-pub const CONNECTIONS_TABLE_VAR: &str = "CONNECTIONS_TABLE";
-
 const BACKEND: &str = "dynamodb";
 
 const PK: &str = "pk";
@@ -106,37 +103,6 @@ const BATCH_BACKOFF: Duration = Duration::from_millis(25);
 const TABLE_ACTIVE_TIMEOUT: Duration = Duration::from_secs(60);
 
 type Item = HashMap<String, AttributeValue>;
-
-/// Configuration of the DynamoDB connection registry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DynamoConfig {
-    /// The connections table ([`CONNECTIONS_TABLE_VAR`]).
-    pub table: String,
-}
-
-/// A configuration variable is missing.
-#[derive(Debug, Error)]
-pub enum ConfigError {
-    /// The variable is unset or empty. Edge: the function fails at cold start.
-    #[error("environment variable {0} is not set (name of the DynamoDB connections table)")]
-    Missing(&'static str),
-}
-
-impl DynamoConfig {
-    /// Reads [`CONNECTIONS_TABLE_VAR`] from the environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
-    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        match lookup(CONNECTIONS_TABLE_VAR) {
-            Some(table) if !table.trim().is_empty() => Ok(Self {
-                table: table.trim().to_owned(),
-            }),
-            _ => Err(ConfigError::Missing(CONNECTIONS_TABLE_VAR)),
-        }
-    }
-}
 
 /// A stored item could not be decoded.
 #[derive(Debug, Error)]
@@ -941,18 +907,6 @@ fn decode_subscription(item: &Item) -> Result<Subscription, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn config_names_the_missing_variable() {
-        let err = DynamoConfig::from_lookup(|_| None).unwrap_err();
-        assert!(err.to_string().contains(CONNECTIONS_TABLE_VAR));
-        assert!(DynamoConfig::from_lookup(|_| Some("  ".into())).is_err());
-        let config = DynamoConfig::from_lookup(|name| {
-            (name == CONNECTIONS_TABLE_VAR).then(|| "dlab-connections".to_owned())
-        })
-        .unwrap();
-        assert_eq!(config.table, "dlab-connections");
-    }
 
     #[test]
     fn items_round_trip_and_ttl_is_in_seconds() {

@@ -49,6 +49,14 @@ pub enum StoreError {
     /// A create found the id taken. Edge: `invalid_message` / 409.
     #[error("{0} already exists")]
     AlreadyExists(String),
+    /// The port is not built into this process (each Lambda links only the adapters its events
+    /// need). Edge: `internal`, logged: an event reached a function that cannot serve it, which
+    /// is a deployment error.
+    #[error("the {port} port is not built into this function")]
+    NotBuilt {
+        /// Which port.
+        port: &'static str,
+    },
 }
 
 impl StoreError {
@@ -81,7 +89,9 @@ impl StoreError {
                 ErrorCode::Unavailable
             }
             StoreError::AlreadyExists(_) => ErrorCode::Conflict,
-            StoreError::Corrupt { .. } | StoreError::BelowFloor { .. } => ErrorCode::Internal,
+            StoreError::Corrupt { .. }
+            | StoreError::BelowFloor { .. }
+            | StoreError::NotBuilt { .. } => ErrorCode::Internal,
         }
     }
 }
@@ -206,7 +216,10 @@ pub enum NotifyError {
     Failed(#[source] BoxError),
 }
 
-/// A configuration problem at start-up.
+/// A configuration problem at start-up: the one configuration error of the workspace (the
+/// store's adapter configs, the service's `Config`, the HTTP settings and the local gateway all
+/// report through it). Edge: the process refuses to start (a Lambda's cold start fails, the
+/// local gateway exits 1), naming the variable.
 #[derive(Debug, Error)]
 pub enum ConfigError {
     /// A required environment variable is not set.
@@ -219,6 +232,15 @@ pub enum ConfigError {
         name: &'static str,
         /// Why.
         reason: String,
+    },
+    /// A secret named by `<name>_SECRET_ARN` could not be read from AWS Secrets Manager.
+    #[error("the secret for {name} could not be read from Secrets Manager")]
+    Secret {
+        /// The variable the secret stands for (`REDIS_URL`, `JWT_SECRET`, …).
+        name: &'static str,
+        /// The SDK's error.
+        #[source]
+        source: BoxError,
     },
 }
 

@@ -7,12 +7,14 @@
 //! - [`model`]: stored records that are not pure domain values (campaigns, sessions,
 //!   connections).
 //! - [`memory`]: in-memory adapters, the embedded default; same rules as the real ones.
+//! - [`absent`]: the stand-in for a port a process was not built with (fails, naming it).
 //! - `redis` (feature `redis`): the atomic commit script, hot log and rate limiter, on one
 //!   Redis node or a Redis Cluster / MemoryDB.
 //! - `mongo` (feature `mongo`): archive, campaign store, snapshots.
 //! - `dynamo` (feature `dynamo`): the connection registry.
 //! - `apigw` (feature `apigw`): the `@connections` notifier.
 
+pub mod absent;
 pub mod error;
 pub mod memory;
 pub mod model;

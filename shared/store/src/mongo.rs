@@ -45,10 +45,9 @@ use mongodb::options::{ClientOptions, IndexOptions, ReturnDocument};
 use mongodb::{Client, Collection, Database, IndexModel};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use thiserror::Error;
 use tracing::{debug, info, warn};
 
-use crate::error::{ArchiveError, Chain, StoreError};
+use crate::error::{ArchiveError, Chain, ConfigError, StoreError};
 use crate::model::{
     ActorKey, Campaign, CampaignKey, CampaignQuotas, CompendiumPage, CompendiumQuery, GameSession,
     Listed, Member, MemberRole, Page, PageFill, PageRequest, Quota, QuotaError, SessionKey,
@@ -104,24 +103,6 @@ const MEMBER_ATTEMPTS: usize = 16;
 /// MiB however large `limit` is.
 const LIST_BATCH: usize = 16;
 
-/// A missing or malformed MongoDB setting.
-#[derive(Debug, Error)]
-pub enum MongoConfigError {
-    /// A required variable is unset or empty. Edge: the function fails at cold start.
-    #[error("{0} is not set: give the MongoDB connection string, e.g. mongodb://127.0.0.1:27118")]
-    Missing(&'static str),
-    /// A variable does not parse. Edge: the function fails at cold start.
-    #[error("{variable} must be {expected}, got {value:?}")]
-    Invalid {
-        /// The variable.
-        variable: &'static str,
-        /// Its value.
-        value: String,
-        /// What it should be.
-        expected: &'static str,
-    },
-}
-
 /// Where MongoDB is and how long to wait for it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct MongoConfig {
@@ -150,15 +131,11 @@ impl MongoConfig {
     }
 
     /// Reads [`MONGODB_URI_VAR`] (required), [`MONGODB_DATABASE_VAR`] and the optional
-    /// `*_TIMEOUT_MS` variables.
-    pub fn from_env() -> Result<Self, MongoConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
-    /// Same as [`MongoConfig::from_env`], reading variables through `lookup`.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, MongoConfigError> {
+    /// `*_TIMEOUT_MS` variables through `lookup` (the service's configuration source: the
+    /// environment, with the URI from Secrets Manager when its ARN is given).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let present = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let uri = present(MONGODB_URI_VAR).ok_or(MongoConfigError::Missing(MONGODB_URI_VAR))?;
+        let uri = present(MONGODB_URI_VAR).ok_or(ConfigError::Missing(MONGODB_URI_VAR))?;
         let mut config = Self::new(uri);
         if let Some(database) = present(MONGODB_DATABASE_VAR) {
             config.database = database;
@@ -167,10 +144,11 @@ impl MongoConfig {
             None => Ok(default),
             Some(value) => match value.trim().parse::<u64>() {
                 Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
-                _ => Err(MongoConfigError::Invalid {
-                    variable,
-                    value,
-                    expected: "a positive whole number of milliseconds",
+                _ => Err(ConfigError::Invalid {
+                    name: variable,
+                    reason: format!(
+                        "must be a positive whole number of milliseconds, got {value:?}"
+                    ),
                 }),
             },
         };
@@ -1440,10 +1418,10 @@ mod tests {
     #[test]
     fn given_no_uri_then_the_error_names_the_variable() {
         let err = MongoConfig::from_lookup(lookup(&[])).unwrap_err();
-        assert!(matches!(err, MongoConfigError::Missing(MONGODB_URI_VAR)));
+        assert!(matches!(err, ConfigError::Missing(MONGODB_URI_VAR)));
         assert!(err.to_string().contains("MONGODB_URI"));
         let err = MongoConfig::from_lookup(lookup(&[(MONGODB_URI_VAR, "  ")])).unwrap_err();
-        assert!(matches!(err, MongoConfigError::Missing(MONGODB_URI_VAR)));
+        assert!(matches!(err, ConfigError::Missing(MONGODB_URI_VAR)));
     }
 
     #[test]

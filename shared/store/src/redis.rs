@@ -125,6 +125,58 @@ impl RedisConfig {
     }
 }
 
+/// The adapters' way to Redis: a connection made already, or one made on first use.
+///
+/// A Lambda builds its adapters at cold start but must not need Redis to start (a function
+/// whose event never touches Redis would fail for nothing while Redis is down), so its handle
+/// is [`RedisHandle::lazy`]: the first command connects, and a failed connect is not
+/// remembered, so the next command tries again.
+#[derive(Clone)]
+pub struct RedisHandle(std::sync::Arc<HandleState>);
+
+enum HandleState {
+    Ready(RedisConnection),
+    Lazy {
+        config: RedisConfig,
+        cell: tokio::sync::OnceCell<RedisConnection>,
+    },
+}
+
+impl RedisHandle {
+    /// A handle that connects on first use.
+    pub fn lazy(config: RedisConfig) -> Self {
+        Self(std::sync::Arc::new(HandleState::Lazy {
+            config,
+            cell: tokio::sync::OnceCell::new(),
+        }))
+    }
+
+    /// The connection, connecting first if this is the first use of a lazy handle.
+    pub async fn connection(&self) -> Result<RedisConnection, StoreError> {
+        match self.0.as_ref() {
+            HandleState::Ready(conn) => Ok(conn.clone()),
+            HandleState::Lazy { config, cell } => {
+                cell.get_or_try_init(|| config.connect()).await.cloned()
+            }
+        }
+    }
+}
+
+impl From<RedisConnection> for RedisHandle {
+    fn from(conn: RedisConnection) -> Self {
+        Self(std::sync::Arc::new(HandleState::Ready(conn)))
+    }
+}
+
+impl std::fmt::Debug for RedisHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.0.as_ref() {
+            HandleState::Ready(_) => "RedisHandle::Ready",
+            HandleState::Lazy { .. } => "RedisHandle::Lazy",
+        })
+    }
+}
+
 /// A cheap-to-clone connection to Redis, shared by the adapters: one node, or a cluster.
 #[derive(Clone)]
 pub enum RedisConnection {
@@ -246,7 +298,7 @@ impl Fill {
 /// The event log on Redis.
 #[derive(Clone)]
 pub struct RedisEventLog {
-    conn: RedisConnection,
+    conn: RedisHandle,
     commit: Script,
     read: Script,
     trim: Script,
@@ -266,10 +318,10 @@ impl std::fmt::Debug for RedisEventLog {
 }
 
 impl RedisEventLog {
-    /// Wraps a connection.
-    pub fn new(conn: RedisConnection) -> Self {
+    /// An event log over a connection, or over a lazy handle.
+    pub fn new(conn: impl Into<RedisHandle>) -> Self {
         Self {
-            conn,
+            conn: conn.into(),
             commit: Script::new(include_str!("redis/commit.lua")),
             read: Script::new(include_str!("redis/read.lua")),
             trim: Script::new(include_str!("redis/trim.lua")),
@@ -289,7 +341,7 @@ impl RedisEventLog {
 
     /// The instance ids in the session's `inst` hash (without `$session`).
     async fn instance_names(&self, keys: &Keys) -> Result<Vec<String>, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.connection().await?;
         conn.hkeys(keys.k("inst"))
             .await
             .map_err(Self::unavailable("list instances"))
@@ -378,7 +430,7 @@ impl RedisEventLog {
 
     /// Writes every chunk under the lease; `false` as soon as the lease is lost.
     async fn put_all(&self, token: &str, lease: &str, fills: &[Fill]) -> Result<bool, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.connection().await?;
         for fill in fills {
             for chunk in fill.chunks() {
                 let mut inv = self.put.key(lease);
@@ -403,7 +455,7 @@ impl RedisEventLog {
 
     /// What a rebuild that lost its lease reports: the winner's state, or a rebuild still going.
     async fn after_lost_lease(&self, keys: &Keys) -> Result<Rehydration, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.connection().await?;
         let present: bool = conn
             .exists(keys.k("epoch"))
             .await
@@ -490,7 +542,7 @@ impl EventLog for RedisEventLog {
         for (path, value) in flatten(&session_defaults()) {
             inv.arg(path).arg(canonical_json(&value));
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.connection().await?;
         let _created: i64 = inv
             .invoke_async(&mut conn)
             .await
@@ -566,7 +618,7 @@ impl EventLog for RedisEventLog {
                 inv.arg("remove").arg(instance.as_str());
             }
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.connection().await?;
         let reply: RedisValue = inv
             .invoke_async(&mut conn)
             .await
@@ -644,7 +696,7 @@ impl EventLog for RedisEventLog {
         limit: usize,
     ) -> Result<Vec<GameEvent>, StoreError> {
         let keys = Keys::new(session);
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.connection().await?;
         let reply: RedisValue = self
             .read
             .key(keys.k("epoch"))
@@ -674,7 +726,7 @@ impl EventLog for RedisEventLog {
 
     async fn head(&self, session: &SessionId) -> Result<Sequence, StoreError> {
         let keys = Keys::new(session);
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.connection().await?;
         let (epoch, seq): (Option<String>, Option<u64>) = conn
             .mget(&[keys.k("epoch"), keys.k("seq")])
             .await
@@ -687,7 +739,7 @@ impl EventLog for RedisEventLog {
 
     async fn floor(&self, session: &SessionId) -> Result<Sequence, StoreError> {
         let keys = Keys::new(session);
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.connection().await?;
         let (epoch, floor): (Option<String>, Option<u64>) = conn
             .mget(&[keys.k("epoch"), keys.k("floor")])
             .await
@@ -700,7 +752,7 @@ impl EventLog for RedisEventLog {
 
     async fn trim_below(&self, session: &SessionId, sequence: Sequence) -> Result<u64, StoreError> {
         let keys = Keys::new(session);
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.connection().await?;
         let removed: i64 = self
             .trim
             .key(keys.k("epoch"))
@@ -719,7 +771,7 @@ impl EventLog for RedisEventLog {
 
     async fn state(&self, session: &SessionId) -> Result<Option<GameSessionState>, StoreError> {
         let keys = Keys::new(session);
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.connection().await?;
         let mut reply = None;
         let mut names = self.instance_names(&keys).await?;
         for _ in 0..INSTANCE_SET_ATTEMPTS {
@@ -818,7 +870,7 @@ impl EventLog for RedisEventLog {
         // Everything is prepared before the lease is taken, so the lease only has to cover
         // the writes.
         let fills = Self::fills(&keys, state, events, ids);
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.connection().await?;
         let mut taken = false;
         for _ in 0..INSTANCE_SET_ATTEMPTS {
             let names = self.instance_names(&keys).await?;
@@ -911,7 +963,7 @@ impl EventLog for RedisEventLog {
 
     async fn release(&self, session: &SessionId) -> Result<(), StoreError> {
         let keys = Keys::new(session);
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.connection().await?;
         for _ in 0..INSTANCE_SET_ATTEMPTS {
             let names = self.instance_names(&keys).await?;
             let reply: String = self
@@ -940,7 +992,7 @@ impl EventLog for RedisEventLog {
 /// its own key (`dl:rl:{key}`), in its own slot, never in a script with a session's keys.
 #[derive(Clone)]
 pub struct RedisRateLimiter {
-    conn: RedisConnection,
+    conn: RedisHandle,
     script: Script,
 }
 
@@ -951,10 +1003,10 @@ impl std::fmt::Debug for RedisRateLimiter {
 }
 
 impl RedisRateLimiter {
-    /// Wraps a connection.
-    pub fn new(conn: RedisConnection) -> Self {
+    /// A rate limiter over a connection, or over a lazy handle.
+    pub fn new(conn: impl Into<RedisHandle>) -> Self {
         Self {
-            conn,
+            conn: conn.into(),
             script: Script::new(include_str!("redis/rate.lua")),
         }
     }
@@ -968,7 +1020,7 @@ impl RateLimiter for RedisRateLimiter {
         per_second: f64,
         burst: u32,
     ) -> Result<Acquire, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.connection().await?;
         let (taken, wait_us): (i64, u64) = self
             .script
             .key(format!("dl:rl:{{{key}}}"))

@@ -317,3 +317,27 @@ pub fn router_with(deps: Deps, settings: HttpSettings) -> Router {
         None => routes,
     }
 }
+
+/// The whole `main` of the `http-api` function: tracing, the shared cold start, the router.
+///
+/// Routes that commit events (actors added or removed) broadcast them to the WebSocket API's
+/// connections, so `APIGW_MANAGEMENT_ENDPOINT` (the WebSocket stage's URL) is required here:
+/// there is no WebSocket event to derive it from.
+#[cfg(feature = "apigw")]
+pub async fn run_lambda() -> Result<(), lambda_http::Error> {
+    crate::lambda::init_tracing();
+    let start = crate::lambda::cold_start().await?;
+    let settings = HttpSettings::from_env()?;
+    let endpoint = start
+        .config
+        .apigw_endpoint
+        .clone()
+        .ok_or(ConfigError::Missing(
+            crate::config::APIGW_MANAGEMENT_ENDPOINT,
+        ))?;
+    let notifier = std::sync::Arc::new(dlab_store::apigw::ApiGatewayNotifier::from_endpoint(
+        &start.sdk, endpoint,
+    ));
+    let deps = Deps::from_config(&start.config, &start.sdk, notifier).await?;
+    lambda_http::run(router_with(deps, settings)).await
+}
