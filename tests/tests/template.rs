@@ -1280,3 +1280,40 @@ fn samconfig_points_at_the_template() {
     assert!(text.contains("template_file = \"infra/template.yaml\""));
     assert!(text.contains("stack_name = \"dungeon-lab-events\""));
 }
+
+/// Every `.rs` file under `dir`, recursively.
+fn rust_sources(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.expect("directory entry").path();
+        if path.is_dir() {
+            if path.file_name().is_some_and(|n| n != "target") {
+                rust_sources(&path, out);
+            }
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn every_variable_the_template_sets_is_named_by_the_code() {
+    let root = workspace_root();
+    let mut files = Vec::new();
+    for dir in ["shared", "functions", "infra/local-gateway"] {
+        rust_sources(&root.join(dir), &mut files);
+    }
+    let code: String = files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap_or_default())
+        .collect();
+    let names: BTreeSet<&str> = NEEDS.iter().flat_map(|n| n.env.iter().copied()).collect();
+    let unread: Vec<&str> = names
+        .into_iter()
+        .filter(|name| !code.contains(&format!("\"{name}\"")))
+        .collect();
+    assert!(
+        unread.is_empty(),
+        "the template sets variables no Rust source names as a string (a misspelt or dead \
+         variable): {unread:?}"
+    );
+}
