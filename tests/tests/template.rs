@@ -3,13 +3,15 @@
 //! cfn-lint checks types and references, but not that the WebSocket API routes on `action`, that
 //! the routes are the protocol's, that each function is built from a crate of this workspace, or
 //! that a permission is scoped to this API and this table. These tests read
-//! `infra/template.yaml` and check exactly that, and that the environment variable names are the
-//! ones the Rust configuration reads.
+//! `infra/template.yaml` and check exactly that, and least privilege per function: each function
+//! gets exactly the environment variables and the permissions of its row in [`NEEDS`], secrets
+//! only as Secrets Manager ARNs, and `secretsmanager:GetSecretValue` on exactly those secrets.
 //!
 //! # Layout
 //! - loading: YAML → JSON, CloudFormation short tags (`!Ref`, `!Sub`, `!GetAtt`, …) turned into
 //!   their long forms, `Globals.Function` merged into every function;
-//! - one test per property: API, routes, functions, environment, IAM, logs, table, outputs.
+//! - one test per property: API, routes, functions, environment, secrets, rules, reserved
+//!   concurrency, IAM, logs, table, outputs.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -140,8 +142,12 @@ impl Function {
             .unwrap_or("")
     }
 
-    fn env(&self, name: &str) -> &Value {
-        &self.props["Environment"]["Variables"][name]
+    /// Every environment variable (after the Globals merge), by name.
+    fn env_vars(&self) -> BTreeMap<String, Value> {
+        self.props["Environment"]["Variables"]
+            .as_object()
+            .map(|vars| vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default()
     }
 }
 
@@ -534,52 +540,236 @@ fn timeouts_and_memory_fit_api_gateway() {
     }
 }
 
-#[test]
-fn environment_matches_the_configuration_code() {
-    use dlab_service::config;
+/// The variables that only deployed functions read: each holds the ARN of a Secrets Manager
+/// secret, whose SecretString is the value (read at cold start), and the parameter it comes from.
+const SECRET_ARN_VARS: &[(&str, &str)] = &[
+    ("REDIS_URL_SECRET_ARN", "RedisUrlSecretArn"),
+    ("MONGODB_URI_SECRET_ARN", "MongoDbUriSecretArn"),
+    ("JWT_SECRET_ARN", "JwtSecretArn"),
+    ("TICKET_SECRET_ARN", "TicketSecretArn"),
+];
 
+/// The plain variables that carry a secret's value: read by local runs only, never deployed.
+const PLAIN_SECRET_VARS: &[&str] = &["REDIS_URL", "MONGODB_URI", "JWT_SECRET", "TICKET_SECRET"];
+
+/// The value parameters the ARN parameters replaced: none may come back.
+const RETIRED_SECRET_PARAMETERS: &[&str] = &["RedisUrl", "MongoDbUri", "JwtSecret", "TicketSecret"];
+
+/// What each function may see and do. Nothing more: the environment is compared exactly, and
+/// every permission of a function's role must be one of these.
+struct Needs {
+    function: &'static str,
+    /// Every environment variable, exactly.
+    env: &'static [&'static str],
+    /// DynamoDB on the connections table.
+    table: bool,
+    /// `execute-api:ManageConnections` on this API's stage.
+    post: bool,
+    /// Parameters of the secrets it may read with `secretsmanager:GetSecretValue`, exactly.
+    secrets: &'static [&'static str],
+}
+
+const NEEDS: &[Needs] = &[
+    // Verifies the connect ticket and writes the registry: no Redis, no MongoDB, no @connections.
+    Needs {
+        function: "WsConnectFunction",
+        env: &[
+            "JWT_SECRET_ARN",
+            "JWT_JWKS_URL",
+            "JWT_ISSUER",
+            "JWT_AUDIENCE",
+            "TICKET_SECRET_ARN",
+            "CONNECTIONS_TABLE",
+            "DLAB_MAX_CONNECTIONS_PER_USER",
+        ],
+        table: true,
+        post: false,
+        secrets: &["JwtSecretArn", "TicketSecretArn"],
+    },
+    // Drops the connection and tells the session (presence).
+    Needs {
+        function: "WsDisconnectFunction",
+        env: &["CONNECTIONS_TABLE", "APIGW_MANAGEMENT_ENDPOINT"],
+        table: true,
+        post: true,
+        secrets: &[],
+    },
+    Needs {
+        function: "WsDefaultFunction",
+        env: STORE_ENV,
+        table: true,
+        post: true,
+        secrets: STORE_SECRETS,
+    },
+    Needs {
+        function: "WsSubscribeFunction",
+        env: STORE_ENV,
+        table: true,
+        post: true,
+        secrets: STORE_SECRETS,
+    },
+    Needs {
+        function: "WsSubmitFunction",
+        env: STORE_ENV,
+        table: true,
+        post: true,
+        secrets: STORE_SECRETS,
+    },
+    Needs {
+        function: "WsReplayFunction",
+        env: STORE_ENV,
+        table: true,
+        post: true,
+        secrets: STORE_SECRETS,
+    },
+    Needs {
+        function: "HttpApiFunction",
+        env: &[
+            "REDIS_URL_SECRET_ARN",
+            "REDIS_CLUSTER",
+            "MONGODB_URI_SECRET_ARN",
+            "MONGODB_DATABASE",
+            "CONNECTIONS_TABLE",
+            "APIGW_MANAGEMENT_ENDPOINT",
+            "JWT_SECRET_ARN",
+            "JWT_JWKS_URL",
+            "JWT_ISSUER",
+            "JWT_AUDIENCE",
+            "TICKET_SECRET_ARN",
+            "CORS_ALLOWED_ORIGINS",
+            "DLAB_MAX_LIST_BYTES",
+            "DLAB_MAX_ACTORS_PER_CAMPAIGN",
+            "DLAB_MAX_ACTOR_BYTES",
+            "DLAB_MAX_SESSIONS_PER_CAMPAIGN",
+        ],
+        table: true,
+        post: true,
+        secrets: &[
+            "RedisUrlSecretArn",
+            "MongoDbUriSecretArn",
+            "JwtSecretArn",
+            "TicketSecretArn",
+        ],
+    },
+];
+
+/// The WebSocket handlers behind a connection (they never verify a token: the connection record
+/// carries the user).
+const STORE_ENV: &[&str] = &[
+    "REDIS_URL_SECRET_ARN",
+    "REDIS_CLUSTER",
+    "MONGODB_URI_SECRET_ARN",
+    "MONGODB_DATABASE",
+    "CONNECTIONS_TABLE",
+    "APIGW_MANAGEMENT_ENDPOINT",
+];
+const STORE_SECRETS: &[&str] = &["RedisUrlSecretArn", "MongoDbUriSecretArn"];
+
+/// A full Secrets Manager secret ARN, with the six-character suffix Secrets Manager appends: the
+/// IAM grant is then that exact secret, no `-??????` wildcard needed.
+const SECRET_ARN_PATTERN: &str =
+    "arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}";
+
+fn needs(id: &str) -> &'static Needs {
+    NEEDS
+        .iter()
+        .find(|n| n.function == id)
+        .unwrap_or_else(|| panic!("{id} is not in the NEEDS table of this test"))
+}
+
+/// `{"Fn::If": [condition, {"Ref": parameter}, {"Ref": "AWS::NoValue"}]}`: a value present only
+/// when `condition` holds.
+fn optional(condition: &str, value: Value) -> Value {
+    json!({"Fn::If": [condition, value, {"Ref": "AWS::NoValue"}]})
+}
+
+/// `Not(Equals(Ref parameter, ""))`: the shape of every "is set" condition and rule.
+fn is_set(parameter: &str) -> Value {
+    json!({"Fn::Not": [{"Fn::Equals": [{"Ref": parameter}, ""]}]})
+}
+
+/// The value each variable must have in every function that has it.
+fn expected_env_value(name: &str) -> Value {
+    let management = json!({"Fn::Sub": "https://${WebSocketApi}.execute-api.${AWS::Region}.amazonaws.com/${StageName}"});
+    match name {
+        "REDIS_URL_SECRET_ARN" => json!({"Ref": "RedisUrlSecretArn"}),
+        "REDIS_CLUSTER" => json!({"Fn::If": ["RedisClusterMode", "1", "0"]}),
+        "MONGODB_URI_SECRET_ARN" => json!({"Ref": "MongoDbUriSecretArn"}),
+        "MONGODB_DATABASE" => json!({"Ref": "MongoDbDatabase"}),
+        "CONNECTIONS_TABLE" => json!({"Ref": "ConnectionsTable"}),
+        "APIGW_MANAGEMENT_ENDPOINT" => management,
+        "JWT_SECRET_ARN" => optional("HasJwtSecretArn", json!({"Ref": "JwtSecretArn"})),
+        "JWT_JWKS_URL" => optional("HasJwksUrl", json!({"Ref": "JwtJwksUrl"})),
+        "JWT_ISSUER" => optional("HasJwtIssuer", json!({"Ref": "JwtIssuer"})),
+        "JWT_AUDIENCE" => optional("HasJwtAudience", json!({"Ref": "JwtAudience"})),
+        "TICKET_SECRET_ARN" => optional("HasTicketSecretArn", json!({"Ref": "TicketSecretArn"})),
+        "DLAB_MAX_CONNECTIONS_PER_USER" => json!({"Ref": "MaxConnectionsPerUser"}),
+        "CORS_ALLOWED_ORIGINS" => json!({"Fn::Join": [",", {"Ref": "CorsAllowedOrigins"}]}),
+        "DLAB_MAX_LIST_BYTES" => json!({"Ref": "MaxListBytes"}),
+        "DLAB_MAX_ACTORS_PER_CAMPAIGN" => json!({"Ref": "MaxActorsPerCampaign"}),
+        "DLAB_MAX_ACTOR_BYTES" => json!({"Ref": "MaxActorBytes"}),
+        "DLAB_MAX_SESSIONS_PER_CAMPAIGN" => json!({"Ref": "MaxSessionsPerCampaign"}),
+        other => panic!("no expected value for {other}: add it to expected_env_value"),
+    }
+}
+
+#[test]
+fn no_function_gets_a_secret_value_or_a_shared_environment() {
     let t = Template::load();
+    assert!(
+        t.doc["Globals"]["Function"]["Environment"].is_null(),
+        "a Globals environment gives every function every variable: {}",
+        t.doc["Globals"]["Function"]["Environment"]
+    );
     for (id, f) in t.functions() {
-        for name in [
-            config::REDIS_URL,
-            config::MONGODB_URI,
-            config::JWT_SECRET,
-            config::JWT_JWKS_URL,
-            config::JWT_ISSUER,
-            config::JWT_AUDIENCE,
-            config::TICKET_SECRET,
-            config::CONNECTIONS_TABLE,
-            config::APIGW_MANAGEMENT_ENDPOINT,
-            dlab_store::mongo::MONGODB_DATABASE_VAR,
-        ] {
-            assert!(!f.env(name).is_null(), "{id} lacks {name}");
+        let vars = f.env_vars();
+        for plain in PLAIN_SECRET_VARS {
+            assert!(
+                !vars.contains_key(*plain),
+                "{id} has {plain}: deployed functions get the secret's ARN ({plain}_SECRET_ARN), never its value"
+            );
         }
-        assert!(is_ref(f.env(config::REDIS_URL), "RedisUrl"), "{id}");
-        assert!(is_ref(f.env(config::MONGODB_URI), "MongoDbUri"), "{id}");
+        for (name, value) in &vars {
+            assert!(
+                !value.to_string().contains("{{resolve:"),
+                "{id}: {name} resolves a secret into the function's configuration"
+            );
+        }
+    }
+    for retired in RETIRED_SECRET_PARAMETERS {
         assert!(
-            is_ref(f.env(config::CONNECTIONS_TABLE), "ConnectionsTable"),
-            "{id}"
+            t.doc["Parameters"][*retired].is_null(),
+            "parameter {retired} takes a secret's value; the stack takes ARNs only"
         );
-        assert_eq!(
-            sub_text(f.env(config::APIGW_MANAGEMENT_ENDPOINT)),
-            Some("https://${WebSocketApi}.execute-api.${AWS::Region}.amazonaws.com/${StageName}"),
-            "{id}"
-        );
+    }
+}
+
+#[test]
+fn each_function_has_exactly_its_environment() {
+    let t = Template::load();
+    let functions = t.functions();
+    assert_eq!(
+        functions
+            .keys()
+            .map(String::as_str)
+            .collect::<BTreeSet<_>>(),
+        NEEDS.iter().map(|n| n.function).collect::<BTreeSet<_>>(),
+        "every function has a row in NEEDS"
+    );
+    for (id, f) in &functions {
+        let expected: BTreeMap<String, Value> = needs(id)
+            .env
+            .iter()
+            .map(|name| (name.to_string(), expected_env_value(name)))
+            .collect();
+        assert_eq!(f.env_vars(), expected, "{id}'s environment");
+
         let vpc = &f.props["VpcConfig"];
         assert!(
             is_ref(&vpc["SubnetIds"], "SubnetIds"),
             "{id} runs in the VPC"
         );
         assert!(is_ref(&vpc["SecurityGroupIds"], "SecurityGroupIds"), "{id}");
-    }
-    let http = &t.functions()["HttpApiFunction"];
-    assert!(
-        !http.env(dlab_service::http::CORS_ALLOWED_ORIGINS).is_null(),
-        "the HTTP function knows the allowed origins"
-    );
-
-    for secret in ["RedisUrl", "MongoDbUri", "JwtSecret", "TicketSecret"] {
-        assert_eq!(t.parameter(secret)["NoEcho"], json!(true), "{secret}");
     }
     for listed in [
         ("SubnetIds", "List<AWS::EC2::Subnet::Id>"),
@@ -590,56 +780,197 @@ fn environment_matches_the_configuration_code() {
 }
 
 #[test]
-fn jwks_needs_an_audience_and_an_issuer_and_secrets_32_bytes() {
-    use dlab_service::config;
+fn optional_variables_are_set_only_when_their_parameter_is() {
+    let t = Template::load();
+    let conditions = &t.doc["Conditions"];
+    for (condition, parameter) in [
+        ("HasJwtSecretArn", "JwtSecretArn"),
+        ("HasJwksUrl", "JwtJwksUrl"),
+        ("HasJwtIssuer", "JwtIssuer"),
+        ("HasJwtAudience", "JwtAudience"),
+        ("HasTicketSecretArn", "TicketSecretArn"),
+        ("HasSecretsKmsKey", "SecretsKmsKeyArn"),
+    ] {
+        assert_eq!(conditions[condition], is_set(parameter), "{condition}");
+        assert_eq!(
+            t.parameter(parameter)["Default"],
+            "",
+            "{parameter} is optional"
+        );
+    }
+    // MemoryDB and ElastiCache in cluster mode speak the cluster protocol.
+    assert_eq!(
+        conditions["RedisClusterMode"],
+        json!({"Fn::Equals": [{"Ref": "RedisCluster"}, "true"]})
+    );
+    let cluster = t.parameter("RedisCluster");
+    assert_eq!(cluster["Default"], "true");
+    assert_eq!(cluster["AllowedValues"], json!(["true", "false"]));
+}
+
+#[test]
+fn secret_parameters_take_full_secret_arns() {
+    let t = Template::load();
+    for (variable, parameter) in SECRET_ARN_VARS {
+        let p = t.parameter(parameter);
+        assert_eq!(p["Type"], "String", "{parameter}");
+        let optional = matches!(*parameter, "JwtSecretArn" | "TicketSecretArn");
+        let pattern = if optional {
+            assert_eq!(p["Default"], "", "{parameter} is optional");
+            format!("^({SECRET_ARN_PATTERN})?$")
+        } else {
+            assert!(p["Default"].is_null(), "{parameter} is required");
+            format!("^{SECRET_ARN_PATTERN}$")
+        };
+        assert_eq!(p["AllowedPattern"], pattern, "{parameter} ({variable})");
+        assert!(
+            p["ConstraintDescription"].is_string(),
+            "{parameter}: a refused ARN says why"
+        );
+    }
+    assert_eq!(
+        t.parameter("SecretsKmsKeyArn")["AllowedPattern"],
+        "^(arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+)?$"
+    );
+}
+
+#[test]
+fn quota_parameters_default_to_the_code_defaults() {
+    use dlab_store::model::{
+        DEFAULT_MAX_ACTOR_BYTES, DEFAULT_MAX_ACTORS_PER_CAMPAIGN, DEFAULT_MAX_PAGE_BYTES,
+        DEFAULT_MAX_SESSIONS_PER_CAMPAIGN,
+    };
 
     let t = Template::load();
-    assert_eq!(t.parameter("JwtAudience")["Default"], "");
-    let optional = |condition: &str, parameter: &str| json!({"Fn::If": [condition, {"Ref": parameter}, {"Ref": "AWS::NoValue"}]});
-    for (id, f) in t.functions() {
+    let max_connections = dlab_service::config::Settings::default().max_connections_per_user;
+    for (parameter, default) in [
+        ("MaxConnectionsPerUser", max_connections as u64),
+        ("MaxListBytes", DEFAULT_MAX_PAGE_BYTES as u64),
+        ("MaxActorsPerCampaign", DEFAULT_MAX_ACTORS_PER_CAMPAIGN),
+        ("MaxActorBytes", DEFAULT_MAX_ACTOR_BYTES as u64),
+        ("MaxSessionsPerCampaign", DEFAULT_MAX_SESSIONS_PER_CAMPAIGN),
+    ] {
+        let p = t.parameter(parameter);
+        assert_eq!(p["Type"], "Number", "{parameter}");
+        assert_eq!(p["Default"], json!(default), "{parameter}");
         assert_eq!(
-            f.env(config::JWT_AUDIENCE),
-            &optional("HasJwtAudience", "JwtAudience"),
-            "{id}"
+            p["MinValue"],
+            json!(1),
+            "{parameter}: 0 would refuse everything"
         );
-        assert_eq!(
-            f.env(config::JWT_ISSUER),
-            &optional("HasJwtIssuer", "JwtIssuer"),
-            "{id}"
-        );
-    }
-    let required = |parameter: &str| json!({"Fn::Not": [{"Fn::Equals": [{"Ref": parameter}, ""]}]});
-    let rules = t.doc["Rules"].as_object().expect("Rules");
-    let with_jwks: Vec<Value> = rules
-        .values()
-        .filter(|r| r["RuleCondition"] == required("JwtJwksUrl"))
-        .flat_map(|r| r["Assertions"].as_array().cloned().unwrap_or_default())
-        .map(|a| a["Assert"].clone())
-        .collect();
-    for parameter in ["JwtAudience", "JwtIssuer"] {
-        assert!(
-            with_jwks.contains(&required(parameter)),
-            "a rule requires {parameter} with JwtJwksUrl: {with_jwks:?}"
-        );
-    }
-    let pattern = format!("^(.{{{},}})?$", config::MIN_SECRET_BYTES);
-    for secret in ["JwtSecret", "TicketSecret"] {
-        assert_eq!(t.parameter(secret)["AllowedPattern"], pattern, "{secret}");
-        assert_eq!(t.parameter(secret)["Default"], "", "{secret}");
     }
 }
 
-/// Every statement the functions' roles get, from inline statements and from the template's own
-/// managed policies they reference.
-fn function_statements(t: &Template, id: &str, f: &Function) -> Vec<Value> {
-    let mut statements = Vec::new();
-    let policies = match &f.props["Policies"] {
-        Value::Array(a) => a.clone(),
-        Value::Null => Vec::new(),
-        other => vec![other.clone()],
+#[test]
+fn rules_require_a_usable_token_configuration() {
+    let t = Template::load();
+    let rules = t.doc["Rules"].as_object().expect("Rules");
+    let assertions = |condition: Option<&Value>| -> Vec<Value> {
+        rules
+            .values()
+            .filter(|r| r.get("RuleCondition") == condition)
+            .flat_map(|r| r["Assertions"].as_array().cloned().unwrap_or_default())
+            .map(|a| a["Assert"].clone())
+            .collect()
     };
-    for policy in policies {
-        match &policy {
+    let one_of = |a: &str, b: &str, asserts: &[Value]| {
+        asserts.iter().any(|x| {
+            x == &json!({"Fn::Or": [is_set(a), is_set(b)]})
+                || x == &json!({"Fn::Or": [is_set(b), is_set(a)]})
+        })
+    };
+
+    let always = assertions(None);
+    assert!(
+        one_of("JwtSecretArn", "JwtJwksUrl", &always),
+        "a rule requires JwtSecretArn or JwtJwksUrl: {always:?}"
+    );
+
+    let with_jwks = assertions(Some(&is_set("JwtJwksUrl")));
+    for parameter in ["JwtAudience", "JwtIssuer"] {
+        assert!(
+            with_jwks.contains(&is_set(parameter)),
+            "a rule requires {parameter} with JwtJwksUrl: {with_jwks:?}"
+        );
+    }
+    assert!(
+        one_of("TicketSecretArn", "JwtSecretArn", &with_jwks),
+        "a rule requires TicketSecretArn or JwtSecretArn with JwtJwksUrl: {with_jwks:?}"
+    );
+    assert_eq!(t.parameter("JwtAudience")["Default"], "");
+}
+
+#[test]
+fn reserved_concurrency_is_a_parameter_per_function() {
+    let t = Template::load();
+    let functions = t.functions();
+    let parameters: BTreeSet<&str> = t.doc["Parameters"]
+        .as_object()
+        .expect("Parameters")
+        .keys()
+        .map(String::as_str)
+        .filter(|p| p.ends_with("ReservedConcurrency"))
+        .collect();
+    let mut expected = BTreeSet::new();
+    for (id, f) in &functions {
+        let base = id
+            .strip_suffix("Function")
+            .expect("logical ids end in Function");
+        let parameter = format!("{base}ReservedConcurrency");
+        let condition = format!("{base}ReservesConcurrency");
+        let p = t.parameter(&parameter);
+        assert_eq!(p["Type"], "Number", "{parameter}");
+        assert_eq!(
+            p["Default"],
+            json!(-1),
+            "{parameter}: unreserved by default"
+        );
+        assert_eq!(p["MinValue"], json!(-1), "{parameter}");
+        assert_eq!(
+            t.doc["Conditions"][&condition],
+            json!({"Fn::Not": [{"Fn::Equals": [{"Ref": parameter}, "-1"]}]}),
+            "{condition}: reserve exactly when the parameter is 0 or more"
+        );
+        assert_eq!(
+            f.props["ReservedConcurrentExecutions"],
+            optional(&condition, json!({"Ref": parameter})),
+            "{id} reserves its parameter's concurrency under {condition}"
+        );
+        expected.insert(parameter);
+    }
+    assert_eq!(
+        parameters,
+        expected.iter().map(String::as_str).collect(),
+        "one reserved concurrency parameter per function, none left over"
+    );
+}
+
+/// A statement of a function's role, with the condition under which the role has it.
+struct Grant {
+    condition: Option<String>,
+    statement: Value,
+}
+
+/// `Fn::If [c, x, AWS::NoValue]` → (Some(c), x); anything else → (None, value).
+fn unwrap_optional(value: &Value) -> (Option<String>, &Value) {
+    if let Some([c, x, none]) = value
+        .get("Fn::If")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        && is_ref(none, "AWS::NoValue")
+    {
+        return (Some(c.as_str().expect("a condition name").to_owned()), x);
+    }
+    (None, value)
+}
+
+/// Every statement the function's role gets: inline statements and the template's own managed
+/// policies it references (conditionally, under `Fn::If`, when the policy has a condition).
+fn function_grants(t: &Template, id: &str, f: &Function) -> Vec<Grant> {
+    let mut grants = Vec::new();
+    for policy in as_list(&f.props["Policies"]) {
+        let (condition, policy) = unwrap_optional(&policy);
+        match policy {
             // AWS managed policies by name: only the VPC one (network interfaces, logs).
             Value::String(name) => assert_eq!(
                 name, "AWSLambdaVPCAccessExecutionRole",
@@ -652,57 +983,80 @@ fn function_statements(t: &Template, id: &str, f: &Function) -> Vec<Value> {
                     resource["Type"], "AWS::IAM::ManagedPolicy",
                     "{id}: {target}"
                 );
-                statements.extend(
-                    resource["Properties"]["PolicyDocument"]["Statement"]
-                        .as_array()
-                        .cloned()
-                        .unwrap_or_default(),
+                assert_eq!(
+                    resource["Condition"].as_str(),
+                    condition.as_deref(),
+                    "{id}: {target} must be referenced under the condition it is created under"
                 );
+                for statement in as_list(&resource["Properties"]["PolicyDocument"]["Statement"]) {
+                    grants.push(Grant {
+                        condition: condition.clone(),
+                        statement,
+                    });
+                }
             }
             Value::Object(o) if o.contains_key("Statement") => {
-                statements.extend(o["Statement"].as_array().cloned().unwrap_or_default());
-            }
-            Value::Object(o) if o.contains_key("DynamoDBCrudPolicy") => {
-                assert!(
-                    is_ref(&o["DynamoDBCrudPolicy"]["TableName"], "ConnectionsTable"),
-                    "{id}: DynamoDBCrudPolicy must name the connections table"
-                );
+                for statement in as_list(&o["Statement"]) {
+                    grants.push(Grant {
+                        condition: condition.clone(),
+                        statement,
+                    });
+                }
             }
             other => panic!("{id}: unexpected policy {other}"),
         }
     }
-    statements
+    grants
 }
 
 fn as_list(value: &Value) -> Vec<Value> {
     match value {
         Value::Array(a) => a.clone(),
+        Value::Null => Vec::new(),
         other => vec![other.clone()],
     }
 }
 
-#[test]
-fn permissions_are_scoped_to_this_api_and_this_table() {
-    let t = Template::load();
-    for (id, f) in t.functions() {
-        let statements = function_statements(&t, &id, &f);
-        let mut manages_connections = false;
-        let mut uses_table = false;
-        for s in &statements {
-            assert_eq!(s["Effect"], "Allow", "{id}: {s}");
-            let actions: Vec<String> = as_list(&s["Action"])
+/// What a function's role may do, read from its statements.
+#[derive(Default, Debug)]
+struct Granted {
+    table: bool,
+    post: bool,
+    /// Secret parameters readable with GetSecretValue.
+    secrets: BTreeSet<String>,
+    /// Statements with kms:Decrypt, with their condition.
+    decrypt: Vec<Option<String>>,
+}
+
+/// Reads the grants, failing on anything not scoped to this stack's resources.
+fn granted(t: &Template, id: &str, f: &Function) -> Granted {
+    let mut g = Granted::default();
+    for Grant {
+        condition,
+        statement: s,
+    } in function_grants(t, id, f)
+    {
+        assert_eq!(s["Effect"], "Allow", "{id}: {s}");
+        assert!(
+            s["NotAction"].is_null() && s["NotResource"].is_null(),
+            "{id}: {s}"
+        );
+        let actions: Vec<String> = as_list(&s["Action"])
+            .iter()
+            .map(|a| a.as_str().expect("actions are strings").to_owned())
+            .collect();
+        let resources = as_list(&s["Resource"]);
+        assert!(
+            !resources
                 .iter()
-                .map(|a| a.as_str().expect("actions are strings").to_owned())
-                .collect();
-            let resources = as_list(&s["Resource"]);
-            assert!(
-                !resources.iter().any(|r| r == "*"),
-                "{id}: a statement on every resource: {s}"
-            );
-            for action in &actions {
-                assert!(!action.ends_with('*'), "{id}: wildcard action {action}");
-                if action == "execute-api:ManageConnections" {
-                    manages_connections = true;
+                .any(|r| r.as_str().is_some_and(|r| r.contains('*'))),
+            "{id}: a statement on a wildcard resource: {s}"
+        );
+        for action in &actions {
+            assert!(!action.contains('*'), "{id}: wildcard action {action}");
+            match action.as_str() {
+                "execute-api:ManageConnections" => {
+                    g.post = true;
                     for r in &resources {
                         let arn = sub_text(r).unwrap_or_else(|| panic!("{id}: {r}"));
                         assert!(
@@ -711,11 +1065,12 @@ fn permissions_are_scoped_to_this_api_and_this_table() {
                             "{id}: ManageConnections must be scoped to this API's stage: {arn}"
                         );
                     }
-                } else if action.starts_with("dynamodb:") {
-                    uses_table = true;
+                }
+                a if a.starts_with("dynamodb:") => {
+                    g.table = true;
                     assert!(
-                        TABLE_ACTIONS.contains(&action.as_str()),
-                        "{id}: {action} is more than the registry needs"
+                        TABLE_ACTIONS.contains(&a),
+                        "{id}: {a} is more than the registry needs"
                     );
                     for r in &resources {
                         assert_eq!(
@@ -724,20 +1079,115 @@ fn permissions_are_scoped_to_this_api_and_this_table() {
                             "{id}: DynamoDB access must be limited to the connections table"
                         );
                     }
-                } else {
-                    panic!("{id}: unexpected action {action}");
                 }
+                "secretsmanager:GetSecretValue" => {
+                    assert_eq!(actions.len(), 1, "{id}: GetSecretValue stands alone: {s}");
+                    for r in &resources {
+                        let (when, r) = unwrap_optional(r);
+                        let parameter = r["Ref"].as_str().unwrap_or_else(|| {
+                            panic!("{id}: GetSecretValue on {r}, not on a secret ARN parameter")
+                        });
+                        assert!(
+                            SECRET_ARN_VARS.iter().any(|(_, p)| *p == parameter),
+                            "{id}: GetSecretValue on {parameter}, which is not a secret ARN"
+                        );
+                        if let Some(when) = when {
+                            assert_eq!(
+                                t.doc["Conditions"][&when],
+                                is_set(parameter),
+                                "{id}: {parameter} is granted under {when}, not under 'it is set'"
+                            );
+                        }
+                        g.secrets.insert(parameter.to_owned());
+                    }
+                }
+                "kms:Decrypt" => {
+                    for r in &resources {
+                        assert!(is_ref(r, "SecretsKmsKeyArn"), "{id}: kms:Decrypt on {r}");
+                    }
+                    assert_eq!(
+                        s["Condition"]["StringEquals"]["kms:ViaService"],
+                        json!({"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"}),
+                        "{id}: the key decrypts through Secrets Manager only"
+                    );
+                    g.decrypt.push(condition.clone());
+                }
+                other => panic!("{id}: unexpected action {other}"),
             }
         }
-        let crud_policy = as_list(&f.props["Policies"])
-            .iter()
-            .any(|p| p.get("DynamoDBCrudPolicy").is_some());
-        assert!(manages_connections, "{id} can post to connections");
-        assert!(
-            uses_table || crud_policy,
-            "{id} can use the connections table"
+    }
+    g
+}
+
+#[test]
+fn each_function_has_exactly_its_permissions() {
+    let t = Template::load();
+    for (id, f) in t.functions() {
+        let need = needs(&id);
+        let g = granted(&t, &id, &f);
+        assert_eq!(
+            g.table, need.table,
+            "{id}: DynamoDB on the connections table"
+        );
+        assert_eq!(g.post, need.post, "{id}: execute-api:ManageConnections");
+        assert_eq!(
+            g.secrets,
+            need.secrets.iter().map(|s| s.to_string()).collect(),
+            "{id}: secretsmanager:GetSecretValue resources"
+        );
+        // A customer managed key: kms:Decrypt for exactly the functions that read secrets.
+        let expected_decrypt = if need.secrets.is_empty() {
+            vec![]
+        } else {
+            vec![Some("HasSecretsKmsKey".to_owned())]
+        };
+        assert_eq!(
+            g.decrypt, expected_decrypt,
+            "{id}: kms:Decrypt on the secrets' key"
         );
     }
+}
+
+#[test]
+fn each_function_reads_exactly_the_secrets_it_is_told_of() {
+    let t = Template::load();
+    for (id, f) in t.functions() {
+        let vars = f.env_vars();
+        let told: BTreeSet<String> = SECRET_ARN_VARS
+            .iter()
+            .filter(|(variable, _)| vars.contains_key(*variable))
+            .map(|(_, parameter)| parameter.to_string())
+            .collect();
+        assert_eq!(
+            granted(&t, &id, &f).secrets,
+            told,
+            "{id}: GetSecretValue must cover exactly the secrets in its *_SECRET_ARN variables"
+        );
+    }
+}
+
+#[test]
+fn ws_connect_reaches_neither_redis_nor_mongodb_nor_connections() {
+    let t = Template::load();
+    let functions = t.functions();
+    let f = &functions["WsConnectFunction"];
+    for name in f.env_vars().keys() {
+        assert!(
+            !name.starts_with("REDIS")
+                && !name.starts_with("MONGODB")
+                && !name.starts_with("APIGW"),
+            "ws-connect has {name}: it must start while Redis and MongoDB are down"
+        );
+    }
+    let g = granted(&t, "WsConnectFunction", f);
+    for secret in ["RedisUrlSecretArn", "MongoDbUriSecretArn"] {
+        assert!(
+            !g.secrets.contains(secret),
+            "ws-connect may read {secret}: {:?}",
+            g.secrets
+        );
+    }
+    assert!(!g.post, "ws-connect may post to @connections");
 }
 
 #[test]
@@ -829,4 +1279,41 @@ fn samconfig_points_at_the_template() {
     let text = std::fs::read_to_string(&path).expect("samconfig.toml at the top level");
     assert!(text.contains("template_file = \"infra/template.yaml\""));
     assert!(text.contains("stack_name = \"dungeon-lab-events\""));
+}
+
+/// Every `.rs` file under `dir`, recursively.
+fn rust_sources(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.expect("directory entry").path();
+        if path.is_dir() {
+            if path.file_name().is_some_and(|n| n != "target") {
+                rust_sources(&path, out);
+            }
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn every_variable_the_template_sets_is_named_by_the_code() {
+    let root = workspace_root();
+    let mut files = Vec::new();
+    for dir in ["shared", "functions", "infra/local-gateway"] {
+        rust_sources(&root.join(dir), &mut files);
+    }
+    let code: String = files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap_or_default())
+        .collect();
+    let names: BTreeSet<&str> = NEEDS.iter().flat_map(|n| n.env.iter().copied()).collect();
+    let unread: Vec<&str> = names
+        .into_iter()
+        .filter(|name| !code.contains(&format!("\"{name}\"")))
+        .collect();
+    assert!(
+        unread.is_empty(),
+        "the template sets variables no Rust source names as a string (a misspelt or dead \
+         variable): {unread:?}"
+    );
 }
