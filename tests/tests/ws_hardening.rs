@@ -108,6 +108,34 @@ impl EventArchive for DamagedArchive {
     ) -> Result<Vec<(EventId, Sequence, String)>, ArchiveError> {
         self.inner.ids(session).await
     }
+    async fn touch(&self, s: &SessionId, at: u64) -> Result<(), ArchiveError> {
+        self.inner.touch(s, at).await
+    }
+    async fn active_since(
+        &self,
+        since: u64,
+        after: Option<&SessionId>,
+        limit: usize,
+    ) -> Result<Vec<SessionId>, ArchiveError> {
+        self.inner.active_since(since, after, limit).await
+    }
+    async fn idle_hot(&self, before: u64, limit: usize) -> Result<Vec<SessionId>, ArchiveError> {
+        self.inner.idle_hot(before, limit).await
+    }
+    async fn set_hot(&self, s: &SessionId, hot: bool) -> Result<(), ArchiveError> {
+        self.inner.set_hot(s, hot).await
+    }
+    async fn prune(
+        &self,
+        s: &SessionId,
+        through: Sequence,
+        older: u64,
+    ) -> Result<u64, ArchiveError> {
+        self.inner.prune(s, through, older).await
+    }
+    async fn pruned_through(&self, s: &SessionId) -> Result<Sequence, ArchiveError> {
+        self.inner.pruned_through(s).await
+    }
 }
 
 /// A memory world whose archive takes `damage` once [`DamagedArchive::on`] is set.
@@ -333,7 +361,11 @@ impl EventLog for RecordingLog {
     async fn floor(&self, s: &SessionId) -> Result<Sequence, StoreError> {
         self.inner.floor(s).await
     }
-    async fn trim_below(&self, s: &SessionId, q: Sequence) -> Result<u64, StoreError> {
+    async fn trim_below(
+        &self,
+        s: &SessionId,
+        q: Sequence,
+    ) -> Result<dlab_store::Trimmed, StoreError> {
         self.inner.trim_below(s, q).await
     }
     async fn state(
@@ -352,6 +384,46 @@ impl EventLog for RecordingLog {
     }
     async fn release(&self, s: &SessionId) -> Result<(), StoreError> {
         self.inner.release(s).await
+    }
+    async fn end_session(&self, s: &SessionId) -> Result<(), StoreError> {
+        self.inner.end_session(s).await
+    }
+    async fn try_lease(
+        &self,
+        s: &SessionId,
+        ttl: std::time::Duration,
+    ) -> Result<Option<dlab_store::LeaseToken>, StoreError> {
+        self.inner.try_lease(s, ttl).await
+    }
+    async fn release_lease(
+        &self,
+        s: &SessionId,
+        t: &dlab_store::LeaseToken,
+    ) -> Result<(), StoreError> {
+        self.inner.release_lease(s, t).await
+    }
+    async fn remember_rejection(
+        &self,
+        r: &dlab_store::Rejection,
+        ttl: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        self.inner.remember_rejection(r, ttl).await
+    }
+    async fn rejection(
+        &self,
+        s: &SessionId,
+        id: &EventId,
+    ) -> Result<Option<dlab_store::Rejection>, StoreError> {
+        self.inner.rejection(s, id).await
+    }
+    async fn mark_unarchived(&self, s: &SessionId) -> Result<(), StoreError> {
+        self.inner.mark_unarchived(s).await
+    }
+    async fn unarchived(&self, limit: usize) -> Result<Vec<SessionId>, StoreError> {
+        self.inner.unarchived(limit).await
+    }
+    async fn clear_unarchived(&self, s: &SessionId) -> Result<(), StoreError> {
+        self.inner.clear_unarchived(s).await
     }
 }
 

@@ -74,7 +74,8 @@ async fn replay_below_the_hot_floor_reads_the_archive_and_stays_contiguous() {
             .log
             .trim_below(&t.session, Sequence(8))
             .await
-            .unwrap(),
+            .unwrap()
+            .events,
         7
     );
     p1.send(json!({"action": "replay", "sessionId": t.session, "from": 2, "to": 10}))
@@ -198,6 +199,29 @@ impl EventArchive for CollidingArchive {
     async fn ids(&self, _: &SessionId) -> Result<Vec<(EventId, Sequence, String)>, ArchiveError> {
         Ok(vec![])
     }
+    async fn touch(&self, _: &SessionId, _: u64) -> Result<(), ArchiveError> {
+        Ok(())
+    }
+    async fn active_since(
+        &self,
+        _: u64,
+        _: Option<&SessionId>,
+        _: usize,
+    ) -> Result<Vec<SessionId>, ArchiveError> {
+        Ok(vec![])
+    }
+    async fn idle_hot(&self, _: u64, _: usize) -> Result<Vec<SessionId>, ArchiveError> {
+        Ok(vec![])
+    }
+    async fn set_hot(&self, _: &SessionId, _: bool) -> Result<(), ArchiveError> {
+        Ok(())
+    }
+    async fn prune(&self, _: &SessionId, _: Sequence, _: u64) -> Result<u64, ArchiveError> {
+        Ok(0)
+    }
+    async fn pruned_through(&self, _: &SessionId) -> Result<Sequence, ArchiveError> {
+        Ok(Sequence::ZERO)
+    }
 }
 
 #[tokio::test]
@@ -317,7 +341,11 @@ impl dlab_store::EventLog for BrokenLog {
     async fn floor(&self, _: &SessionId) -> Result<Sequence, StoreError> {
         Err(self.err())
     }
-    async fn trim_below(&self, _: &SessionId, _: Sequence) -> Result<u64, StoreError> {
+    async fn trim_below(
+        &self,
+        _: &SessionId,
+        _: Sequence,
+    ) -> Result<dlab_store::Trimmed, StoreError> {
         Err(self.err())
     }
     async fn state(
@@ -335,6 +363,46 @@ impl dlab_store::EventLog for BrokenLog {
         Err(self.err())
     }
     async fn release(&self, _: &SessionId) -> Result<(), StoreError> {
+        Err(self.err())
+    }
+    async fn end_session(&self, _: &SessionId) -> Result<(), StoreError> {
+        Err(self.err())
+    }
+    async fn try_lease(
+        &self,
+        _: &SessionId,
+        _: Duration,
+    ) -> Result<Option<dlab_store::LeaseToken>, StoreError> {
+        Err(self.err())
+    }
+    async fn release_lease(
+        &self,
+        _: &SessionId,
+        _: &dlab_store::LeaseToken,
+    ) -> Result<(), StoreError> {
+        Err(self.err())
+    }
+    async fn remember_rejection(
+        &self,
+        _: &dlab_store::Rejection,
+        _: Duration,
+    ) -> Result<(), StoreError> {
+        Err(self.err())
+    }
+    async fn rejection(
+        &self,
+        _: &SessionId,
+        _: &EventId,
+    ) -> Result<Option<dlab_store::Rejection>, StoreError> {
+        Err(self.err())
+    }
+    async fn mark_unarchived(&self, _: &SessionId) -> Result<(), StoreError> {
+        Err(self.err())
+    }
+    async fn unarchived(&self, _: usize) -> Result<Vec<SessionId>, StoreError> {
+        Err(self.err())
+    }
+    async fn clear_unarchived(&self, _: &SessionId) -> Result<(), StoreError> {
         Err(self.err())
     }
 }

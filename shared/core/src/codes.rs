@@ -29,6 +29,8 @@ pub enum ErrorCode {
     NotSubscribed,
     /// The session does not exist.
     SessionNotFound,
+    /// The GM ended the session: it takes no more events (its log stays readable).
+    SessionEnded,
     /// A compare-and-set precondition failed; the answer carries the current values.
     Conflict,
     /// Too many events or messages in a short time.
@@ -43,7 +45,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for exhaustive tests and documentation.
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::InvalidMessage,
         ErrorCode::UnknownAction,
         ErrorCode::InvalidEvent,
@@ -53,6 +55,7 @@ impl ErrorCode {
         ErrorCode::Forbidden,
         ErrorCode::NotSubscribed,
         ErrorCode::SessionNotFound,
+        ErrorCode::SessionEnded,
         ErrorCode::Conflict,
         ErrorCode::RateLimited,
         ErrorCode::Unavailable,
@@ -72,6 +75,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotSubscribed => "not_subscribed",
             ErrorCode::SessionNotFound => "session_not_found",
+            ErrorCode::SessionEnded => "session_ended",
             ErrorCode::Conflict => "conflict",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Unavailable => "unavailable",
@@ -91,7 +95,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => 401,
             ErrorCode::Forbidden | ErrorCode::NotSubscribed => 403,
             ErrorCode::SessionNotFound | ErrorCode::NotFound => 404,
-            ErrorCode::Conflict => 409,
+            ErrorCode::Conflict | ErrorCode::SessionEnded => 409,
             ErrorCode::RateLimited => 429,
             ErrorCode::Unavailable => 503,
             ErrorCode::Internal => 500,

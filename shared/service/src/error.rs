@@ -52,6 +52,10 @@ pub enum ServiceError {
     /// The session does not exist. Edge: `session_not_found` (HTTP 404).
     #[error("session {0} not found")]
     SessionNotFound(SessionId),
+    /// The GM ended the session; it takes no more events, its log stays readable. Edge:
+    /// `session_ended` (HTTP 409).
+    #[error("session {0} has ended")]
+    SessionEnded(SessionId),
     /// A resource does not exist. Edge (HTTP): 404 `not_found`.
     #[error("{0}")]
     NotFound(String),
@@ -133,6 +137,7 @@ impl ServiceError {
             ServiceError::Forbidden(_) | ServiceError::TypeForbidden(_) => ErrorCode::Forbidden,
             ServiceError::NotSubscribed(_) => ErrorCode::NotSubscribed,
             ServiceError::SessionNotFound(_) => ErrorCode::SessionNotFound,
+            ServiceError::SessionEnded(_) => ErrorCode::SessionEnded,
             ServiceError::NotFound(_) => ErrorCode::NotFound,
             ServiceError::BadRequest(_) => ErrorCode::InvalidMessage,
             ServiceError::Conflict { .. } => ErrorCode::Conflict,
@@ -188,6 +193,7 @@ impl From<CommitError> for ServiceError {
             CommitError::Conflict { current } => ServiceError::Conflict { current },
             CommitError::Invalid(reason) => ServiceError::Refused(reason),
             CommitError::IdReused { id } => ServiceError::IdReused { id },
+            CommitError::SessionEnded(s) => ServiceError::SessionEnded(s),
             CommitError::HotStateMissing(s) => {
                 ServiceError::Unavailable(StoreError::HotStateMissing(s))
             }

@@ -11,18 +11,24 @@ use async_trait::async_trait;
 use dlab_core::actor::{Actor, CompendiumEntry};
 use dlab_core::compaction::Snapshot;
 use dlab_core::event::GameEvent;
-use dlab_core::ids::{ActorId, CampaignId, ConnectionId, EventId, Sequence, SessionId, UserId};
+use std::time::Duration;
+
+use dlab_core::ids::{
+    ActorId, CampaignId, ConflictId, ConnectionId, EventId, Sequence, SessionId, UserId,
+};
 use dlab_core::state::GameSessionState;
 use uuid::Uuid;
 
 use crate::error::{ArchiveError, CommitError, NotifyError, StoreError};
 use crate::model::{
-    ActorKey, Campaign, CampaignKey, CampaignQuotas, CompendiumPage, CompendiumQuery, Connection,
-    GameSession, MemberRole, Page, PageRequest, QuotaError, SessionKey, Subscription,
+    ActorKey, Campaign, CampaignKey, CampaignQuotas, CompendiumPage, CompendiumQuery, ConflictKey,
+    ConflictRecord, Connection, GameSession, MemberRole, Page, PageRequest, QuotaError, Resolution,
+    SessionKey, Subscription,
 };
 use crate::ports::{
-    Acquire, Admission, CampaignStore, CommitRequest, Committed, ConnectionRegistry, EventArchive,
-    EventLog, Notifier, PostOutcome, RateLimiter, Rehydration, SnapshotStore,
+    Acquire, Admission, CampaignStore, CommitRequest, Committed, ConflictStore, ConnectionRegistry,
+    EventArchive, EventLog, LeaseToken, Notifier, PostOutcome, RateLimiter, Rehydration, Rejection,
+    SnapshotStore, Trimmed,
 };
 
 /// A port this process was not built with; see the module docs.
@@ -70,7 +76,7 @@ impl EventLog for Absent {
     async fn floor(&self, _: &SessionId) -> Result<Sequence, StoreError> {
         Err(self.err())
     }
-    async fn trim_below(&self, _: &SessionId, _: Sequence) -> Result<u64, StoreError> {
+    async fn trim_below(&self, _: &SessionId, _: Sequence) -> Result<Trimmed, StoreError> {
         Err(self.err())
     }
     async fn state(&self, _: &SessionId) -> Result<Option<GameSessionState>, StoreError> {
@@ -85,6 +91,34 @@ impl EventLog for Absent {
         Err(self.err())
     }
     async fn release(&self, _: &SessionId) -> Result<(), StoreError> {
+        Err(self.err())
+    }
+    async fn end_session(&self, _: &SessionId) -> Result<(), StoreError> {
+        Err(self.err())
+    }
+    async fn try_lease(
+        &self,
+        _: &SessionId,
+        _: Duration,
+    ) -> Result<Option<LeaseToken>, StoreError> {
+        Err(self.err())
+    }
+    async fn release_lease(&self, _: &SessionId, _: &LeaseToken) -> Result<(), StoreError> {
+        Err(self.err())
+    }
+    async fn remember_rejection(&self, _: &Rejection, _: Duration) -> Result<(), StoreError> {
+        Err(self.err())
+    }
+    async fn rejection(&self, _: &SessionId, _: &EventId) -> Result<Option<Rejection>, StoreError> {
+        Err(self.err())
+    }
+    async fn mark_unarchived(&self, _: &SessionId) -> Result<(), StoreError> {
+        Err(self.err())
+    }
+    async fn unarchived(&self, _: usize) -> Result<Vec<SessionId>, StoreError> {
+        Err(self.err())
+    }
+    async fn clear_unarchived(&self, _: &SessionId) -> Result<(), StoreError> {
         Err(self.err())
     }
 }
@@ -108,6 +142,58 @@ impl EventArchive for Absent {
     }
     async fn ids(&self, _: &SessionId) -> Result<Vec<(EventId, Sequence, String)>, ArchiveError> {
         Err(self.err().into())
+    }
+    async fn touch(&self, _: &SessionId, _: u64) -> Result<(), ArchiveError> {
+        Err(self.err().into())
+    }
+    async fn active_since(
+        &self,
+        _: u64,
+        _: Option<&SessionId>,
+        _: usize,
+    ) -> Result<Vec<SessionId>, ArchiveError> {
+        Err(self.err().into())
+    }
+    async fn idle_hot(&self, _: u64, _: usize) -> Result<Vec<SessionId>, ArchiveError> {
+        Err(self.err().into())
+    }
+    async fn set_hot(&self, _: &SessionId, _: bool) -> Result<(), ArchiveError> {
+        Err(self.err().into())
+    }
+    async fn prune(&self, _: &SessionId, _: Sequence, _: u64) -> Result<u64, ArchiveError> {
+        Err(self.err().into())
+    }
+    async fn pruned_through(&self, _: &SessionId) -> Result<Sequence, ArchiveError> {
+        Err(self.err().into())
+    }
+}
+
+#[async_trait]
+impl ConflictStore for Absent {
+    async fn create(&self, _: &ConflictRecord) -> Result<bool, StoreError> {
+        Err(self.err())
+    }
+    async fn get(
+        &self,
+        _: &SessionId,
+        _: &ConflictId,
+    ) -> Result<Option<ConflictRecord>, StoreError> {
+        Err(self.err())
+    }
+    async fn list(
+        &self,
+        _: &SessionId,
+        _: &PageRequest<ConflictKey>,
+    ) -> Result<Page<ConflictRecord, ConflictKey>, StoreError> {
+        Err(self.err())
+    }
+    async fn resolve(
+        &self,
+        _: &SessionId,
+        _: &ConflictId,
+        _: &Resolution,
+    ) -> Result<Option<ConflictRecord>, StoreError> {
+        Err(self.err())
     }
 }
 

@@ -120,6 +120,9 @@ pub enum CommitError {
     /// snapshot + archive, then retry.
     #[error("hot state of session {0} is missing")]
     HotStateMissing(SessionId),
+    /// The GM ended the session: nothing more is committed. Edge: `session_ended`.
+    #[error("session {0} has ended")]
+    SessionEnded(SessionId),
     /// The backend failed. Edge: `unavailable`.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -132,6 +135,7 @@ impl CommitError {
             CommitError::Conflict { .. } => ErrorCode::Conflict,
             CommitError::IdReused { .. } | CommitError::Invalid(_) => ErrorCode::InvalidEvent,
             CommitError::HotStateMissing(_) => ErrorCode::Unavailable,
+            CommitError::SessionEnded(_) => ErrorCode::SessionEnded,
             CommitError::Store(e) => e.code(),
         }
     }

@@ -22,8 +22,9 @@ pub mod ports;
 
 pub use error::{ArchiveError, Chain, CommitError, InvalidCommit, NotifyError, StoreError};
 pub use ports::{
-    Acquire, Admission, CampaignStore, CommitRequest, Committed, ConnectionRegistry, EventArchive,
-    EventLog, Notifier, PostOutcome, RateLimiter, Rehydration, SnapshotStore,
+    Acquire, Admission, CampaignStore, CommitRequest, Committed, ConflictStore, ConnectionRegistry,
+    EventArchive, EventLog, LeaseToken, Notifier, PostOutcome, RateLimiter, Rehydration, Rejection,
+    ReplacedWrite, SnapshotStore, Trimmed,
 };
 
 #[cfg(feature = "apigw")]

@@ -5,7 +5,7 @@
 //! (`GameSessionState::apply`) as its compare-and-set, so sequences are gap-free, duplicates are
 //! recognised and a conflict stores nothing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::Bound;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +16,7 @@ use dlab_core::changes::{Change, ChangeSet, MAX_SAFE_INTEGER, as_safe_integer};
 use dlab_core::compaction::Snapshot;
 use dlab_core::event::GameEvent;
 use dlab_core::ids::{
-    ActorId, CampaignId, ConnectionId, EventId, InstanceId, Sequence, SessionId, UserId,
+    ActorId, CampaignId, ConflictId, ConnectionId, EventId, InstanceId, Sequence, SessionId, UserId,
 };
 use dlab_core::state::{ApplyError, GameSessionState};
 use serde_json::Value;
@@ -27,13 +27,14 @@ const BACKEND: &str = "memory";
 
 use crate::error::{ArchiveError, CommitError, InvalidCommit, NotifyError, StoreError};
 use crate::model::{
-    ActorKey, Campaign, CampaignKey, CampaignQuotas, CompendiumPage, CompendiumQuery, Connection,
-    GameSession, Listed, Member, MemberRole, Page, PageRequest, Quota, QuotaError, SessionKey,
-    Subscription, fill_page, now_ms,
+    ActorKey, Campaign, CampaignKey, CampaignQuotas, CompendiumPage, CompendiumQuery, ConflictKey,
+    ConflictRecord, Connection, GameSession, Listed, Member, MemberRole, Page, PageRequest, Quota,
+    QuotaError, Resolution, SessionKey, Subscription, fill_page, now_ms,
 };
 use crate::ports::{
-    Acquire, Admission, CampaignStore, CommitRequest, Committed, ConnectionRegistry, EventArchive,
-    EventLog, Notifier, PostOutcome, RateLimiter, Rehydration, SnapshotStore,
+    Acquire, Admission, CampaignStore, CommitRequest, Committed, ConflictStore, ConnectionRegistry,
+    EventArchive, EventLog, LeaseToken, Notifier, PostOutcome, RateLimiter, Rehydration, Rejection,
+    ReplacedWrite, SnapshotStore, Trimmed,
 };
 
 #[derive(Debug)]
@@ -59,6 +60,57 @@ impl HotSession {
 #[derive(Debug, Default)]
 pub struct MemoryEventLog {
     sessions: Mutex<HashMap<SessionId, HotSession>>,
+    /// Markers and maintenance records that are not part of any hot state (they outlive a
+    /// release, as the Redis keys outside a session's hot state do).
+    side: Mutex<SideState>,
+}
+
+#[derive(Debug, Default)]
+struct SideState {
+    ended: HashSet<SessionId>,
+    leases: HashMap<SessionId, (LeaseToken, std::time::Instant)>,
+    rejections: HashMap<(SessionId, EventId), (Rejection, std::time::Instant)>,
+    unarchived: BTreeSet<SessionId>,
+}
+
+impl SideState {
+    /// Drops expired rejections, so a flood of refused events cannot grow memory for longer
+    /// than their time to live.
+    fn prune_rejections(&mut self) {
+        let now = std::time::Instant::now();
+        self.rejections.retain(|_, (_, until)| *until > now);
+    }
+}
+
+/// The writes a blind change of `changes` replaces in `state`: each blind path's override
+/// (base values are not anybody's write).
+fn replaced_writes(state: &GameSessionState, changes: &ChangeSet) -> Vec<ReplacedWrite> {
+    let ChangeSet::Update { instance, changes } = changes else {
+        return Vec::new();
+    };
+    let overrides = if instance.is_session() {
+        Some(&state.session_overrides)
+    } else {
+        state.active_actors.get(instance).map(|a| &a.overrides)
+    };
+    let Some(overrides) = overrides else {
+        return Vec::new();
+    };
+    changes
+        .iter()
+        .filter(|c| matches!(c.change, Change::Blind { .. }))
+        .filter_map(|c| {
+            overrides.get(&c.path).map(|o| ReplacedWrite {
+                instance: instance.clone(),
+                path: c.path.clone(),
+                value: o.value.clone(),
+                event_id: o.event_id.clone(),
+                user_id: o.user_id.clone(),
+                timestamp: o.timestamp,
+                sequence: o.sequence,
+            })
+        })
+        .collect()
 }
 
 impl MemoryEventLog {
@@ -129,6 +181,9 @@ impl EventLog for MemoryEventLog {
     async fn commit(&self, request: CommitRequest) -> Result<Committed, CommitError> {
         let CommitRequest { mut event, changes } = request;
         let session = event.session_id.clone();
+        if self.side.lock().await.ended.contains(&session) {
+            return Err(CommitError::SessionEnded(session));
+        }
         let mut sessions = self.sessions.lock().await;
         let hot = sessions
             .get_mut(&session)
@@ -142,8 +197,10 @@ impl EventLog for MemoryEventLog {
                 sequence: *sequence,
                 duplicate: true,
                 event: hot.events.get(&sequence.get()).cloned(),
+                replaced: Vec::new(),
             });
         }
+        let replaced = replaced_writes(&hot.state, &changes);
         event.sequence = hot.state.last_event_sequence.next();
         debug_assert_eq!(
             changes,
@@ -163,6 +220,7 @@ impl EventLog for MemoryEventLog {
             sequence: event.sequence,
             duplicate: false,
             event: Some(event),
+            replaced,
         })
     }
 
@@ -209,20 +267,31 @@ impl EventLog for MemoryEventLog {
             .ok_or_else(|| StoreError::HotStateMissing(session.clone()))
     }
 
-    async fn trim_below(&self, session: &SessionId, sequence: Sequence) -> Result<u64, StoreError> {
+    async fn trim_below(
+        &self,
+        session: &SessionId,
+        sequence: Sequence,
+    ) -> Result<Trimmed, StoreError> {
         let mut sessions = self.sessions.lock().await;
         let hot = sessions
             .get_mut(session)
             .ok_or_else(|| StoreError::HotStateMissing(session.clone()))?;
-        let target = sequence.get().min(hot.state.last_event_sequence.get() + 1);
+        let target = sequence
+            .get()
+            .min(hot.state.last_event_sequence.get().saturating_add(1));
         if target <= hot.floor {
-            return Ok(0);
+            return Ok(Trimmed::default());
         }
         let keep = hot.events.split_off(&target);
-        let removed = hot.events.len() as u64;
-        hot.events = keep;
+        let removed = std::mem::replace(&mut hot.events, keep);
         hot.floor = target;
-        Ok(removed)
+        Ok(Trimmed {
+            events: removed.len() as u64,
+            bytes: removed
+                .values()
+                .map(|e| serde_json::to_vec(e).map_or(0, |v| v.len() as u64))
+                .sum(),
+        })
     }
 
     async fn state(&self, session: &SessionId) -> Result<Option<GameSessionState>, StoreError> {
@@ -265,12 +334,111 @@ impl EventLog for MemoryEventLog {
         self.sessions.lock().await.remove(session);
         Ok(())
     }
+
+    async fn end_session(&self, session: &SessionId) -> Result<(), StoreError> {
+        self.side.lock().await.ended.insert(session.clone());
+        Ok(())
+    }
+
+    async fn try_lease(
+        &self,
+        session: &SessionId,
+        ttl: Duration,
+    ) -> Result<Option<LeaseToken>, StoreError> {
+        let mut side = self.side.lock().await;
+        let now = std::time::Instant::now();
+        if side
+            .leases
+            .get(session)
+            .is_some_and(|(_, until)| *until > now)
+        {
+            return Ok(None);
+        }
+        let token = LeaseToken(uuid::Uuid::new_v4().to_string());
+        side.leases
+            .insert(session.clone(), (token.clone(), now + ttl));
+        Ok(Some(token))
+    }
+
+    async fn release_lease(
+        &self,
+        session: &SessionId,
+        token: &LeaseToken,
+    ) -> Result<(), StoreError> {
+        let mut side = self.side.lock().await;
+        if side.leases.get(session).is_some_and(|(t, _)| t == token) {
+            side.leases.remove(session);
+        }
+        Ok(())
+    }
+
+    async fn remember_rejection(
+        &self,
+        rejection: &Rejection,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let mut side = self.side.lock().await;
+        side.prune_rejections();
+        side.rejections.insert(
+            (
+                rejection.event.session_id.clone(),
+                rejection.event.id.clone(),
+            ),
+            (rejection.clone(), std::time::Instant::now() + ttl),
+        );
+        Ok(())
+    }
+
+    async fn rejection(
+        &self,
+        session: &SessionId,
+        id: &EventId,
+    ) -> Result<Option<Rejection>, StoreError> {
+        let mut side = self.side.lock().await;
+        side.prune_rejections();
+        Ok(side
+            .rejections
+            .get(&(session.clone(), id.clone()))
+            .map(|(r, _)| r.clone()))
+    }
+
+    async fn mark_unarchived(&self, session: &SessionId) -> Result<(), StoreError> {
+        self.side.lock().await.unarchived.insert(session.clone());
+        Ok(())
+    }
+
+    async fn unarchived(&self, limit: usize) -> Result<Vec<SessionId>, StoreError> {
+        Ok(self
+            .side
+            .lock()
+            .await
+            .unarchived
+            .iter()
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn clear_unarchived(&self, session: &SessionId) -> Result<(), StoreError> {
+        self.side.lock().await.unarchived.remove(session);
+        Ok(())
+    }
 }
 
 /// The archive in memory.
 #[derive(Debug, Default)]
 pub struct MemoryEventArchive {
     events: Mutex<HashMap<SessionId, BTreeMap<u64, GameEvent>>>,
+    meta: Mutex<HashMap<SessionId, ArchiveMeta>>,
+}
+
+/// What the MongoDB archive keeps in a session's `sessions` document.
+#[derive(Debug, Default, Clone)]
+struct ArchiveMeta {
+    archived_through: u64,
+    pruned_through: u64,
+    last_event_at: u64,
+    hot: bool,
 }
 
 impl MemoryEventArchive {
@@ -329,15 +497,18 @@ impl EventArchive for MemoryEventArchive {
 
     async fn archived_through(&self, session: &SessionId) -> Result<Sequence, ArchiveError> {
         let all = self.events.lock().await;
-        let mut n = 0;
+        let mut meta = self.meta.lock().await;
+        let meta = meta.entry(session.clone()).or_default();
+        let mut n = meta.archived_through.max(meta.pruned_through);
         if let Some(s) = all.get(session) {
-            for seq in s.keys() {
-                if *seq != n + 1 {
+            for seq in s.range(n + 1..).map(|(seq, _)| *seq) {
+                if seq != n + 1 {
                     break;
                 }
-                n = *seq;
+                n = seq;
             }
         }
+        meta.archived_through = n;
         Ok(Sequence(n))
     }
 
@@ -354,6 +525,173 @@ impl EventArchive for MemoryEventArchive {
                     .collect()
             })
             .unwrap_or_default())
+    }
+
+    async fn touch(&self, session: &SessionId, at: u64) -> Result<(), ArchiveError> {
+        let mut meta = self.meta.lock().await;
+        let m = meta.entry(session.clone()).or_default();
+        m.last_event_at = m.last_event_at.max(at);
+        m.hot = true;
+        Ok(())
+    }
+
+    async fn active_since(
+        &self,
+        since: u64,
+        after: Option<&SessionId>,
+        limit: usize,
+    ) -> Result<Vec<SessionId>, ArchiveError> {
+        let meta = self.meta.lock().await;
+        let mut ids: Vec<&SessionId> = meta
+            .iter()
+            .filter(|(s, m)| m.last_event_at >= since && after.is_none_or(|a| *s > a))
+            .map(|(s, _)| s)
+            .collect();
+        ids.sort();
+        Ok(ids.into_iter().take(limit).cloned().collect())
+    }
+
+    async fn idle_hot(&self, before: u64, limit: usize) -> Result<Vec<SessionId>, ArchiveError> {
+        let meta = self.meta.lock().await;
+        let mut idle: Vec<(u64, &SessionId)> = meta
+            .iter()
+            .filter(|(_, m)| m.hot && m.last_event_at < before)
+            .map(|(s, m)| (m.last_event_at, s))
+            .collect();
+        idle.sort();
+        Ok(idle
+            .into_iter()
+            .take(limit)
+            .map(|(_, s)| s.clone())
+            .collect())
+    }
+
+    async fn set_hot(&self, session: &SessionId, hot: bool) -> Result<(), ArchiveError> {
+        self.meta
+            .lock()
+            .await
+            .entry(session.clone())
+            .or_default()
+            .hot = hot;
+        Ok(())
+    }
+
+    async fn prune(
+        &self,
+        session: &SessionId,
+        through: Sequence,
+        older_than: u64,
+    ) -> Result<u64, ArchiveError> {
+        let mut all = self.events.lock().await;
+        let Some(events) = all.get_mut(session) else {
+            return Ok(0);
+        };
+        // The longest prefix that is old enough, so what stays is contiguous.
+        let mut cutoff = 0;
+        for (seq, e) in events.range(..=through.get()) {
+            if e.timestamp >= older_than {
+                break;
+            }
+            cutoff = *seq;
+        }
+        if cutoff == 0 {
+            return Ok(0);
+        }
+        let keep = events.split_off(&(cutoff + 1));
+        let removed = std::mem::replace(events, keep).len() as u64;
+        let mut meta = self.meta.lock().await;
+        let m = meta.entry(session.clone()).or_default();
+        m.pruned_through = m.pruned_through.max(cutoff);
+        Ok(removed)
+    }
+
+    async fn pruned_through(&self, session: &SessionId) -> Result<Sequence, ArchiveError> {
+        Ok(Sequence(
+            self.meta
+                .lock()
+                .await
+                .get(session)
+                .map_or(0, |m| m.pruned_through),
+        ))
+    }
+}
+
+/// The conflict report in memory.
+#[derive(Debug, Default)]
+pub struct MemoryConflictStore {
+    conflicts: Mutex<BTreeMap<(SessionId, ConflictId), ConflictRecord>>,
+}
+
+impl MemoryConflictStore {
+    /// An empty report.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl ConflictStore for MemoryConflictStore {
+    async fn create(&self, conflict: &ConflictRecord) -> Result<bool, StoreError> {
+        let mut all = self.conflicts.lock().await;
+        let key = (conflict.session_id.clone(), conflict.conflict_id.clone());
+        if all.contains_key(&key) {
+            return Ok(false);
+        }
+        all.insert(key, conflict.clone());
+        Ok(true)
+    }
+
+    async fn get(
+        &self,
+        session: &SessionId,
+        id: &ConflictId,
+    ) -> Result<Option<ConflictRecord>, StoreError> {
+        Ok(self
+            .conflicts
+            .lock()
+            .await
+            .get(&(session.clone(), id.clone()))
+            .cloned())
+    }
+
+    async fn list(
+        &self,
+        session: &SessionId,
+        page: &PageRequest<ConflictKey>,
+    ) -> Result<Page<ConflictRecord, ConflictKey>, StoreError> {
+        let all = self.conflicts.lock().await;
+        let mut items: Vec<&ConflictRecord> =
+            all.values().filter(|c| &c.session_id == session).collect();
+        // Newest first: createdAt descending, then id descending.
+        items.sort_by(|a, b| (b.created_at, &b.conflict_id).cmp(&(a.created_at, &a.conflict_id)));
+        let after = page.after.as_ref();
+        let rest = items.into_iter().filter(|c| {
+            after.is_none_or(|k| (c.created_at, &c.conflict_id) < (k.created_at, &k.id))
+        });
+        fill_page(
+            page.limit,
+            page.max_bytes,
+            rest.cloned(),
+            BACKEND,
+            "conflict",
+        )
+    }
+
+    async fn resolve(
+        &self,
+        session: &SessionId,
+        id: &ConflictId,
+        resolution: &Resolution,
+    ) -> Result<Option<ConflictRecord>, StoreError> {
+        let mut all = self.conflicts.lock().await;
+        match all.get_mut(&(session.clone(), id.clone())) {
+            Some(c) if !c.resolved => {
+                c.resolved = true;
+                c.resolution = Some(resolution.clone());
+                Ok(Some(c.clone()))
+            }
+            _ => Ok(None),
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! connections; the paging of listings and the per-campaign quotas.
 
 use dlab_core::actor::{Actor, CompendiumEntry};
-use dlab_core::ids::{ActorId, CampaignId, ConnectionId, SessionId, UserId};
+use dlab_core::ids::{ActorId, CampaignId, ConflictId, ConnectionId, EventId, SessionId, UserId};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -388,6 +388,84 @@ impl Listed for GameSession {
         SessionKey {
             created_at: self.created_at,
             id: self.id.clone(),
+        }
+    }
+}
+
+/// What kind of race a conflict reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConflictKind {
+    /// Blind writes (`{to}` without `from`) to one path by different users inside the window.
+    BlindWrite,
+    /// A compare-and-set rejection its sender escalated instead of rebasing.
+    CasRejection,
+}
+
+/// How the GM resolved a conflict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Resolution {
+    /// The GM who resolved it.
+    pub resolved_by: UserId,
+    /// When (ms).
+    pub resolved_at: u64,
+    /// The `core:gm_override` event that applied the decision.
+    pub override_event_id: EventId,
+    /// The option chosen, when the GM chose one (else a `finalState` was given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chosen_event_id: Option<EventId>,
+}
+
+/// One entry of the GM's conflict report, as stored and as `GET /sessions/{id}/conflicts`
+/// lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConflictRecord {
+    /// Stable id (a blind-write race: `<instance>:<path>:<first sequence>`; an escalation:
+    /// `cas:<event id>`), so the same race is reported once.
+    pub conflict_id: ConflictId,
+    /// The session.
+    pub session_id: SessionId,
+    /// Which kind of race.
+    pub kind: ConflictKind,
+    /// One line for the GM.
+    pub description: String,
+    /// The choices offered (each names an `eventId` and the values it stands for).
+    pub options: Vec<serde_json::Value>,
+    /// The events involved (writes or the rejected event), as the report describes them.
+    pub events: Vec<serde_json::Value>,
+    /// The values the resolution applies, per option: `{eventId: {instanceId: {path: value}}}`
+    /// (what `chosenEventId` force-sets).
+    pub choices: serde_json::Value,
+    /// When it was reported (ms).
+    pub created_at: u64,
+    /// Whether the GM resolved it.
+    pub resolved: bool,
+    /// How, once resolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<Resolution>,
+}
+
+/// Conflicts of a session, newest first: `createdAt` descending, then id descending.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConflictKey {
+    /// Report time (ms).
+    pub created_at: u64,
+    /// The conflict id (ties of times).
+    pub id: ConflictId,
+}
+
+impl ListKey for ConflictKey {
+    const LISTING: &'static str = "conflicts";
+}
+
+impl Listed for ConflictRecord {
+    type Key = ConflictKey;
+    fn key(&self) -> ConflictKey {
+        ConflictKey {
+            created_at: self.created_at,
+            id: self.conflict_id.clone(),
         }
     }
 }

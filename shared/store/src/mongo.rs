@@ -752,6 +752,35 @@ impl EventArchive for MongoEventArchive {
             })
             .collect()
     }
+
+    async fn touch(&self, _: &SessionId, _: u64) -> Result<(), ArchiveError> {
+        unimplemented!("MongoEventArchive::touch")
+    }
+
+    async fn active_since(
+        &self,
+        _: u64,
+        _: Option<&SessionId>,
+        _: usize,
+    ) -> Result<Vec<SessionId>, ArchiveError> {
+        unimplemented!("MongoEventArchive::active_since")
+    }
+
+    async fn idle_hot(&self, _: u64, _: usize) -> Result<Vec<SessionId>, ArchiveError> {
+        unimplemented!("MongoEventArchive::idle_hot")
+    }
+
+    async fn set_hot(&self, _: &SessionId, _: bool) -> Result<(), ArchiveError> {
+        unimplemented!("MongoEventArchive::set_hot")
+    }
+
+    async fn prune(&self, _: &SessionId, _: Sequence, _: u64) -> Result<u64, ArchiveError> {
+        unimplemented!("MongoEventArchive::prune")
+    }
+
+    async fn pruned_through(&self, _: &SessionId) -> Result<Sequence, ArchiveError> {
+        unimplemented!("MongoEventArchive::pruned_through")
+    }
 }
 
 /// Campaigns, members, actors, compendium templates and game sessions in MongoDB.

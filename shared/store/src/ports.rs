@@ -11,14 +11,19 @@ use dlab_core::actor::{Actor, CompendiumEntry};
 use dlab_core::changes::ChangeSet;
 use dlab_core::compaction::Snapshot;
 use dlab_core::event::GameEvent;
-use dlab_core::ids::{ActorId, CampaignId, ConnectionId, EventId, Sequence, SessionId, UserId};
+use dlab_core::ids::{
+    ActorId, CampaignId, ConflictId, ConnectionId, EventId, InstanceId, Sequence, SessionId, UserId,
+};
 use dlab_core::state::GameSessionState;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::error::{ArchiveError, CommitError, NotifyError, StoreError};
 use crate::model::{
-    ActorKey, Campaign, CampaignKey, CampaignQuotas, CompendiumPage, CompendiumQuery, Connection,
-    GameSession, MemberRole, Page, PageRequest, QuotaError, SessionKey, Subscription,
+    ActorKey, Campaign, CampaignKey, CampaignQuotas, CompendiumPage, CompendiumQuery, ConflictKey,
+    ConflictRecord, Connection, GameSession, MemberRole, Page, PageRequest, QuotaError, Resolution,
+    SessionKey, Subscription,
 };
 
 /// What to commit: an event without its sequence, and the changes parsed from it.
@@ -40,6 +45,56 @@ pub struct Committed {
     /// The stored event; for a duplicate, the original — `None` when it was trimmed from the
     /// hot log (read it from the archive).
     pub event: Option<GameEvent>,
+    /// For each blind write (`{to}` without `from`) of this event to a path that already had an
+    /// override: the write it replaced, read in the same atomic step. The GM conflict report
+    /// compares them (different users inside the window); empty for a duplicate.
+    pub replaced: Vec<ReplacedWrite>,
+}
+
+/// The override a blind write replaced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplacedWrite {
+    /// The instance (or `$session`).
+    pub instance: InstanceId,
+    /// The path.
+    pub path: String,
+    /// The value it held.
+    pub value: Value,
+    /// The event that wrote it.
+    pub event_id: EventId,
+    /// Who sent that event.
+    pub user_id: UserId,
+    /// Its server time (ms).
+    pub timestamp: u64,
+    /// Its sequence.
+    pub sequence: Sequence,
+}
+
+/// What a trim removed from the hot window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Trimmed {
+    /// Events removed.
+    pub events: u64,
+    /// Their stored bytes.
+    pub bytes: u64,
+}
+
+/// A session's maintenance lease (compaction, backfill, release): the token proves the holder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseToken(pub String);
+
+/// A compare-and-set rejection, remembered briefly so its sender can escalate it to the GM
+/// (`POST /sessions/{id}/conflicts`). Rejected events are otherwise not remembered: the same
+/// id is judged afresh when resubmitted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rejection {
+    /// The rejected event (sequence 0: it was never committed).
+    pub event: GameEvent,
+    /// The current value of every path of the event when it was refused.
+    pub current: BTreeMap<String, Value>,
+    /// When it was refused (ms).
+    pub rejected_at: u64,
 }
 
 /// The hot, ordered event log of each session, with its sequence counter, dedup map and live
@@ -75,9 +130,14 @@ pub trait EventLog: Send + Sync {
     /// The lowest sequence still in the hot window (1 when nothing was trimmed).
     async fn floor(&self, session: &SessionId) -> Result<Sequence, StoreError>;
 
-    /// Drops events below `sequence` from the hot window (never above head + 1); returns how
-    /// many were removed. The dedup map is kept.
-    async fn trim_below(&self, session: &SessionId, sequence: Sequence) -> Result<u64, StoreError>;
+    /// Drops events below `sequence` from the hot window (never above head + 1) and raises the
+    /// floor; returns what was removed. The dedup map is kept: a resubmitted id stays a
+    /// duplicate with its original sequence however far the window moved.
+    async fn trim_below(
+        &self,
+        session: &SessionId,
+        sequence: Sequence,
+    ) -> Result<Trimmed, StoreError>;
 
     /// The live state (base values, overrides, last sequence). `None` when the hot state is
     /// missing.
@@ -106,8 +166,56 @@ pub trait EventLog: Send + Sync {
         ids: &[(EventId, Sequence, String)],
     ) -> Result<Rehydration, StoreError>;
 
-    /// Deletes the session's hot state (session ended; its snapshot and archive remain).
+    /// Deletes the session's hot state (session ended or idle; its snapshot and archive
+    /// remain). The end marker of [`EventLog::end_session`] is not part of the hot state and
+    /// stays.
     async fn release(&self, session: &SessionId) -> Result<(), StoreError>;
+
+    /// Marks the session ended: every later commit is refused with
+    /// [`CommitError::SessionEnded`], atomically with the commit's other checks, so no event
+    /// slips in after the final snapshot. Idempotent; the marker outlives [`EventLog::release`].
+    async fn end_session(&self, session: &SessionId) -> Result<(), StoreError>;
+
+    /// Takes the session's maintenance lease for `ttl` when nobody holds it (`None` when a run
+    /// holds it): two compactions of one session never overlap.
+    async fn try_lease(
+        &self,
+        session: &SessionId,
+        ttl: Duration,
+    ) -> Result<Option<LeaseToken>, StoreError>;
+
+    /// Gives the lease back, if `token` still holds it.
+    async fn release_lease(
+        &self,
+        session: &SessionId,
+        token: &LeaseToken,
+    ) -> Result<(), StoreError>;
+
+    /// Remembers a rejection for `ttl` (its sender may escalate it); a later one with the same
+    /// event id replaces it.
+    async fn remember_rejection(
+        &self,
+        rejection: &Rejection,
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
+
+    /// A remembered rejection of the session, by event id.
+    async fn rejection(
+        &self,
+        session: &SessionId,
+        id: &EventId,
+    ) -> Result<Option<Rejection>, StoreError>;
+
+    /// Notes that the session's archive fell behind (an archive write failed or timed out), for
+    /// the next backfill: a set outside every session's keys (its own cluster slot), written
+    /// while MongoDB is down.
+    async fn mark_unarchived(&self, session: &SessionId) -> Result<(), StoreError>;
+
+    /// Up to `limit` sessions marked by [`EventLog::mark_unarchived`].
+    async fn unarchived(&self, limit: usize) -> Result<Vec<SessionId>, StoreError>;
+
+    /// Clears the mark once the session's archive is complete.
+    async fn clear_unarchived(&self, session: &SessionId) -> Result<(), StoreError>;
 }
 
 /// The durable archive of every committed event.
@@ -135,6 +243,72 @@ pub trait EventArchive: Send + Sync {
         &self,
         session: &SessionId,
     ) -> Result<Vec<(EventId, Sequence, String)>, ArchiveError>;
+
+    /// Notes that the session had an event at `at` (ms) and has hot state: the index that
+    /// backfill and idle release search, so they never scan every session. `lastEventAt` only
+    /// rises. Called at most about once a minute per session and process.
+    async fn touch(&self, session: &SessionId, at: u64) -> Result<(), ArchiveError>;
+
+    /// Sessions with an event at or after `since` (ms), by session id after `after`, at most
+    /// `limit`: the candidates of a backfill run.
+    async fn active_since(
+        &self,
+        since: u64,
+        after: Option<&SessionId>,
+        limit: usize,
+    ) -> Result<Vec<SessionId>, ArchiveError>;
+
+    /// Sessions with hot state whose last event is before `before` (ms), at most `limit`: the
+    /// candidates of an idle release.
+    async fn idle_hot(&self, before: u64, limit: usize) -> Result<Vec<SessionId>, ArchiveError>;
+
+    /// Notes whether the session's hot state exists (released: `false`; rebuilt: `true`).
+    async fn set_hot(&self, session: &SessionId, hot: bool) -> Result<(), ArchiveError>;
+
+    /// Retention: deletes the session's archived events with `sequence <= through` (a snapshot
+    /// covers them) whose server time is before `older_than`, keeping the archive contiguous
+    /// from [`EventArchive::pruned_through`] + 1; returns how many went.
+    async fn prune(
+        &self,
+        session: &SessionId,
+        through: Sequence,
+        older_than: u64,
+    ) -> Result<u64, ArchiveError>;
+
+    /// The highest sequence pruned (0 = none): events up to it are no longer replayable.
+    async fn pruned_through(&self, session: &SessionId) -> Result<Sequence, ArchiveError>;
+}
+
+/// The GM's conflict report: blind writes to one path by different users inside the window,
+/// and compare-and-set rejections a member escalated.
+#[async_trait]
+pub trait ConflictStore: Send + Sync {
+    /// Stores a new conflict; `false` (nothing written) when its id exists (the same race
+    /// reported twice).
+    async fn create(&self, conflict: &ConflictRecord) -> Result<bool, StoreError>;
+
+    /// A conflict of a session.
+    async fn get(
+        &self,
+        session: &SessionId,
+        id: &ConflictId,
+    ) -> Result<Option<ConflictRecord>, StoreError>;
+
+    /// One page of a session's conflicts, newest first.
+    async fn list(
+        &self,
+        session: &SessionId,
+        page: &PageRequest<ConflictKey>,
+    ) -> Result<Page<ConflictRecord, ConflictKey>, StoreError>;
+
+    /// Marks an unresolved conflict resolved (a conditional write: of two concurrent resolves
+    /// one wins); the resolved record, or `None` when it is missing or already resolved.
+    async fn resolve(
+        &self,
+        session: &SessionId,
+        id: &ConflictId,
+        resolution: &Resolution,
+    ) -> Result<Option<ConflictRecord>, StoreError>;
 }
 
 /// Campaigns, members, actors, compendium templates and game sessions.

@@ -52,7 +52,10 @@ use serde_json::{Value, json};
 use tracing::{debug, info, warn};
 
 use crate::error::{CommitError, InvalidCommit, StoreError};
-use crate::ports::{Acquire, CommitRequest, Committed, EventLog, RateLimiter, Rehydration};
+use crate::ports::{
+    Acquire, CommitRequest, Committed, EventLog, LeaseToken, RateLimiter, Rehydration, Rejection,
+    Trimmed,
+};
 
 const BACKEND: &str = "redis";
 
@@ -634,6 +637,7 @@ impl EventLog for RedisEventLog {
                     sequence,
                     duplicate: false,
                     event: Some(event),
+                    replaced: Vec::new(),
                 })
             }
             Some("dup") => {
@@ -652,6 +656,7 @@ impl EventLog for RedisEventLog {
                     sequence,
                     duplicate: true,
                     event: original,
+                    replaced: Vec::new(),
                 })
             }
             Some("reused") => Err(CommitError::IdReused { id: event.id }),
@@ -750,10 +755,14 @@ impl EventLog for RedisEventLog {
         Ok(Sequence(floor.unwrap_or(1)))
     }
 
-    async fn trim_below(&self, session: &SessionId, sequence: Sequence) -> Result<u64, StoreError> {
+    async fn trim_below(
+        &self,
+        session: &SessionId,
+        sequence: Sequence,
+    ) -> Result<Trimmed, StoreError> {
         let keys = Keys::new(session);
         let mut conn = self.conn.connection().await?;
-        let removed: i64 = self
+        let (removed, bytes): (i64, i64) = self
             .trim
             .key(keys.k("epoch"))
             .key(keys.k("seq"))
@@ -766,7 +775,10 @@ impl EventLog for RedisEventLog {
         if removed < 0 {
             return Err(StoreError::HotStateMissing(session.clone()));
         }
-        Ok(removed as u64)
+        Ok(Trimmed {
+            events: removed.unsigned_abs(),
+            bytes: bytes.unsigned_abs(),
+        })
     }
 
     async fn state(&self, session: &SessionId) -> Result<Option<GameSessionState>, StoreError> {
@@ -985,6 +997,42 @@ impl EventLog for RedisEventLog {
             "release",
             "the session's instances kept changing while it was released",
         ))
+    }
+
+    async fn end_session(&self, _: &SessionId) -> Result<(), StoreError> {
+        unimplemented!("RedisEventLog::end_session")
+    }
+
+    async fn try_lease(
+        &self,
+        _: &SessionId,
+        _: Duration,
+    ) -> Result<Option<LeaseToken>, StoreError> {
+        unimplemented!("RedisEventLog::try_lease")
+    }
+
+    async fn release_lease(&self, _: &SessionId, _: &LeaseToken) -> Result<(), StoreError> {
+        unimplemented!("RedisEventLog::release_lease")
+    }
+
+    async fn remember_rejection(&self, _: &Rejection, _: Duration) -> Result<(), StoreError> {
+        unimplemented!("RedisEventLog::remember_rejection")
+    }
+
+    async fn rejection(&self, _: &SessionId, _: &EventId) -> Result<Option<Rejection>, StoreError> {
+        unimplemented!("RedisEventLog::rejection")
+    }
+
+    async fn mark_unarchived(&self, _: &SessionId) -> Result<(), StoreError> {
+        unimplemented!("RedisEventLog::mark_unarchived")
+    }
+
+    async fn unarchived(&self, _: usize) -> Result<Vec<SessionId>, StoreError> {
+        unimplemented!("RedisEventLog::unarchived")
+    }
+
+    async fn clear_unarchived(&self, _: &SessionId) -> Result<(), StoreError> {
+        unimplemented!("RedisEventLog::clear_unarchived")
     }
 }
 

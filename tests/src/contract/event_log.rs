@@ -585,11 +585,21 @@ pub async fn reads_and_trims(h: &dyn LogHarness) {
     );
     assert_eq!(page[0].payload, json!({"i": 6}));
 
-    assert_eq!(log.trim_below(&session, Sequence(6)).await.unwrap(), 5);
+    let before: u64 = log
+        .read(&session, Sequence::ZERO, Some(Sequence(5)), 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| serde_json::to_vec(e).unwrap().len() as u64)
+        .sum();
+    let trimmed = log.trim_below(&session, Sequence(6)).await.unwrap();
+    assert_eq!(trimmed.events, 5);
+    // Bytes as stored: JSON of the same events (Redis keeps the sequence first; same length).
+    assert_eq!(trimmed.bytes, before, "the bytes of the removed events");
     assert_eq!(log.floor(&session).await.unwrap(), Sequence(6));
     assert_eq!(
         log.trim_below(&session, Sequence(4)).await.unwrap(),
-        0,
+        dlab_store::Trimmed::default(),
         "never lowers"
     );
     assert!(matches!(
