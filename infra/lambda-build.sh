@@ -49,6 +49,7 @@ MAX_GLIBC=2.34
 declare -A FORBIDDEN=(
     [ws-connect]="mongodb redis bson"
     [ws-disconnect]="mongodb redis bson"
+    [compaction]="aws-sdk-dynamodb aws-sdk-apigatewaymanagement"
 )
 
 TARGET=${LAMBDA_TARGET:-x86_64-unknown-linux-gnu}

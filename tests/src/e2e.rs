@@ -111,6 +111,7 @@ impl Backend {
             demo: false,
             limits,
             jwt_secret: Some(format!("e2e-{}", uuid::Uuid::new_v4().simple())),
+            maintenance_every: None,
         }
     }
 

@@ -517,9 +517,11 @@ pub async fn real_world() -> Option<(World, local_gateway::ConnectionHub)> {
             dynamo, table,
         )),
         limiter: Arc::new(dlab_store::redis::RedisRateLimiter::new(redis)),
+        conflicts: Arc::new(dlab_store::memory::MemoryConflictStore::new()),
         notifier: Arc::new(notifier),
         auth: dlab_service::auth::Authenticator::with_secret(SECRET),
         settings: dlab_service::config::Settings::default(),
+        activity: Default::default(),
     };
     let world = World::new(deps, Arc::new(HubTransport { hub: hub.clone() }));
     Some((world, hub))

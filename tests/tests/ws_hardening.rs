@@ -385,6 +385,9 @@ impl EventLog for RecordingLog {
     async fn release(&self, s: &SessionId) -> Result<(), StoreError> {
         self.inner.release(s).await
     }
+    async fn release_if_head(&self, s: &SessionId, head: Sequence) -> Result<bool, StoreError> {
+        self.inner.release_if_head(s, head).await
+    }
     async fn end_session(&self, s: &SessionId) -> Result<(), StoreError> {
         self.inner.end_session(s).await
     }

@@ -66,7 +66,13 @@ pub struct Options {
     pub limits: Limits,
     /// HS256 secret for tokens, at least 32 bytes (a random one per run when `None`).
     pub jwt_secret: Option<String>,
+    /// How often the maintenance run (backfill, compaction, idle release) runs; `None` turns
+    /// the timer off (a GM can still compact with `POST /sessions/{id}/compact`).
+    pub maintenance_every: Option<Duration>,
 }
+
+/// The default of [`Options::maintenance_every`]: the schedule of the `compaction` Lambda.
+pub const MAINTENANCE_EVERY: Duration = Duration::from_secs(300);
 
 /// Why the gateway could not start.
 #[derive(Debug, Error)]
@@ -119,6 +125,7 @@ pub struct Running {
     shutdown: watch::Sender<bool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     management: tokio::task::JoinHandle<std::io::Result<()>>,
+    maintenance: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
@@ -151,6 +158,10 @@ impl Running {
                 connections = left,
                 "shutdown grace elapsed with handlers still running"
             );
+        }
+        if let Some(timer) = self.maintenance {
+            timer.abort();
+            let _ = timer.await;
         }
         self.server.abort();
         self.management.abort();
@@ -259,9 +270,11 @@ async fn build_deps(
         snapshots: Arc::new(MemorySnapshotStore::new()),
         registry: Arc::new(MemoryConnectionRegistry::new()),
         limiter: Arc::new(MemoryRateLimiter::new()),
+        conflicts: Arc::new(dlab_store::memory::MemoryConflictStore::new()),
         notifier: Arc::new(notifier),
         auth,
         settings,
+        activity: Default::default(),
     };
     let b = &options.backends;
     if let Some(url) = &b.redis {
@@ -453,7 +466,22 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
         management_listener,
         management::routes().with_state(hub.clone()),
     ));
-    info!(%addr, %management_addr, stage = STAGE, dev_tokens, "local gateway listening");
+    let maintenance = options.maintenance_every.map(|every| {
+        let deps = deps.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every.max(Duration::from_secs(1)));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let deadline = std::time::Instant::now() + every;
+                dlab_service::maintenance::sweep(&deps, deadline).await;
+            }
+        })
+    });
+    info!(%addr, %management_addr, stage = STAGE, dev_tokens,
+          maintenance_every_secs = options.maintenance_every.map(|d| d.as_secs()),
+          "local gateway listening");
     Ok(Running {
         addr,
         management_addr,
@@ -465,6 +493,7 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
         shutdown,
         server,
         management,
+        maintenance,
     })
 }
 
@@ -546,6 +575,7 @@ mod tests {
             demo: false,
             limits: Limits::default(),
             jwt_secret: None,
+            maintenance_every: None,
         };
         match start(options.clone()).await {
             Err(StartError::NoTokenSource { addr }) => assert_eq!(addr, options.listen),
@@ -572,6 +602,7 @@ mod tests {
             demo: false,
             limits: Limits::default(),
             jwt_secret: Some("31-bytes-are-one-byte-too-short".into()),
+            maintenance_every: None,
         };
         match start(options).await {
             Err(StartError::Config(dlab_store::error::ConfigError::Invalid { name, reason })) => {

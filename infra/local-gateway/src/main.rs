@@ -78,6 +78,12 @@ struct RunArgs {
     /// Close any connection after this many seconds.
     #[arg(long, default_value_t = 7200)]
     max_connection_secs: u64,
+    /// Seconds between maintenance runs (backfill, compaction, idle release).
+    #[arg(long, default_value_t = 300)]
+    compaction_interval_secs: u64,
+    /// Turn the maintenance timer off (`POST /sessions/{id}/compact` still works).
+    #[arg(long)]
+    no_compaction: bool,
     /// HS256 secret for tokens, at least 32 bytes (random per run when unset).
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     jwt_secret: Option<String>,
@@ -132,6 +138,8 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             ..Limits::default()
         },
         jwt_secret: cli.jwt_secret,
+        maintenance_every: (!cli.no_compaction)
+            .then(|| Duration::from_secs(cli.compaction_interval_secs)),
     })
     .await?;
     println!("{}", local_gateway::banner(&running));

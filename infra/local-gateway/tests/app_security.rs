@@ -22,6 +22,7 @@ fn options(dev_tokens: bool) -> Options {
         demo: false,
         limits: Limits::default(),
         jwt_secret: Some(format!("app-security-{}", uuid::Uuid::new_v4().simple())),
+        maintenance_every: None,
     }
 }
 

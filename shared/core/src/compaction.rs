@@ -92,6 +92,87 @@ pub enum FoldError {
     },
 }
 
+/// A fold in progress, fed one event at a time, so a compaction holds one page of events in
+/// memory however many it folds.
+#[derive(Debug, Clone)]
+pub struct Folder {
+    state: GameSessionState,
+    folded: u64,
+    event_bytes: usize,
+    previous_bytes: usize,
+    had_previous: bool,
+}
+
+impl Folder {
+    /// Starts from `previous` (checked against its checksum), or from an empty state.
+    pub fn start(
+        session_id: &SessionId,
+        campaign_id: Option<CampaignId>,
+        previous: Option<&Snapshot>,
+    ) -> Result<Self, FoldError> {
+        let (state, previous_bytes) = match previous {
+            Some(s) => {
+                if !s.verify() {
+                    return Err(FoldError::DamagedSnapshot(
+                        s.session_id.clone(),
+                        s.up_to_sequence,
+                    ));
+                }
+                (s.state.clone(), json_len(&s.state))
+            }
+            None => (GameSessionState::new(session_id.clone(), campaign_id), 0),
+        };
+        Ok(Self {
+            state,
+            folded: 0,
+            event_bytes: 0,
+            previous_bytes,
+            had_previous: previous.is_some(),
+        })
+    }
+
+    /// Applies the next event (it must be the one right after the last folded).
+    pub fn push(&mut self, event: &GameEvent) -> Result<(), FoldError> {
+        self.state.apply(event).map_err(|source| FoldError::Apply {
+            sequence: event.sequence,
+            source,
+        })?;
+        self.folded += 1;
+        self.event_bytes += json_len(event);
+        Ok(())
+    }
+
+    /// The last sequence folded in (the previous snapshot's when nothing was pushed).
+    pub fn last_sequence(&self) -> Sequence {
+        self.state.last_event_sequence
+    }
+
+    /// How many events were pushed.
+    pub fn folded(&self) -> u64 {
+        self.folded
+    }
+
+    /// The snapshot after the last event, and the seed's counts.
+    pub fn finish(self, created_at: u64) -> (Snapshot, CompactionReport) {
+        let state = self.state;
+        let records = state.active_actors.len()
+            + state
+                .active_actors
+                .values()
+                .map(|a| a.overrides.len())
+                .sum::<usize>()
+            + state.session_overrides.len();
+        let new_bytes = json_len(&state);
+        let report = CompactionReport {
+            original_event_count: self.folded,
+            compacted_event_count: records as u64,
+            snapshot_created: self.folded > 0 || !self.had_previous,
+            space_saved: (self.event_bytes + self.previous_bytes) as i64 - new_bytes as i64,
+        };
+        (Snapshot::of(state, created_at), report)
+    }
+}
+
 /// Folds `events` (the ones right after `previous`, in order) into a new snapshot.
 pub fn fold(
     session_id: &SessionId,
@@ -100,41 +181,11 @@ pub fn fold(
     events: &[GameEvent],
     created_at: u64,
 ) -> Result<(Snapshot, CompactionReport), FoldError> {
-    let (mut state, previous_bytes) = match previous {
-        Some(s) => {
-            if !s.verify() {
-                return Err(FoldError::DamagedSnapshot(
-                    s.session_id.clone(),
-                    s.up_to_sequence,
-                ));
-            }
-            (s.state.clone(), json_len(&s.state))
-        }
-        None => (GameSessionState::new(session_id.clone(), campaign_id), 0),
-    };
-    let mut event_bytes = 0usize;
+    let mut folder = Folder::start(session_id, campaign_id, previous)?;
     for event in events {
-        state.apply(event).map_err(|source| FoldError::Apply {
-            sequence: event.sequence,
-            source,
-        })?;
-        event_bytes += json_len(event);
+        folder.push(event)?;
     }
-    let records = state.active_actors.len()
-        + state
-            .active_actors
-            .values()
-            .map(|a| a.overrides.len())
-            .sum::<usize>()
-        + state.session_overrides.len();
-    let new_bytes = json_len(&state);
-    let report = CompactionReport {
-        original_event_count: events.len() as u64,
-        compacted_event_count: records as u64,
-        snapshot_created: !events.is_empty() || previous.is_none(),
-        space_saved: (event_bytes + previous_bytes) as i64 - new_bytes as i64,
-    };
-    Ok((Snapshot::of(state, created_at), report))
+    Ok(folder.finish(created_at))
 }
 
 fn json_len<T: Serialize>(value: &T) -> usize {

@@ -61,6 +61,16 @@ pub const MAX_PAYLOAD_BYTES: &str = "DLAB_MAX_PAYLOAD_BYTES";
 pub const RATE_PREFIX: &str = "DLAB_RATE_";
 /// Events kept in the hot window when a session is rebuilt from the archive.
 pub const REHYDRATE_WINDOW: &str = "DLAB_REHYDRATE_WINDOW";
+/// Events since the last snapshot that make a session due for compaction.
+pub const COMPACTION_THRESHOLD: &str = "DLAB_COMPACTION_THRESHOLD";
+/// Events kept in the hot log below the latest snapshot.
+pub const HOT_TAIL: &str = "DLAB_HOT_TAIL";
+/// Seconds without events after which a session's hot state is released.
+pub const IDLE_RELEASE_SECS: &str = "DLAB_IDLE_RELEASE_SECS";
+/// Days archived events are kept once a snapshot covers them (unset: forever).
+pub const ARCHIVE_RETENTION_DAYS: &str = "DLAB_ARCHIVE_RETENTION_DAYS";
+/// Window of the GM conflict report: blind writes to one path by different users this close.
+pub const CONFLICT_WINDOW_MS: &str = "DLAB_CONFLICT_WINDOW_MS";
 /// Bound on the archive write inside submit, in milliseconds.
 pub const ARCHIVE_TIMEOUT_MS: &str = "DLAB_ARCHIVE_TIMEOUT_MS";
 /// Time budget of a subscribe or replay catch-up, in milliseconds.
@@ -95,6 +105,86 @@ pub struct Settings {
     /// Unexpired connections one user may hold at once; `$connect` over it is refused (429), so
     /// one account cannot exhaust the connections of the API.
     pub max_connections_per_user: usize,
+    /// Session lifecycle: compaction, backfill, idle release, retention, conflicts.
+    pub lifecycle: Lifecycle,
+}
+
+/// When sessions are compacted, trimmed, released and pruned, and how conflicts are reported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lifecycle {
+    /// A session is compacted once it has more events than this since its last snapshot; with
+    /// the tail it bounds the Redis hot log of any session.
+    pub compaction_threshold: u64,
+    /// Events kept in the hot log below the latest snapshot (recent history stays in Redis).
+    pub hot_tail: u64,
+    /// A session without events for this long has its hot state released (after a final
+    /// backfill and snapshot); the next subscribe or submit rebuilds it.
+    pub idle_release_after: Duration,
+    /// Archived events older than this and covered by a snapshot are deleted; `None` keeps
+    /// every event (the default).
+    pub archive_retention: Option<Duration>,
+    /// How far back a backfill run looks for active sessions (longer than the idle release).
+    pub backfill_window: Duration,
+    /// Sessions one maintenance run handles at most (per kind), to stay inside a Lambda's time.
+    pub sweep_limit: usize,
+    /// How long a maintenance run holds a session's lease without renewing it.
+    pub lease_ttl: Duration,
+    /// Blind writes to one path by different users closer than this are a conflict.
+    pub conflict_window_ms: u64,
+    /// How long a compare-and-set rejection can be escalated to the GM.
+    pub rejection_ttl: Duration,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Self {
+            compaction_threshold: 1000,
+            hot_tail: 200,
+            idle_release_after: Duration::from_secs(24 * 3600),
+            archive_retention: None,
+            backfill_window: Duration::from_secs(48 * 3600),
+            sweep_limit: 500,
+            lease_ttl: Duration::from_secs(60),
+            conflict_window_ms: dlab_core::conflict::DEFAULT_WINDOW_MS,
+            rejection_ttl: Duration::from_secs(600),
+        }
+    }
+}
+
+impl Lifecycle {
+    /// Defaults, overridden by the variables that are set.
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        let mut l = Lifecycle::default();
+        let positive = |name: &'static str, v: u64| {
+            if v == 0 {
+                Err(ConfigError::Invalid {
+                    name,
+                    reason: "must be at least 1".to_owned(),
+                })
+            } else {
+                Ok(v)
+            }
+        };
+        if let Some(v) = vars.parse::<u64>(COMPACTION_THRESHOLD)? {
+            l.compaction_threshold = positive(COMPACTION_THRESHOLD, v)?;
+        }
+        if let Some(v) = vars.parse::<u64>(HOT_TAIL)? {
+            l.hot_tail = v;
+        }
+        if let Some(v) = vars.parse::<u64>(IDLE_RELEASE_SECS)? {
+            l.idle_release_after = Duration::from_secs(positive(IDLE_RELEASE_SECS, v)?);
+            l.backfill_window = l.backfill_window.max(l.idle_release_after * 2);
+        }
+        if let Some(v) = vars.parse::<u64>(ARCHIVE_RETENTION_DAYS)? {
+            l.archive_retention = Some(Duration::from_secs(
+                positive(ARCHIVE_RETENTION_DAYS, v)? * 24 * 3600,
+            ));
+        }
+        if let Some(v) = vars.parse::<u64>(CONFLICT_WINDOW_MS)? {
+            l.conflict_window_ms = v;
+        }
+        Ok(l)
+    }
 }
 
 impl Default for Settings {
@@ -111,6 +201,7 @@ impl Default for Settings {
             broadcast_concurrency: 64,
             read_page: 500,
             max_connections_per_user: 10,
+            lifecycle: Lifecycle::default(),
         }
     }
 }
@@ -144,6 +235,7 @@ impl Settings {
         if let Some(v) = vars.parse::<u64>(CATCHUP_BUDGET_MS)? {
             s.catchup_budget = Duration::from_millis(v);
         }
+        s.lifecycle = Lifecycle::from_vars(vars)?;
         if let Some(v) = vars.parse::<usize>(MAX_CONNECTIONS_PER_USER)? {
             if v == 0 {
                 return Err(ConfigError::Invalid {

@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use dlab_store::absent::Absent;
 use dlab_store::memory::{
-    MemoryCampaignStore, MemoryConnectionRegistry, MemoryEventArchive, MemoryEventLog,
-    MemoryNotifier, MemoryRateLimiter, MemorySnapshotStore,
+    MemoryCampaignStore, MemoryConflictStore, MemoryConnectionRegistry, MemoryEventArchive,
+    MemoryEventLog, MemoryNotifier, MemoryRateLimiter, MemorySnapshotStore,
 };
 use dlab_store::{
-    CampaignStore, ConnectionRegistry, EventArchive, EventLog, Notifier, RateLimiter,
-    SnapshotStore, StoreError,
+    CampaignStore, ConflictStore, ConnectionRegistry, EventArchive, EventLog, Notifier,
+    RateLimiter, SnapshotStore, StoreError,
 };
 
 use crate::auth::Authenticator;
@@ -31,12 +31,16 @@ pub struct Deps {
     pub registry: Arc<dyn ConnectionRegistry>,
     /// Shared rate limiter.
     pub limiter: Arc<dyn RateLimiter>,
+    /// The GM's conflict report.
+    pub conflicts: Arc<dyn ConflictStore>,
     /// Posts to connections.
     pub notifier: Arc<dyn Notifier>,
     /// Token verification.
     pub auth: Authenticator,
     /// Limits and timeouts.
     pub settings: Settings,
+    /// When this process last noted each session's activity in the archive index.
+    pub activity: Arc<crate::pipeline::ActivityCache>,
 }
 
 impl std::fmt::Debug for Deps {
@@ -58,9 +62,11 @@ impl Deps {
             snapshots: Arc::new(MemorySnapshotStore::new()),
             registry: Arc::new(MemoryConnectionRegistry::new()),
             limiter: Arc::new(MemoryRateLimiter::new()),
+            conflicts: Arc::new(MemoryConflictStore::new()),
             notifier,
             auth,
             settings,
+            activity: Default::default(),
         }
     }
 
@@ -92,6 +98,7 @@ impl Deps {
             snapshots: Arc::new(Absent::new("snapshot store")),
             registry: Arc::new(Absent::new("connection registry")),
             limiter: Arc::new(Absent::new("rate limiter")),
+            conflicts: Arc::new(Absent::new("conflict store")),
             notifier,
             auth: match &config.jwt {
                 Some(jwt) => Authenticator::new(
@@ -102,6 +109,7 @@ impl Deps {
                 None => Authenticator::unusable(),
             },
             settings: config.settings.clone(),
+            activity: Default::default(),
         };
         #[cfg(feature = "redis")]
         {

@@ -62,6 +62,10 @@ pub enum ServiceError {
     /// The request body or parameters are invalid. Edge: `invalid_message` (HTTP 400).
     #[error("{0}")]
     BadRequest(String),
+    /// The conflict was resolved already (by another GM, or with another decision). Edge:
+    /// `conflict` (HTTP 409).
+    #[error("conflict {0} is already resolved")]
+    ConflictResolved(dlab_core::ids::ConflictId),
     /// A compare-and-set precondition failed; nothing was stored. Edge: `event:error` with code
     /// `conflict` and `current` (HTTP 409).
     #[error("state changed since the event was made; rebase and resubmit with a new id")]
@@ -140,7 +144,9 @@ impl ServiceError {
             ServiceError::SessionEnded(_) => ErrorCode::SessionEnded,
             ServiceError::NotFound(_) => ErrorCode::NotFound,
             ServiceError::BadRequest(_) => ErrorCode::InvalidMessage,
-            ServiceError::Conflict { .. } => ErrorCode::Conflict,
+            ServiceError::Conflict { .. } | ServiceError::ConflictResolved(_) => {
+                ErrorCode::Conflict
+            }
             ServiceError::Changes(_) | ServiceError::Refused(_) | ServiceError::IdReused { .. } => {
                 ErrorCode::InvalidEvent
             }

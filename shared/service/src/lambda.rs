@@ -308,12 +308,19 @@ pub async fn run_ws() -> Result<(), lambda_runtime::Error> {
 
 /// Structured JSON logs for Lambda (CloudWatch), level from `RUST_LOG` (default `info`).
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer, filter};
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Metric events are EMF lines of their own (see `metrics`), never ordinary log lines.
+    let logs = tracing_subscriber::fmt::layer()
         .json()
-        .with_env_filter(filter)
         .with_current_span(false)
         .without_time()
+        .with_filter(filter::filter_fn(|m| m.target() != crate::metrics::TARGET))
+        .with_filter(filter);
+    let _ = tracing_subscriber::registry()
+        .with(logs)
+        .with(crate::metrics::EmfLayer)
         .try_init();
 }

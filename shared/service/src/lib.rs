@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`access`]: the session → campaign lookup behind every membership check.
 //! - [`config`]: typed configuration from the environment.
+//! - [`conflicts`]: the GM conflict report: blind-write races, escalations, resolution.
 //! - [`auth`]: JWT verification (HS256 or RS256 via JWKS) and connect tickets.
 //! - [`deps`]: the ports, authenticator and settings, built once per cold start.
 //! - [`error`]: use-case errors and their wire codes.
@@ -14,6 +15,8 @@
 //!   local gateway) and its OpenAPI document.
 //! - [`lambda`]: API Gateway WebSocket events in, use cases out; the cold start shared by every
 //!   function.
+//! - [`maintenance`]: backfill, compaction, idle release and session end.
+//! - [`metrics`]: CloudWatch Embedded Metric Format lines through `tracing`.
 //! - [`secrets`] (feature `secrets`): AWS Secrets Manager as the source of secret settings.
 //!
 //! # Features
@@ -25,11 +28,14 @@
 pub mod access;
 pub mod auth;
 pub mod config;
+pub mod conflicts;
 pub mod deps;
 pub mod error;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod lambda;
+pub mod maintenance;
+pub mod metrics;
 pub mod pipeline;
 #[cfg(feature = "secrets")]
 pub mod secrets;

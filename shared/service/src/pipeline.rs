@@ -23,6 +23,7 @@ use tracing::{error, info, warn};
 
 use crate::deps::Deps;
 use crate::error::ServiceError;
+use crate::metrics;
 
 /// How often a caller that found another rebuild of the same session in progress re-reads
 /// before giving up with `unavailable`.
@@ -31,6 +32,50 @@ const REBUILD_ATTEMPTS: u32 = 20;
 const REBUILD_FIRST_WAIT: Duration = Duration::from_millis(20);
 /// Longest wait between two re-reads.
 const REBUILD_MAX_WAIT: Duration = Duration::from_millis(250);
+
+/// How often one process notes a session's activity in the archive index at most.
+const ACTIVITY_EVERY_MS: u64 = 60_000;
+/// Sessions the activity cache remembers before it forgets the oldest notes.
+const ACTIVITY_CACHE_SESSIONS: usize = 10_000;
+
+/// When this process last noted each session's activity in the archive's index (the index that
+/// backfill and idle release search), so a busy session costs one index write a minute, not
+/// one per event.
+#[derive(Debug, Default)]
+pub struct ActivityCache {
+    last: std::sync::Mutex<std::collections::HashMap<SessionId, u64>>,
+}
+
+impl ActivityCache {
+    /// Whether `session`'s activity at `now` should be written (and remembers it if so).
+    fn due(&self, session: &SessionId, now: u64) -> bool {
+        let Ok(mut last) = self.last.lock() else {
+            return true;
+        };
+        if last
+            .get(session)
+            .is_some_and(|t| now.saturating_sub(*t) < ACTIVITY_EVERY_MS)
+        {
+            return false;
+        }
+        if last.len() >= ACTIVITY_CACHE_SESSIONS {
+            last.retain(|_, t| now.saturating_sub(*t) < ACTIVITY_EVERY_MS);
+        }
+        last.insert(session.clone(), now);
+        true
+    }
+}
+
+/// Notes the session's activity in the archive index (at most about once a minute per
+/// process); a failure is logged: the next event tries again, and the unarchived marks cover
+/// an outage.
+async fn note_activity(deps: &Deps, session: &SessionId, at: u64) {
+    if deps.activity.due(session, at)
+        && let Err(e) = deps.archive.touch(session, at).await
+    {
+        warn!(session = %session, error = %dlab_store::Chain(&e), "could not note the session's activity");
+    }
+}
 
 /// Rebuilds a session's hot state from its latest snapshot and the archive after it, unless
 /// it exists (or another handler is rebuilding it): the store writes only while the hot state
@@ -42,6 +87,12 @@ const REBUILD_MAX_WAIT: Duration = Duration::from_millis(250);
 /// missing range. Only the last `rehydrate_window` events go back into the hot window (the
 /// archive serves older ones), so memory stays bounded however long the session is.
 pub async fn rehydrate(deps: &Deps, session: &SessionId) -> Result<Rehydration, ServiceError> {
+    // An ended session is served from its snapshot and archive, never brought back.
+    if let Some(doc) = deps.campaigns.session(session).await?
+        && doc.status == dlab_store::model::SessionStatus::Ended
+    {
+        return Err(ServiceError::SessionEnded(session.clone()));
+    }
     let snapshot = deps.snapshots.latest(session).await?;
     let mut state = match snapshot {
         Some(s) if s.verify() => s.state,
@@ -90,7 +141,10 @@ pub async fn rehydrate(deps: &Deps, session: &SessionId) -> Result<Rehydration, 
     match outcome {
         Rehydration::Rebuilt => {
             warn!(session = %session, head = state.last_event_sequence.get(),
-                  "session rehydrated from snapshot and archive")
+                  "session rehydrated from snapshot and archive");
+            if let Err(e) = deps.archive.set_hot(session, true).await {
+                warn!(session = %session, error = %dlab_store::Chain(&e), "could not note the rebuilt hot state");
+            }
         }
         Rehydration::AlreadyPresent | Rehydration::Busy => {
             info!(session = %session, outcome = ?outcome,
@@ -150,31 +204,54 @@ pub async fn ensure_hot(deps: &Deps, session: &SessionId) -> Result<(), ServiceE
     Err(StoreError::HotStateMissing(session.clone()).into())
 }
 
-/// The head of a session, rebuilding the hot state when it is missing.
+/// The head of a session, rebuilding the hot state when it is missing. An ended session's head
+/// is its archive's end: its hot state is released and never rebuilt.
 pub async fn head(deps: &Deps, session: &SessionId) -> Result<Sequence, ServiceError> {
     match deps.log.head(session).await {
-        Err(StoreError::HotStateMissing(_)) => {
-            ensure_hot(deps, session).await?;
-            Ok(deps.log.head(session).await?)
-        }
+        Err(StoreError::HotStateMissing(_)) => match ensure_hot(deps, session).await {
+            Ok(()) => Ok(deps.log.head(session).await?),
+            Err(ServiceError::SessionEnded(_)) => deps
+                .archive
+                .archived_through(session)
+                .await
+                .map_err(archive_error),
+            Err(e) => Err(e),
+        },
         other => Ok(other?),
     }
 }
 
-/// The lowest sequence replayable from the hot log or the archive (1 unless the archive lacks
-/// what was trimmed from the hot log).
+/// The lowest sequence replayable from the hot log or the archive: the archive's first event
+/// (1 unless a retention period pruned it) when the archive reaches up to the hot window, else
+/// the hot window's floor. An ended session is the archive alone.
 pub async fn floor(deps: &Deps, session: &SessionId) -> Result<Sequence, ServiceError> {
-    let hot_floor = deps.log.floor(session).await?;
-    if hot_floor.get() <= 1 {
+    let hot_floor = match deps.log.floor(session).await {
+        Ok(f) => Some(f),
+        Err(StoreError::HotStateMissing(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    if hot_floor.is_some_and(|f| f.get() <= 1) {
         return Ok(Sequence(1));
+    }
+    let pruned = deps
+        .archive
+        .pruned_through(session)
+        .await
+        .map_err(archive_error)?;
+    let archive_floor = pruned.next();
+    let Some(hot_floor) = hot_floor else {
+        return Ok(archive_floor);
+    };
+    if hot_floor <= archive_floor {
+        return Ok(hot_floor);
     }
     let archived = deps
         .archive
         .archived_through(session)
         .await
         .map_err(archive_error)?;
-    Ok(if archived.get().saturating_add(1) >= hot_floor.get() {
-        Sequence(1)
+    Ok(if archived.next() >= hot_floor {
+        archive_floor
     } else {
         hot_floor
     })
@@ -186,6 +263,7 @@ pub async fn floor(deps: &Deps, session: &SessionId) -> Result<Sequence, Service
 /// fences the session: its hot state is dropped so the next commit rebuilds it from the
 /// archive.
 pub async fn commit(deps: &Deps, request: CommitRequest) -> Result<Committed, ServiceError> {
+    let started = Instant::now();
     let session = request.event.session_id.clone();
     let committed = match deps.log.commit(request.clone()).await {
         Err(CommitError::HotStateMissing(_)) => {
@@ -199,6 +277,12 @@ pub async fn commit(deps: &Deps, request: CommitRequest) -> Result<Committed, Se
     if let Some(event) = &committed.event {
         archive(deps, event).await?;
     }
+    metrics::emit(
+        metrics::COMMIT_LATENCY,
+        started.elapsed().as_secs_f64() * 1000.0,
+        metrics::Unit::Milliseconds,
+        None,
+    );
     Ok(committed)
 }
 
@@ -209,11 +293,13 @@ async fn archive(deps: &Deps, event: &GameEvent) -> Result<(), ServiceError> {
         Ok(Err(ArchiveError::Store(e))) => {
             warn!(session = %event.session_id, seq = event.sequence.get(), error = %dlab_store::Chain(&e),
                   "archive write failed; the commit stands and backfill will copy it");
+            mark_unarchived(deps, &event.session_id).await;
             Ok(())
         }
         Ok(Err(e @ ArchiveError::IndexesMissing { .. })) => {
             error!(session = %event.session_id, seq = event.sequence.get(), error = %e,
                    "archive refuses writes; the commit stands and backfill will copy it");
+            mark_unarchived(deps, &event.session_id).await;
             Ok(())
         }
         Ok(Err(collision)) => {
@@ -228,8 +314,17 @@ async fn archive(deps: &Deps, event: &GameEvent) -> Result<(), ServiceError> {
             warn!(session = %event.session_id, seq = event.sequence.get(),
                   waited_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
                   "archive write timed out; the commit stands and backfill will copy it");
+            mark_unarchived(deps, &event.session_id).await;
             Ok(())
         }
+    }
+}
+
+/// Marks the session for the next backfill (in Redis, which is up: the commit just succeeded);
+/// a failure is logged, and the activity index still leads backfill to the session.
+async fn mark_unarchived(deps: &Deps, session: &SessionId) {
+    if let Err(e) = deps.log.mark_unarchived(session).await {
+        error!(session = %session, error = %dlab_store::Chain(&e), "could not mark the session for backfill");
     }
 }
 
@@ -275,7 +370,24 @@ pub async fn publish(
         .check_payload(&event.payload)?;
     let changes = parse_changes(&event.event_type, &event.payload)?;
     let session = event.session_id.clone();
-    let committed = commit(deps, CommitRequest { event, changes }).await?;
+    let committed = match commit(
+        deps,
+        CommitRequest {
+            event: event.clone(),
+            changes,
+        },
+    )
+    .await
+    {
+        Ok(c) => c,
+        Err(ServiceError::Conflict { current }) => {
+            if let Origin::Connection { .. } = origin {
+                crate::conflicts::remember_rejection(deps, event, &current).await;
+            }
+            return Err(ServiceError::Conflict { current });
+        }
+        Err(e) => return Err(e),
+    };
     let stored = match committed.event {
         Some(event) => event,
         None => archived_original(deps, &session, committed.sequence).await?,
@@ -303,6 +415,23 @@ pub async fn publish(
     if let Err(e) = broadcast(deps, &session, &frame, exclude).await {
         warn!(session = %session, seq = stored.sequence.get(), error = %e,
               "broadcast failed after the commit; subscribers catch up through replay");
+    }
+    if !committed.duplicate {
+        note_activity(deps, &session, stored.timestamp).await;
+        crate::conflicts::report_blind_writes(deps, &stored, &committed.replaced).await;
+        // Every `compaction_threshold`-th event compacts its session right away (the client
+        // already has its answer), so the hot log stays bounded between scheduled runs.
+        let threshold = deps.settings.lifecycle.compaction_threshold.max(1);
+        if stored.sequence.get() % threshold == 0
+            && let Err(e) = crate::maintenance::compact_session(
+                deps,
+                &session,
+                crate::maintenance::Trigger::Inline,
+            )
+            .await
+        {
+            warn!(session = %session, error = %dlab_store::Chain(&e), "inline compaction failed; the schedule retries");
+        }
     }
     Ok(Published {
         event: stored,
@@ -336,6 +465,8 @@ pub struct RangeReader<'a> {
     session: &'a SessionId,
     cursor: Sequence,
     to: Sequence,
+    /// The session ended and its hot state is released: read the archive only.
+    archive_only: bool,
 }
 
 impl<'a> RangeReader<'a> {
@@ -346,6 +477,7 @@ impl<'a> RangeReader<'a> {
             session,
             cursor: after,
             to,
+            archive_only: false,
         }
     }
 
@@ -370,11 +502,17 @@ impl<'a> RangeReader<'a> {
                 return Ok(None);
             }
             let deps = self.deps;
-            let page = match deps
-                .log
-                .read(self.session, self.cursor, Some(self.to), limit)
-                .await
-            {
+            let hot = if self.archive_only {
+                Err(StoreError::BelowFloor {
+                    session: self.session.clone(),
+                    floor: self.to.next(),
+                })
+            } else {
+                deps.log
+                    .read(self.session, self.cursor, Some(self.to), limit)
+                    .await
+            };
+            let page = match hot {
                 Ok(page) => page,
                 Err(StoreError::BelowFloor { floor, .. }) => {
                     let upper = Sequence(floor.get().saturating_sub(1)).min(self.to);
@@ -384,7 +522,11 @@ impl<'a> RangeReader<'a> {
                         .map_err(archive_error)?
                 }
                 Err(StoreError::HotStateMissing(_)) => {
-                    ensure_hot(deps, self.session).await?;
+                    match ensure_hot(deps, self.session).await {
+                        Ok(()) => {}
+                        Err(ServiceError::SessionEnded(_)) => self.archive_only = true,
+                        Err(e) => return Err(e),
+                    }
                     continue;
                 }
                 Err(e) => return Err(e.into()),
@@ -420,20 +562,25 @@ impl<'a> RangeReader<'a> {
 
 /// Posts one frame to one connection. `Gone` removes the connection (not an error).
 pub async fn send(deps: &Deps, connection: &ConnectionId, frame: &ServerFrame) {
-    post_bytes(deps, connection, frame.to_json().as_bytes()).await;
+    if post_bytes(deps, connection, frame.to_json().as_bytes()).await {
+        metrics::emit(metrics::GONE_CONNECTIONS, 1.0, metrics::Unit::Count, None);
+    }
 }
 
-async fn post_bytes(deps: &Deps, connection: &ConnectionId, bytes: &[u8]) {
+/// Posts; `true` when the connection was gone (410) and has been removed.
+async fn post_bytes(deps: &Deps, connection: &ConnectionId, bytes: &[u8]) -> bool {
     match deps.notifier.post(connection, bytes).await {
-        Ok(PostOutcome::Delivered) => {}
+        Ok(PostOutcome::Delivered) => false,
         Ok(PostOutcome::Gone) => {
             info!(connection = %connection, "connection gone; removing it");
             if let Err(e) = deps.registry.remove_connection(connection).await {
                 warn!(connection = %connection, error = %e, "could not remove a gone connection");
             }
+            true
         }
         Err(e) => {
-            warn!(connection = %connection, error = %dlab_store::Chain(&e), "post to connection failed")
+            warn!(connection = %connection, error = %dlab_store::Chain(&e), "post to connection failed");
+            false
         }
     }
 }
@@ -456,11 +603,25 @@ pub async fn broadcast(
         .filter(|c| Some(c) != exclude)
         .collect();
     let count = targets.len();
+    let gone = std::sync::atomic::AtomicUsize::new(0);
     futures::stream::iter(targets)
         .for_each_concurrent(deps.settings.broadcast_concurrency, |c| {
-            let bytes = &bytes;
-            async move { post_bytes(deps, &c, bytes).await }
+            let (bytes, gone) = (&bytes, &gone);
+            async move {
+                if post_bytes(deps, &c, bytes).await {
+                    gone.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
         })
         .await;
+    let gone = gone.into_inner();
+    if gone > 0 {
+        metrics::emit(
+            metrics::GONE_CONNECTIONS,
+            gone as f64,
+            metrics::Unit::Count,
+            Some(session),
+        );
+    }
     Ok(count)
 }

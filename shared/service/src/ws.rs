@@ -269,22 +269,7 @@ async fn subscribe(
     )
     .await;
     if since.next() < floor || since > head {
-        let snapshot = deps.snapshots.latest(session).await?;
-        let (snapshot_sequence, href) = match snapshot {
-            Some(s) => (s.up_to_sequence, format!("/sessions/{session}/snapshot")),
-            None => (Sequence::ZERO, format!("/sessions/{session}")),
-        };
-        send(
-            deps,
-            &conn.id,
-            &ServerFrame::SnapshotRequired {
-                session_id: session.clone(),
-                snapshot_sequence,
-                href,
-                request_id: rid.cloned(),
-            },
-        )
-        .await;
+        snapshot_required(deps, &conn.id, session, rid).await?;
     } else {
         catch_up(deps, &conn.id, session, since, head, rid, started).await?;
     }
@@ -294,6 +279,33 @@ async fn subscribe(
         status: PresenceStatus::Joined,
     };
     broadcast(deps, session, &presence, Some(&conn.id)).await?;
+    Ok(())
+}
+
+/// Tells a client its position cannot be replayed: load the snapshot (or the whole state)
+/// over HTTP and continue from there; the subscription stays live.
+async fn snapshot_required(
+    deps: &Deps,
+    connection: &ConnectionId,
+    session: &SessionId,
+    rid: Option<&RequestId>,
+) -> Result<(), ServiceError> {
+    let snapshot = deps.snapshots.latest(session).await?;
+    let (snapshot_sequence, href) = match snapshot {
+        Some(s) => (s.up_to_sequence, format!("/sessions/{session}/snapshot")),
+        None => (Sequence::ZERO, format!("/sessions/{session}")),
+    };
+    send(
+        deps,
+        connection,
+        &ServerFrame::SnapshotRequired {
+            session_id: session.clone(),
+            snapshot_sequence,
+            href,
+            request_id: rid.cloned(),
+        },
+    )
+    .await;
     Ok(())
 }
 
@@ -375,6 +387,10 @@ async fn replay(
     require_subscription(deps, conn, session).await?;
     let head = pipeline::head(deps, session).await?;
     let to = to.map_or(head, |t| t.min(head));
+    if from < to && from.next() < pipeline::floor(deps, session).await? {
+        // Below the floor nothing is replayable (a retention period pruned it).
+        return snapshot_required(deps, &conn.id, session, rid).await;
+    }
     catch_up(deps, &conn.id, session, from, to, rid, started).await
 }
 

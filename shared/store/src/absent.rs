@@ -93,6 +93,9 @@ impl EventLog for Absent {
     async fn release(&self, _: &SessionId) -> Result<(), StoreError> {
         Err(self.err())
     }
+    async fn release_if_head(&self, _: &SessionId, _: Sequence) -> Result<bool, StoreError> {
+        Err(self.err())
+    }
     async fn end_session(&self, _: &SessionId) -> Result<(), StoreError> {
         Err(self.err())
     }

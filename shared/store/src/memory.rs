@@ -335,6 +335,22 @@ impl EventLog for MemoryEventLog {
         Ok(())
     }
 
+    async fn release_if_head(
+        &self,
+        session: &SessionId,
+        head: Sequence,
+    ) -> Result<bool, StoreError> {
+        let mut sessions = self.sessions.lock().await;
+        if sessions
+            .get(session)
+            .is_some_and(|h| h.state.last_event_sequence == head)
+        {
+            sessions.remove(session);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
     async fn end_session(&self, session: &SessionId) -> Result<(), StoreError> {
         self.side.lock().await.ended.insert(session.clone());
         Ok(())

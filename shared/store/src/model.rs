@@ -415,6 +415,9 @@ pub struct Resolution {
     /// The option chosen, when the GM chose one (else a `finalState` was given).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chosen_event_id: Option<EventId>,
+    /// What the override force-set: `{instanceId: {path: value}}` (kept so a retried resolve
+    /// commits the very same override).
+    pub final_state: serde_json::Value,
 }
 
 /// One entry of the GM's conflict report, as stored and as `GET /sessions/{id}/conflicts`

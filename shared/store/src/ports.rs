@@ -171,6 +171,15 @@ pub trait EventLog: Send + Sync {
     /// stays.
     async fn release(&self, session: &SessionId) -> Result<(), StoreError>;
 
+    /// Releases the hot state only if the head is still `head`, atomically: an idle session is
+    /// released after its final backfill and snapshot, and an event committed in between must
+    /// keep it (it might not be archived yet). Returns whether it was released.
+    async fn release_if_head(
+        &self,
+        session: &SessionId,
+        head: Sequence,
+    ) -> Result<bool, StoreError>;
+
     /// Marks the session ended: every later commit is refused with
     /// [`CommitError::SessionEnded`], atomically with the commit's other checks, so no event
     /// slips in after the final snapshot. Idempotent; the marker outlives [`EventLog::release`].

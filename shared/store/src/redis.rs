@@ -999,6 +999,10 @@ impl EventLog for RedisEventLog {
         ))
     }
 
+    async fn release_if_head(&self, _: &SessionId, _: Sequence) -> Result<bool, StoreError> {
+        unimplemented!("RedisEventLog::release_if_head")
+    }
+
     async fn end_session(&self, _: &SessionId) -> Result<(), StoreError> {
         unimplemented!("RedisEventLog::end_session")
     }

@@ -23,6 +23,7 @@ mod campaigns;
 mod compendium;
 pub mod error;
 pub mod extract;
+pub mod lifecycle;
 mod meta;
 pub mod openapi;
 mod sessions;
@@ -162,7 +163,13 @@ pub struct HttpSettings {
     pub max_list_bytes: usize,
     /// Per-campaign quotas of actors and sessions.
     pub quotas: CampaignQuotas,
+    /// Byte budget of one page of a state document (`GET /sessions/{id}` and its snapshot):
+    /// bigger states are paged by actor instance, under Lambda's 6 MB response limit.
+    pub max_state_bytes: usize,
 }
+
+/// The default of [`HttpSettings::max_state_bytes`]: 4 MiB.
+pub const DEFAULT_MAX_STATE_BYTES: usize = 4 * 1024 * 1024;
 
 impl Default for HttpSettings {
     fn default() -> Self {
@@ -172,6 +179,7 @@ impl Default for HttpSettings {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_list_bytes: DEFAULT_MAX_PAGE_BYTES,
             quotas: CampaignQuotas::default(),
+            max_state_bytes: DEFAULT_MAX_STATE_BYTES,
         }
     }
 }
@@ -308,6 +316,16 @@ pub fn router_with(deps: Deps, settings: HttpSettings) -> Router {
         )
         .route("/sessions/{id}/events", get(sessions::events))
         .route("/sessions/{id}/snapshot", get(sessions::snapshot))
+        .route("/sessions/{id}/end", post(lifecycle::end))
+        .route("/sessions/{id}/compact", post(lifecycle::compact))
+        .route(
+            "/sessions/{id}/conflicts",
+            get(lifecycle::list_conflicts).post(lifecycle::escalate),
+        )
+        .route(
+            "/sessions/{id}/conflicts/{conflictId}/resolve",
+            post(lifecycle::resolve),
+        )
         .fallback(meta::not_found)
         .method_not_allowed_fallback(meta::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

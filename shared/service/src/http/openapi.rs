@@ -11,7 +11,7 @@ use super::api::{
     AddSessionActor, CreateCampaign, CreateSession, Health, PutMember, Role, TicketBody, doc,
 };
 use super::error::{ErrorBody, ErrorDetail};
-use super::{actors, campaigns, compendium, meta, sessions};
+use super::{actors, campaigns, compendium, lifecycle, meta, sessions};
 
 /// Name of the bearer security scheme in the document.
 pub const BEARER: &str = "bearer";
@@ -72,6 +72,11 @@ impl Modify for BearerScheme {
         sessions::runtime_actor,
         sessions::events,
         sessions::snapshot,
+        lifecycle::end,
+        lifecycle::compact,
+        lifecycle::list_conflicts,
+        lifecycle::escalate,
+        lifecycle::resolve,
     ),
     components(schemas(
         ErrorBody, ErrorDetail, Health, TicketBody, CreateCampaign, PutMember, Role,
@@ -81,7 +86,8 @@ impl Modify for BearerScheme {
         doc::GameSession, doc::GameEvent, doc::Override, doc::ActiveActor,
         doc::GameSessionState, doc::Snapshot, doc::CampaignList, doc::ActorList,
         doc::SessionList, doc::EventPage, doc::CompendiumPage, doc::SessionActorChange,
-        doc::RuntimeActor,
+        doc::RuntimeActor, lifecycle::CompactionResult, lifecycle::ConflictList,
+        lifecycle::Escalation, lifecycle::ResolveBody,
     )),
     modifiers(&BearerScheme),
     security(("bearer" = [])),
@@ -89,6 +95,7 @@ impl Modify for BearerScheme {
         (name = "meta", description = "Health and this document"),
         (name = "auth", description = "Connect tickets for the WebSocket"),
         (name = "compendium", description = "Template library"),
+        (name = "conflicts", description = "The GM's conflict report and its resolution"),
         (name = "campaigns", description = "Campaigns and members"),
         (name = "actors", description = "Campaign actors"),
         (name = "sessions", description = "Game sessions, their actors, events and snapshots"),

@@ -114,11 +114,14 @@ async fn live_state(deps: &Deps, session: &GameSession) -> Result<GameSessionSta
     })
 }
 
-/// The whole current state of a session (members).
+/// The whole current state of a session (members): the latest snapshot plus the events after
+/// it (the live hot state, or for an ended session its final snapshot). Paged by actor instance
+/// (`?cursor=`, `nextCursor`) when bigger than the state byte budget.
 #[utoipa::path(get, operation_id = "getSessionState", path = "/sessions/{id}", tag = "sessions",
-    params(("id" = String, Path, description = "Session id")),
+    params(("id" = String, Path, description = "Session id"), super::lifecycle::StateParams),
     responses(
         (status = 200, description = "The session's state", body = doc::GameSessionState),
+        (status = 400, description = "A malformed cursor", body = ErrorBody),
         (status = 401, description = "Missing, expired or invalid token", body = ErrorBody),
         (status = 403, description = "Not a member of the session's campaign", body = ErrorBody),
         (status = 404, description = "No such session", body = ErrorBody),
@@ -127,12 +130,18 @@ pub async fn state(
     State(app): State<AppState>,
     Caller(user): Caller,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<GameSessionState>, ApiError> {
+    ApiQuery(params): ApiQuery<super::lifecycle::StateParams>,
+) -> Result<Json<Value>, ApiError> {
     let deps = app.deps();
+    let after = super::lifecycle::state_cursor(&params)?;
     let (session, _) = session_access(deps, &user, &SessionId::new(id)).await?;
     let mut state = live_state(deps, &session).await?;
     state.campaign_id = Some(session.campaign_id);
-    Ok(Json(state))
+    let value = serde_json::to_value(&state)
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("state: {e}")))?;
+    let (page, _) =
+        super::lifecycle::page_state(value, after.as_ref(), app.settings().max_state_bytes);
+    Ok(Json(page))
 }
 
 /// A generated instance id: `<slug of the name>-<4 hex>`.
@@ -443,11 +452,13 @@ pub async fn events(
     Ok(Json(Page { items, next_cursor }))
 }
 
-/// The latest snapshot of a session (members).
+/// The latest snapshot of a session (members). Paged by actor instance of its `state`
+/// (`?cursor=`, `nextCursor`) when bigger than the state byte budget.
 #[utoipa::path(get, operation_id = "getSnapshot", path = "/sessions/{id}/snapshot", tag = "sessions",
-    params(("id" = String, Path, description = "Session id")),
+    params(("id" = String, Path, description = "Session id"), super::lifecycle::StateParams),
     responses(
         (status = 200, description = "The latest snapshot", body = doc::Snapshot),
+        (status = 400, description = "A malformed cursor", body = ErrorBody),
         (status = 401, description = "Missing, expired or invalid token", body = ErrorBody),
         (status = 403, description = "Not a member of the session's campaign", body = ErrorBody),
         (status = 404, description = "No such session, or no snapshot yet", body = ErrorBody),
@@ -456,12 +467,25 @@ pub async fn snapshot(
     State(app): State<AppState>,
     Caller(user): Caller,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<Snapshot>, ApiError> {
+    ApiQuery(params): ApiQuery<super::lifecycle::StateParams>,
+) -> Result<Json<Value>, ApiError> {
     let deps = app.deps();
+    let after = super::lifecycle::state_cursor(&params)?;
     let (session, _) = session_access(deps, &user, &SessionId::new(id)).await?;
-    deps.snapshots
-        .latest(&session.id)
-        .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("session {} has no snapshot yet", session.id)))
+    let snapshot: Snapshot = deps.snapshots.latest(&session.id).await?.ok_or_else(|| {
+        ApiError::not_found(format!("session {} has no snapshot yet", session.id))
+    })?;
+    let mut value = serde_json::to_value(&snapshot)
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("snapshot: {e}")))?;
+    let state = value["state"].take();
+    let (page, next) =
+        super::lifecycle::page_state(state, after.as_ref(), app.settings().max_state_bytes);
+    value["state"] = page;
+    if let Some(next) = next
+        && let Some(state) = value["state"].as_object_mut()
+    {
+        state.remove("nextCursor");
+        value["nextCursor"] = Value::String(next);
+    }
+    Ok(Json(value))
 }
