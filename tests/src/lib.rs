@@ -7,6 +7,8 @@
 //!   driving the Lambda handlers with real API Gateway event JSON.
 //! - [`http_cases`]: the HTTP API driven in-process through its router, one function per
 //!   case.
+//! - [`lifecycle_cases`]: backfill, compaction, idle release, session end, retention and the
+//!   GM conflict flow over HTTP and WebSocket on one set of dependencies.
 //! - [`e2e`]: the local gateway driven from outside — WebSocket clients over TCP with their own
 //!   projections, the HTTP API over HTTP — and the end-to-end cases of issue 6.
 //! - [`contract`]: one generic contract body per port, run against the memory adapter and the
@@ -19,6 +21,7 @@
 pub mod contract;
 pub mod e2e;
 pub mod http_cases;
+pub mod lifecycle_cases;
 pub mod private;
 pub mod servers;
 pub mod ws_cases;

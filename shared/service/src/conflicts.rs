@@ -61,6 +61,24 @@ fn blind_value(event: &GameEvent, path: &str) -> Option<Value> {
     }
 }
 
+/// Whether the replaced write was itself a blind write of its path (read back from the hot
+/// log, or the archive once trimmed; only done for another user's write inside the window).
+async fn was_blind(deps: &Deps, session: &SessionId, write: &ReplacedWrite) -> bool {
+    let before = Sequence(write.sequence.get().saturating_sub(1));
+    let mut reader = pipeline::RangeReader::new(deps, session, before, write.sequence);
+    match reader.next_page(1).await {
+        Ok(Some(page)) => page
+            .first()
+            .is_some_and(|e| e.id == write.event_id && blind_value(e, &write.path).is_some()),
+        Ok(None) => false,
+        Err(e) => {
+            warn!(session = %session, seq = write.sequence.get(), error = %dlab_store::Chain(&e),
+                  "could not read a replaced write; no conflict reported for it");
+            false
+        }
+    }
+}
+
 /// Reports the races of a committed event's blind writes: each replaced write by another user
 /// inside the window is stored once and sent to the GM.
 pub async fn report_blind_writes(deps: &Deps, event: &GameEvent, replaced: &[ReplacedWrite]) {
@@ -73,6 +91,11 @@ pub async fn report_blind_writes(deps: &Deps, event: &GameEvent, replaced: &[Rep
         let Some(value) = blind_value(event, &earlier.path) else {
             continue;
         };
+        // Only a race of two blind writes: an `inc` or a compare-and-set before this write
+        // could not lose anything. The replaced write's event says which it was.
+        if !was_blind(deps, &event.session_id, earlier).await {
+            continue;
+        }
         let mut writes = vec![
             ConflictingWrite {
                 event_id: earlier.event_id.clone(),

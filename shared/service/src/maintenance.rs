@@ -415,9 +415,10 @@ pub async fn end_session(
         )));
     };
     let result = async {
-        match compact_locked(deps, &session.id, Trigger::Final).await? {
-            CompactionOutcome::NoHotState => return Ok(()),
-            _ => {}
+        if compact_locked(deps, &session.id, Trigger::Final).await?
+            == CompactionOutcome::NoHotState
+        {
+            return Ok(());
         }
         let backfill = backfill_session(deps, &session.id).await?;
         if backfill.complete {

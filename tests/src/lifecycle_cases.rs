@@ -1,0 +1,881 @@
+//! Session lifecycle cases (issue 11): backfill, compaction, bounded hot log, idle release,
+//! session end, retention and the GM conflict flow, over the HTTP router and WebSocket
+//! clients sharing one set of dependencies. Each case takes a [`LifeWorld`], so the same body
+//! runs on memory and on the real servers.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use dlab_core::event::GameEvent;
+use dlab_core::ids::{EventId, Sequence, SessionId, UserId};
+use dlab_service::Deps;
+use dlab_service::auth::Authenticator;
+use dlab_service::config::Settings;
+use dlab_service::http::router_with;
+use dlab_service::maintenance::{self, CompactionOutcome, Trigger};
+use dlab_store::memory::MemoryNotifier;
+use dlab_store::{ArchiveError, EventArchive, StoreError};
+use serde_json::{Value, json};
+
+use crate::http_cases::{HttpWorld, test_settings};
+use crate::ws_world::{Client, MemoryTransport, SECRET, World};
+
+/// The HTTP router and the WebSocket handlers over one set of dependencies.
+pub struct LifeWorld {
+    /// HTTP.
+    pub http: HttpWorld,
+    /// WebSocket.
+    pub ws: World,
+}
+
+/// Small lifecycle numbers so a test reaches them with few events.
+pub fn small_lifecycle(settings: &mut Settings) {
+    settings.lifecycle.compaction_threshold = 10;
+    settings.lifecycle.hot_tail = 5;
+    settings.rates.submit.burst = 100_000;
+    settings.rates.submit.per_second = 100_000.0;
+    settings.rates.read.burst = 100_000;
+    settings.rates.read.per_second = 100_000.0;
+    settings.rates.connection.burst = 100_000;
+    settings.rates.connection.per_second = 100_000.0;
+}
+
+impl LifeWorld {
+    /// A world over `deps`, whose notifier must be `notifier`.
+    pub fn over(deps: Deps, notifier: MemoryNotifier) -> Self {
+        let app = router_with(deps.clone(), test_settings());
+        Self {
+            ws: World::new(deps.clone(), Arc::new(MemoryTransport(notifier.clone()))),
+            http: HttpWorld {
+                deps,
+                notifier,
+                app,
+            },
+        }
+    }
+
+    /// Every port in memory with `settings`.
+    pub fn memory(settings: Settings) -> Self {
+        let (deps, notifier) =
+            Deps::memory_with_channels(Authenticator::with_secret(SECRET), settings);
+        Self::over(deps, notifier)
+    }
+
+    /// The dependencies.
+    pub fn deps(&self) -> &Deps {
+        &self.http.deps
+    }
+
+    /// A campaign (GM, two players), a session, and a 15-HP goblin `goblin` in it.
+    pub async fn table(&self) -> Table {
+        let seeded = self.http.seed().await;
+        let player2 = self.http.user("player2");
+        let campaign = seeded.campaign.clone();
+        self.http
+            .post(
+                &format!("/campaigns/{campaign}/members"),
+                &seeded.people.gm,
+                json!({"userId": player2, "role": "player"}),
+            )
+            .await
+            .ok(200);
+        let actor = self
+            .http
+            .post(
+                &format!("/campaigns/{campaign}/actors"),
+                &seeded.people.gm,
+                json!({"name": "Goblin", "type": "monster",
+                       "attributes": {"hp": {"value": 15, "max": 15}, "ac": 15}}),
+            )
+            .await
+            .ok(201)["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        self.http
+            .post(
+                &format!("/sessions/{}/actors", seeded.session),
+                &seeded.people.gm,
+                json!({"actorId": actor, "instanceId": "goblin"}),
+            )
+            .await
+            .ok(201);
+        Table {
+            session: SessionId::new(seeded.session),
+            gm: seeded.people.gm,
+            players: [seeded.people.player, player2],
+        }
+    }
+
+    /// A client of `user`, subscribed from the start (catch-up read).
+    pub async fn joined(&self, user: &UserId, session: &SessionId) -> Client {
+        let mut c = self.ws.connect(user).await;
+        c.subscribe(session, 0).await;
+        c
+    }
+
+    /// The session's head in the log.
+    pub async fn head(&self, session: &SessionId) -> Sequence {
+        dlab_service::pipeline::head(self.deps(), session)
+            .await
+            .expect("head")
+    }
+}
+
+/// A seeded table.
+#[derive(Debug, Clone)]
+pub struct Table {
+    /// The session.
+    pub session: SessionId,
+    /// The GM.
+    pub gm: UserId,
+    /// Two players.
+    pub players: [UserId; 2],
+}
+
+/// A submit message.
+pub fn submit(session: &SessionId, event_type: &str, payload: Value) -> (String, Value) {
+    let id = uuid::Uuid::new_v4().to_string();
+    (
+        id.clone(),
+        json!({"action": "submit", "event": {"id": id, "sessionId": session,
+            "type": event_type, "payload": payload}}),
+    )
+}
+
+/// Sends `n` chats and waits for each confirmation.
+pub async fn chats(client: &mut Client, session: &SessionId, n: usize) {
+    for i in 0..n {
+        let (_, m) = submit(session, "core:chat", json!({"text": format!("line {i}")}));
+        client.send(m).await;
+        client.expect("event:confirmed").await;
+    }
+}
+
+/// Every event of `1..=head`, read through `replay` (contiguous batches).
+pub async fn replay_all(client: &mut Client, session: &SessionId) -> Vec<u64> {
+    client
+        .send(json!({"action": "replay", "sessionId": session, "from": 0}))
+        .await;
+    let mut seqs = Vec::new();
+    loop {
+        let b = client.expect("events:batch").await;
+        for e in b["events"].as_array().unwrap() {
+            seqs.push(e["sequence"].as_u64().unwrap());
+        }
+        if b["isLast"] == true {
+            assert_eq!(b["complete"], true, "{b}");
+            return seqs;
+        }
+    }
+}
+
+/// The archive's events of a session, 1..=through, checked contiguous and each once.
+pub async fn archived(deps: &Deps, session: &SessionId) -> Vec<GameEvent> {
+    let events = deps
+        .archive
+        .read(session, Sequence::ZERO, None, 1_000_000)
+        .await
+        .expect("archive read");
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(
+            e.sequence.get(),
+            i as u64 + 1,
+            "the archive holds 1..n once, in order"
+        );
+    }
+    events
+}
+
+/// Compaction folds, trims below the snapshot keeping the tail, reports the seed's counts, and
+/// every event stays replayable in order (the archive below the hot window).
+pub async fn compaction_snapshots_trims_and_keeps_replay_contiguous(w: &LifeWorld) {
+    let t = w.table().await;
+    let mut p1 = w.joined(&t.players[0], &t.session).await;
+    chats(&mut p1, &t.session, 40).await;
+    let head = w.head(&t.session).await;
+    let r = w
+        .http
+        .post(
+            &format!("/sessions/{}/compact", t.session),
+            &t.gm,
+            json!({}),
+        )
+        .await;
+    let report = r.ok(200).clone();
+    println!("compact: {report}");
+    assert_eq!(report["snapshotCreated"], true, "{report}");
+    assert!(
+        report["originalEventCount"].as_u64().unwrap() >= 1,
+        "{report}"
+    );
+    assert!(report["spaceSaved"].as_i64().unwrap() > 0, "{report}");
+    let snapshot = w
+        .deps()
+        .snapshots
+        .latest(&t.session)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        snapshot.up_to_sequence, head,
+        "everything was archived and folded"
+    );
+    let floor = w.deps().log.floor(&t.session).await.unwrap();
+    assert_eq!(
+        floor.get(),
+        head.get() - 5 + 1,
+        "trimmed below the snapshot, keeping a tail of 5"
+    );
+    // A player replays everything: 1..=head, in order, the archive below the hot window.
+    assert_eq!(
+        replay_all(&mut p1, &t.session).await,
+        (1..=head.get()).collect::<Vec<_>>()
+    );
+    // The player's state through snapshot + tail equals the log's state.
+    let state = w
+        .http
+        .get(&format!("/sessions/{}", t.session), &t.players[0])
+        .await;
+    assert_eq!(state.ok(200)["lastEventSequence"], head.get());
+    // Non-GMs may not compact.
+    w.http
+        .post(
+            &format!("/sessions/{}/compact", t.session),
+            &t.players[0],
+            json!({}),
+        )
+        .await
+        .error(403, "forbidden");
+}
+
+/// A resubmitted id whose event left the hot window is still a duplicate with its original
+/// sequence (the dedup map is never trimmed).
+pub async fn dedup_survives_a_trim(w: &LifeWorld) {
+    let t = w.table().await;
+    let mut p1 = w.joined(&t.players[0], &t.session).await;
+    let (early_id, early) = submit(&t.session, "core:chat", json!({"text": "early"}));
+    p1.send(early.clone()).await;
+    let first = p1.expect("event:confirmed").await;
+    chats(&mut p1, &t.session, 30).await;
+    w.http
+        .post(
+            &format!("/sessions/{}/compact", t.session),
+            &t.gm,
+            json!({}),
+        )
+        .await
+        .ok(200);
+    assert!(
+        w.deps().log.floor(&t.session).await.unwrap()
+            > Sequence(first["sequence"].as_u64().unwrap()),
+        "the early event left the hot window"
+    );
+    let head = w.head(&t.session).await;
+    p1.send(early).await;
+    let again = p1.expect("event:confirmed").await;
+    assert_eq!(again["duplicate"], true, "{again}");
+    assert_eq!(again["eventId"], early_id.as_str());
+    assert_eq!(
+        again["sequence"], first["sequence"],
+        "the original sequence"
+    );
+    assert_eq!(w.head(&t.session).await, head, "nothing new was committed");
+}
+
+/// An archive whose writes fail while it is "down" (MongoDB unreachable), reads still work.
+pub struct FlakyArchive {
+    /// The real archive.
+    pub inner: Arc<dyn EventArchive>,
+    /// Whether writes fail now.
+    pub down: AtomicBool,
+}
+
+#[async_trait]
+impl EventArchive for FlakyArchive {
+    async fn insert(&self, event: &GameEvent) -> Result<(), ArchiveError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(StoreError::unavailable(
+                "mongodb",
+                "archive insert",
+                "server selection timed out",
+            )
+            .into());
+        }
+        self.inner.insert(event).await
+    }
+    async fn read(
+        &self,
+        s: &SessionId,
+        after: Sequence,
+        to: Option<Sequence>,
+        limit: usize,
+    ) -> Result<Vec<GameEvent>, ArchiveError> {
+        self.inner.read(s, after, to, limit).await
+    }
+    async fn archived_through(&self, s: &SessionId) -> Result<Sequence, ArchiveError> {
+        self.inner.archived_through(s).await
+    }
+    async fn ids(&self, s: &SessionId) -> Result<Vec<(EventId, Sequence, String)>, ArchiveError> {
+        self.inner.ids(s).await
+    }
+    async fn touch(&self, s: &SessionId, at: u64) -> Result<(), ArchiveError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(StoreError::unavailable("mongodb", "touch", "down").into());
+        }
+        self.inner.touch(s, at).await
+    }
+    async fn active_since(
+        &self,
+        since: u64,
+        after: Option<&SessionId>,
+        limit: usize,
+    ) -> Result<Vec<SessionId>, ArchiveError> {
+        self.inner.active_since(since, after, limit).await
+    }
+    async fn idle_hot(&self, before: u64, limit: usize) -> Result<Vec<SessionId>, ArchiveError> {
+        self.inner.idle_hot(before, limit).await
+    }
+    async fn set_hot(&self, s: &SessionId, hot: bool) -> Result<(), ArchiveError> {
+        self.inner.set_hot(s, hot).await
+    }
+    async fn prune(
+        &self,
+        s: &SessionId,
+        through: Sequence,
+        older: u64,
+    ) -> Result<u64, ArchiveError> {
+        self.inner.prune(s, through, older).await
+    }
+    async fn pruned_through(&self, s: &SessionId) -> Result<Sequence, ArchiveError> {
+        self.inner.pruned_through(s).await
+    }
+}
+
+/// A world whose archive can be taken down and brought back.
+pub fn with_flaky_archive(w: LifeWorld) -> (LifeWorld, Arc<FlakyArchive>) {
+    let flaky = Arc::new(FlakyArchive {
+        inner: w.deps().archive.clone(),
+        down: AtomicBool::new(false),
+    });
+    let mut deps = w.deps().clone();
+    deps.archive = flaky.clone();
+    (LifeWorld::over(deps, w.http.notifier.clone()), flaky)
+}
+
+/// MongoDB is down while players submit (every submit is still confirmed); once it is back one
+/// maintenance run completes the archive, 1..=head exactly once.
+pub async fn one_run_completes_the_archive_after_an_outage(w: LifeWorld) {
+    let (w, archive) = with_flaky_archive(w);
+    let t = w.table().await;
+    let mut p1 = w.joined(&t.players[0], &t.session).await;
+    chats(&mut p1, &t.session, 3).await;
+    archive.down.store(true, Ordering::SeqCst);
+    chats(&mut p1, &t.session, 12).await;
+    let head = w.head(&t.session).await;
+    let before = w.deps().archive.archived_through(&t.session).await.unwrap();
+    assert!(
+        before < head,
+        "the outage left the archive behind ({before} < {head})"
+    );
+    assert!(
+        w.deps()
+            .log
+            .unarchived(10)
+            .await
+            .unwrap()
+            .contains(&t.session),
+        "the session is marked for backfill"
+    );
+    archive.down.store(false, Ordering::SeqCst);
+    let report = maintenance::sweep(
+        w.deps(),
+        std::time::Instant::now() + Duration::from_secs(60),
+    )
+    .await;
+    println!("sweep after the outage: {report:?}");
+    assert!(report.copied >= head.get() - before.get(), "{report:?}");
+    assert_eq!(
+        w.deps().archive.archived_through(&t.session).await.unwrap(),
+        head
+    );
+    assert_eq!(
+        archived(w.deps(), &t.session).await.len() as u64,
+        head.get()
+    );
+    assert!(
+        !w.deps()
+            .log
+            .unarchived(10)
+            .await
+            .unwrap()
+            .contains(&t.session),
+        "the mark is cleared"
+    );
+}
+
+/// When the hot log no longer holds events the archive lacks, backfill reports the failure
+/// and compaction never trims the session further.
+pub async fn a_session_whose_archive_cannot_be_completed_is_never_trimmed_further(w: LifeWorld) {
+    let (w, archive) = with_flaky_archive(w);
+    let t = w.table().await;
+    let mut p1 = w.joined(&t.players[0], &t.session).await;
+    chats(&mut p1, &t.session, 3).await;
+    archive.down.store(true, Ordering::SeqCst);
+    chats(&mut p1, &t.session, 4).await;
+    let through = w.deps().archive.archived_through(&t.session).await.unwrap();
+    // Events lost from the hot log behind the archive's back, before any backfill (what a
+    // trim below an unarchived event would do; compaction itself never does).
+    w.deps()
+        .log
+        .trim_below(&t.session, Sequence(through.get() + 3))
+        .await
+        .unwrap();
+    archive.down.store(false, Ordering::SeqCst);
+    let floor = w.deps().log.floor(&t.session).await.unwrap();
+    let outcome = maintenance::backfill_session(w.deps(), &t.session)
+        .await
+        .unwrap();
+    assert!(!outcome.complete, "{outcome:?}");
+    assert_eq!(outcome.archived_through, through);
+    match maintenance::compact_session(w.deps(), &t.session, Trigger::Manual)
+        .await
+        .unwrap()
+    {
+        CompactionOutcome::Done(_) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        w.deps().log.floor(&t.session).await.unwrap(),
+        floor,
+        "never trimmed further"
+    );
+}
+
+/// A snapshot store whose `put` waits at a gate, so a compaction can be held in the middle of
+/// its run while another one starts.
+pub struct GatedSnapshots {
+    inner: Arc<dyn dlab_store::SnapshotStore>,
+    entered: tokio::sync::Notify,
+    gate: tokio::sync::Notify,
+    armed: AtomicBool,
+}
+
+#[async_trait]
+impl dlab_store::SnapshotStore for GatedSnapshots {
+    async fn put(&self, snapshot: &dlab_core::compaction::Snapshot) -> Result<(), StoreError> {
+        if self.armed.swap(false, Ordering::SeqCst) {
+            self.entered.notify_one();
+            self.gate.notified().await;
+        }
+        self.inner.put(snapshot).await
+    }
+    async fn latest(
+        &self,
+        session: &SessionId,
+    ) -> Result<Option<dlab_core::compaction::Snapshot>, StoreError> {
+        self.inner.latest(session).await
+    }
+}
+
+/// Two compactions of one session at once, while players keep submitting: the second finds
+/// the lease taken, one snapshot is made, and no player sees an error.
+pub async fn two_runs_at_once_make_one_snapshot(w: LifeWorld) {
+    let gated = Arc::new(GatedSnapshots {
+        inner: w.deps().snapshots.clone(),
+        entered: tokio::sync::Notify::new(),
+        gate: tokio::sync::Notify::new(),
+        armed: AtomicBool::new(false),
+    });
+    let mut deps = w.deps().clone();
+    deps.snapshots = gated.clone();
+    let w = LifeWorld::over(deps, w.http.notifier.clone());
+    let t = w.table().await;
+    let mut p1 = w.joined(&t.players[0], &t.session).await;
+    chats(&mut p1, &t.session, 4).await;
+    gated.armed.store(true, Ordering::SeqCst);
+    let first = {
+        let deps = w.deps().clone();
+        let session = t.session.clone();
+        tokio::spawn(
+            async move { maintenance::compact_session(&deps, &session, Trigger::Manual).await },
+        )
+    };
+    gated.entered.notified().await; // the first run is inside its snapshot write
+    let second = maintenance::compact_session(w.deps(), &t.session, Trigger::Manual)
+        .await
+        .unwrap();
+    assert_eq!(second, CompactionOutcome::Busy, "the lease is held");
+    chats(&mut p1, &t.session, 3).await; // players are not held up
+    gated.gate.notify_one();
+    match first.await.unwrap().unwrap() {
+        CompactionOutcome::Done(r) => assert!(r.snapshot_created, "{r:?}"),
+        other => panic!("{other:?}"),
+    }
+    p1.expect_no("event:error", Duration::from_millis(200))
+        .await;
+    p1.expect_no("error", Duration::from_millis(10)).await;
+}
+
+/// A client that was away resumes from sequence 10 after the hot log was trimmed far above it:
+/// every event comes, from the archive, in order. With a retention period that pruned them it
+/// gets `snapshot:required` and converges from the snapshot.
+pub async fn resume_below_the_hot_window_and_after_retention(w: &LifeWorld, retention: bool) {
+    let t = w.table().await;
+    let mut p1 = w.joined(&t.players[0], &t.session).await;
+    chats(&mut p1, &t.session, 60).await;
+    let head = w.head(&t.session).await;
+    w.http
+        .post(
+            &format!("/sessions/{}/compact", t.session),
+            &t.gm,
+            json!({}),
+        )
+        .await
+        .ok(200);
+    assert!(w.deps().log.floor(&t.session).await.unwrap() > Sequence(11));
+    let mut p2 = w.ws.connect(&t.players[1]).await;
+    p2.send(json!({"action": "subscribe", "sessionId": t.session, "since": 10}))
+        .await;
+    let subscribed = p2.expect("session:subscribed").await;
+    if !retention {
+        assert_eq!(subscribed["floor"], 1, "the archive holds everything");
+        let mut seqs = Vec::new();
+        loop {
+            let b = p2.expect("events:batch").await;
+            seqs.extend(
+                b["events"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e["sequence"].as_u64().unwrap()),
+            );
+            if b["isLast"] == true {
+                break;
+            }
+        }
+        assert_eq!(seqs, (11..=head.get()).collect::<Vec<_>>());
+        return;
+    }
+    let floor = subscribed["floor"].as_u64().unwrap();
+    assert!(
+        floor > 11,
+        "retention pruned below the snapshot: floor {floor}"
+    );
+    let required = p2.expect("snapshot:required").await;
+    let href = required["href"].as_str().unwrap().to_owned();
+    let snap = w.http.get(&href, &t.players[1]).await.ok(200).clone();
+    let upto = snap["upToSequence"].as_u64().unwrap();
+    // Continue from the snapshot: everything after it, in order, and the same final state.
+    p2.send(json!({"action": "subscribe", "sessionId": t.session, "since": upto}))
+        .await;
+    p2.expect("session:subscribed").await;
+    let mut state =
+        serde_json::from_value::<dlab_core::state::GameSessionState>(snap["state"].clone())
+            .expect("a state");
+    loop {
+        let b = p2.expect("events:batch").await;
+        for e in b["events"].as_array().unwrap() {
+            let e: GameEvent = serde_json::from_value(e.clone()).unwrap();
+            state.apply(&e).expect("applies in order");
+        }
+        if b["isLast"] == true {
+            break;
+        }
+    }
+    let live = w.deps().log.state(&t.session).await.unwrap().unwrap();
+    assert_eq!(state.last_event_sequence, live.last_event_sequence);
+    assert_eq!(
+        serde_json::to_value(&state).unwrap(),
+        serde_json::to_value(&live).unwrap(),
+        "converged from the snapshot"
+    );
+    // A replay below the floor is told the same.
+    p2.send(json!({"action": "replay", "sessionId": t.session, "from": 0}))
+        .await;
+    p2.expect("snapshot:required").await;
+}
+
+/// The GM ends the session: a final snapshot, hot state released, submits refused with
+/// `session_ended`, and the log still readable (subscribe and replay from the archive).
+pub async fn an_ended_session_is_readable_and_refuses_submits(w: &LifeWorld) {
+    let t = w.table().await;
+    let mut p1 = w.joined(&t.players[0], &t.session).await;
+    chats(&mut p1, &t.session, 8).await;
+    let head = w.head(&t.session).await;
+    w.http
+        .post(
+            &format!("/sessions/{}/end", t.session),
+            &t.players[0],
+            json!({}),
+        )
+        .await
+        .error(403, "forbidden");
+    let ended = w
+        .http
+        .post(&format!("/sessions/{}/end", t.session), &t.gm, json!({}))
+        .await;
+    assert_eq!(ended.ok(200)["status"], "ended");
+    assert!(
+        w.deps().log.state(&t.session).await.unwrap().is_none(),
+        "hot state released"
+    );
+    let snapshot = w
+        .deps()
+        .snapshots
+        .latest(&t.session)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(snapshot.up_to_sequence, head, "final snapshot");
+    let (id, m) = submit(&t.session, "core:chat", json!({"text": "too late"}));
+    p1.send(m).await;
+    let e = p1.expect("event:error").await;
+    assert_eq!(e["code"], "session_ended", "{e}");
+    assert_eq!(e["tempId"], id.as_str());
+    assert!(
+        w.deps().log.state(&t.session).await.unwrap().is_none(),
+        "the refused submit did not bring the hot state back"
+    );
+    let mut p2 = w.ws.connect(&t.players[1]).await;
+    let events = p2.subscribe(&t.session, 0).await;
+    assert_eq!(events.len() as u64, head.get(), "served from the archive");
+    assert_eq!(
+        replay_all(&mut p2, &t.session).await,
+        (1..=head.get()).collect::<Vec<_>>()
+    );
+    let state = w.http.get(&format!("/sessions/{}", t.session), &t.gm).await;
+    assert_eq!(state.ok(200)["lastEventSequence"], head.get());
+    // Ending again is harmless.
+    w.http
+        .post(&format!("/sessions/{}/end", t.session), &t.gm, json!({}))
+        .await
+        .ok(200);
+}
+
+/// An idle session's hot state is released (after a final snapshot); the next submit rebuilds
+/// it and continues at head + 1, and dedup still answers an old id.
+pub async fn idle_sessions_are_released_and_come_back(w: &LifeWorld) {
+    let t = w.table().await;
+    let mut p1 = w.joined(&t.players[0], &t.session).await;
+    let (old_id, old) = submit(&t.session, "core:chat", json!({"text": "remember me"}));
+    p1.send(old.clone()).await;
+    let first = p1.expect("event:confirmed").await;
+    chats(&mut p1, &t.session, 4).await;
+    let head = w.head(&t.session).await;
+    assert!(
+        maintenance::release_idle(w.deps(), &t.session)
+            .await
+            .unwrap()
+    );
+    assert!(w.deps().log.state(&t.session).await.unwrap().is_none());
+    assert_eq!(
+        w.deps()
+            .snapshots
+            .latest(&t.session)
+            .await
+            .unwrap()
+            .unwrap()
+            .up_to_sequence,
+        head,
+        "a final snapshot"
+    );
+    p1.send(old).await;
+    let again = p1.expect("event:confirmed").await;
+    assert_eq!(again["duplicate"], true);
+    assert_eq!(again["sequence"], first["sequence"]);
+    assert_eq!(again["eventId"], old_id.as_str());
+    chats(&mut p1, &t.session, 1).await;
+    assert_eq!(w.head(&t.session).await, head.next());
+}
+
+/// Two players blind-write one path within the window: the GM is told and resolves by choosing
+/// one write; the override is committed and broadcast, everyone converges, a player's resolve
+/// is refused, and a second decision is 409.
+pub async fn the_gm_resolves_a_blind_write_race(w: &LifeWorld) {
+    let t = w.table().await;
+    let mut gm = w.joined(&t.gm, &t.session).await;
+    let mut p1 = w.joined(&t.players[0], &t.session).await;
+    let mut p2 = w.joined(&t.players[1], &t.session).await;
+    let set = |hp: i64| {
+        json!({"target": {"instanceId": "goblin"},
+               "stateChanges": {"attributes.hp.value": {"to": hp}}})
+    };
+    let (_, a) = submit(&t.session, "plugin:dnd5e:heal", set(12));
+    p1.send(a).await;
+    p1.expect("event:confirmed").await;
+    let (b_id, b) = submit(&t.session, "plugin:dnd5e:heal", set(9));
+    p2.send(b).await;
+    p2.expect("event:confirmed").await;
+    let notice = gm.expect("conflict:resolution_needed").await;
+    let conflict_id = notice["conflictId"].as_str().unwrap().to_owned();
+    assert_eq!(notice["options"].as_array().unwrap().len(), 2, "{notice}");
+    p1.expect_no("conflict:resolution_needed", Duration::from_millis(100))
+        .await;
+    let list = w
+        .http
+        .get(&format!("/sessions/{}/conflicts", t.session), &t.gm)
+        .await;
+    let items = list.ok(200)["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["resolved"], false);
+    w.http
+        .get(&format!("/sessions/{}/conflicts", t.session), &t.players[0])
+        .await
+        .error(403, "forbidden");
+    let resolve = format!("/sessions/{}/conflicts/{conflict_id}/resolve", t.session);
+    w.http
+        .post(&resolve, &t.players[0], json!({"chosenEventId": b_id}))
+        .await
+        .error(403, "forbidden");
+    let done = w
+        .http
+        .post(
+            &resolve,
+            &t.gm,
+            json!({"finalState": {"goblin": {"attributes.hp.value": 11}}}),
+        )
+        .await;
+    let done = done.ok(200).clone();
+    assert_eq!(done["conflict"]["resolved"], true);
+    assert_eq!(done["event"]["type"], "core:gm_override");
+    for c in [&mut gm, &mut p1, &mut p2] {
+        let applied = loop {
+            let e = c.expect("event:applied").await;
+            if e["type"] == "core:gm_override" {
+                break e;
+            }
+        };
+        assert_eq!(applied["sequence"], done["event"]["sequence"]);
+    }
+    let hp = w
+        .http
+        .get(
+            &format!("/sessions/{}/actors/goblin", t.session),
+            &t.players[0],
+        )
+        .await;
+    assert_eq!(hp.ok(200)["attributes"]["hp"]["value"], 11);
+    // A retried identical decision is the same override; another decision is refused.
+    let head = w.head(&t.session).await;
+    w.http
+        .post(
+            &resolve,
+            &t.gm,
+            json!({"finalState": {"goblin": {"attributes.hp.value": 11}}}),
+        )
+        .await
+        .ok(200);
+    assert_eq!(
+        w.head(&t.session).await,
+        head,
+        "the same override, not a second one"
+    );
+    w.http
+        .post(&resolve, &t.gm, json!({"chosenEventId": b_id}))
+        .await
+        .error(409, "conflict");
+}
+
+/// A player whose compare-and-set was refused escalates it; the GM resolves by choosing it.
+pub async fn a_refused_compare_and_set_is_escalated_and_resolved(w: &LifeWorld) {
+    let t = w.table().await;
+    let mut gm = w.joined(&t.gm, &t.session).await;
+    let mut p1 = w.joined(&t.players[0], &t.session).await;
+    let hit = |from: i64, to: i64| {
+        json!({"target": {"instanceId": "goblin"},
+               "stateChanges": {"attributes.hp.value": {"from": from, "to": to}}})
+    };
+    let (_, first) = submit(&t.session, "plugin:dnd5e:attack", hit(15, 8));
+    p1.send(first).await;
+    p1.expect("event:confirmed").await;
+    let (stale_id, stale) = submit(&t.session, "plugin:dnd5e:attack", hit(15, 10));
+    p1.send(stale).await;
+    assert_eq!(p1.expect("event:error").await["code"], "conflict");
+    let path = format!("/sessions/{}/conflicts", t.session);
+    w.http
+        .post(
+            &path,
+            &t.players[1],
+            json!({"eventId": stale_id, "reason": "mine"}),
+        )
+        .await
+        .error(403, "forbidden");
+    w.http
+        .post(
+            &path,
+            &t.players[0],
+            json!({"eventId": uuid::Uuid::new_v4().to_string()}),
+        )
+        .await
+        .error(404, "not_found");
+    let created = w
+        .http
+        .post(
+            &path,
+            &t.players[0],
+            json!({"eventId": stale_id, "reason": "I rolled first"}),
+        )
+        .await;
+    let conflict = created.ok(201).clone();
+    assert_eq!(conflict["kind"], "cas_rejection");
+    let notice = gm.expect("conflict:resolution_needed").await;
+    assert_eq!(notice["conflictId"], conflict["conflictId"]);
+    let again = w
+        .http
+        .post(&path, &t.players[0], json!({"eventId": stale_id}))
+        .await;
+    assert_eq!(
+        again.ok(200)["conflictId"],
+        conflict["conflictId"],
+        "escalated once"
+    );
+    let resolve = format!(
+        "{path}/{}/resolve",
+        conflict["conflictId"].as_str().unwrap()
+    );
+    w.http
+        .post(&resolve, &t.gm, json!({"chosenEventId": stale_id}))
+        .await
+        .ok(200);
+    let hp = w
+        .http
+        .get(&format!("/sessions/{}/actors/goblin", t.session), &t.gm)
+        .await;
+    assert_eq!(
+        hp.ok(200)["attributes"]["hp"]["value"],
+        10,
+        "the escalated value"
+    );
+}
+
+/// `inc` never conflicts, and blind writes by the same user never do.
+pub async fn increments_and_own_rewrites_are_not_conflicts(w: &LifeWorld) {
+    let t = w.table().await;
+    let mut p1 = w.joined(&t.players[0], &t.session).await;
+    let mut p2 = w.joined(&t.players[1], &t.session).await;
+    let inc = json!({"target": {"instanceId": "goblin"},
+                     "stateChanges": {"attributes.hp.value": {"op": "inc", "by": -1}}});
+    for c in [&mut p1, &mut p2] {
+        let (_, m) = submit(&t.session, "plugin:dnd5e:attack", inc.clone());
+        c.send(m).await;
+        c.expect("event:confirmed").await;
+    }
+    for hp in [5, 6] {
+        let (_, m) = submit(
+            &t.session,
+            "plugin:dnd5e:heal",
+            json!({"target": {"instanceId": "goblin"},
+                   "stateChanges": {"attributes.hp.value": {"to": hp}}}),
+        );
+        p1.send(m).await;
+        p1.expect("event:confirmed").await;
+    }
+    let list = w
+        .http
+        .get(&format!("/sessions/{}/conflicts", t.session), &t.gm)
+        .await;
+    assert_eq!(list.ok(200)["items"], json!([]));
+}
