@@ -74,3 +74,10 @@ async fn a_refused_compare_and_set_is_escalated_and_resolved() {
 async fn increments_and_own_rewrites_are_not_conflicts() {
     cases::increments_and_own_rewrites_are_not_conflicts(&world()).await;
 }
+
+#[tokio::test]
+async fn a_long_combat_shrinks_the_hot_log_by_ninety_percent() {
+    let mut settings = Settings::default();
+    settings.rates.submit.burst = 1_000_000;
+    cases::combat_session_shrinks_the_hot_log(&LifeWorld::memory(settings), 10_000).await;
+}

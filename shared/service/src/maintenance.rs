@@ -415,8 +415,7 @@ pub async fn end_session(
         )));
     };
     let result = async {
-        if compact_locked(deps, &session.id, Trigger::Final).await?
-            == CompactionOutcome::NoHotState
+        if compact_locked(deps, &session.id, Trigger::Final).await? == CompactionOutcome::NoHotState
         {
             return Ok(());
         }
