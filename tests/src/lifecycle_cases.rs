@@ -890,7 +890,13 @@ pub async fn combat_session_shrinks_the_hot_log(w: &LifeWorld, events: usize) ->
     let t = w.table().await;
     let deps = w.deps();
     let monsters: Vec<String> = (0..12).map(|i| format!("m{i}")).collect();
-    let campaign = deps.campaigns.session(&t.session).await.unwrap().unwrap().campaign_id;
+    let campaign = deps
+        .campaigns
+        .session(&t.session)
+        .await
+        .unwrap()
+        .unwrap()
+        .campaign_id;
     for m in &monsters {
         let actor = w
             .http

@@ -527,8 +527,11 @@ fn timeouts_and_memory_fit_api_gateway() {
             timeout > 3,
             "{id}: SAM's 3 s default is too short for a cold start"
         );
+        // Functions behind API Gateway must answer inside its integration timeout; the
+        // scheduled one answers no one and may run longer.
+        let behind_api = id != "CompactionFunction";
         assert!(
-            timeout <= INTEGRATION_TIMEOUT_S,
+            !behind_api || timeout <= INTEGRATION_TIMEOUT_S,
             "{id}: beyond API Gateway's {INTEGRATION_TIMEOUT_S} s integration timeout the answer is lost"
         );
         let memory = f.props["MemorySize"].as_i64().unwrap_or(128);
@@ -644,6 +647,9 @@ const NEEDS: &[Needs] = &[
             "DLAB_MAX_ACTORS_PER_CAMPAIGN",
             "DLAB_MAX_ACTOR_BYTES",
             "DLAB_MAX_SESSIONS_PER_CAMPAIGN",
+            "DLAB_COMPACTION_THRESHOLD",
+            "DLAB_HOT_TAIL",
+            "DLAB_ARCHIVE_RETENTION_DAYS",
         ],
         table: true,
         post: true,
@@ -653,6 +659,23 @@ const NEEDS: &[Needs] = &[
             "JwtSecretArn",
             "TicketSecretArn",
         ],
+    },
+    // Scheduled maintenance: the stores only; no DynamoDB, no @connections, no tokens.
+    Needs {
+        function: "CompactionFunction",
+        env: &[
+            "REDIS_URL_SECRET_ARN",
+            "REDIS_CLUSTER",
+            "MONGODB_URI_SECRET_ARN",
+            "MONGODB_DATABASE",
+            "DLAB_COMPACTION_THRESHOLD",
+            "DLAB_HOT_TAIL",
+            "DLAB_IDLE_RELEASE_SECS",
+            "DLAB_ARCHIVE_RETENTION_DAYS",
+        ],
+        table: false,
+        post: false,
+        secrets: STORE_SECRETS,
     },
 ];
 
@@ -665,6 +688,10 @@ const STORE_ENV: &[&str] = &[
     "MONGODB_DATABASE",
     "CONNECTIONS_TABLE",
     "APIGW_MANAGEMENT_ENDPOINT",
+    // Every committing function compacts inline (every threshold-th event).
+    "DLAB_COMPACTION_THRESHOLD",
+    "DLAB_HOT_TAIL",
+    "DLAB_ARCHIVE_RETENTION_DAYS",
 ];
 const STORE_SECRETS: &[&str] = &["RedisUrlSecretArn", "MongoDbUriSecretArn"];
 
@@ -712,6 +739,13 @@ fn expected_env_value(name: &str) -> Value {
         "DLAB_MAX_ACTORS_PER_CAMPAIGN" => json!({"Ref": "MaxActorsPerCampaign"}),
         "DLAB_MAX_ACTOR_BYTES" => json!({"Ref": "MaxActorBytes"}),
         "DLAB_MAX_SESSIONS_PER_CAMPAIGN" => json!({"Ref": "MaxSessionsPerCampaign"}),
+        "DLAB_COMPACTION_THRESHOLD" => json!({"Ref": "CompactionThreshold"}),
+        "DLAB_HOT_TAIL" => json!({"Ref": "HotTail"}),
+        "DLAB_IDLE_RELEASE_SECS" => json!({"Ref": "IdleReleaseSeconds"}),
+        "DLAB_ARCHIVE_RETENTION_DAYS" => optional(
+            "HasArchiveRetention",
+            json!({"Ref": "ArchiveRetentionDays"}),
+        ),
         other => panic!("no expected value for {other}: add it to expected_env_value"),
     }
 }
@@ -1318,5 +1352,56 @@ fn every_variable_the_template_sets_is_named_by_the_code() {
         unread.is_empty(),
         "the template sets variables no Rust source names as a string (a misspelt or dead \
          variable): {unread:?}"
+    );
+}
+
+#[test]
+fn compaction_runs_on_a_schedule_with_least_privilege_and_alarms() {
+    let t = Template::load();
+    let f = t.resource("CompactionFunction");
+    let schedule = &f["Properties"]["Events"]["Schedule"];
+    assert_eq!(schedule["Type"], "Schedule", "{schedule}");
+    assert_eq!(
+        schedule["Properties"]["Schedule"],
+        json!({"Ref": "CompactionSchedule"})
+    );
+    assert_eq!(
+        t.parameter("CompactionSchedule")["Default"],
+        "rate(5 minutes)"
+    );
+    assert!(
+        f["Properties"]["Timeout"].as_i64().unwrap() >= 60,
+        "a run needs time for many sessions"
+    );
+    assert_eq!(
+        t.parameter("CompactionThreshold")["Default"],
+        json!(dlab_service::config::Lifecycle::default().compaction_threshold)
+    );
+    assert_eq!(
+        t.parameter("HotTail")["Default"],
+        json!(dlab_service::config::Lifecycle::default().hot_tail)
+    );
+    assert_eq!(
+        t.parameter("ArchiveRetentionDays")["Default"],
+        json!(0),
+        "retention is off by default"
+    );
+    for (alarm, metric) in [
+        ("BackfillFailuresAlarm", "BackfillFailures"),
+        ("ArchiveLagAlarm", "ArchiveLag"),
+    ] {
+        let a = &t.resource(alarm)["Properties"];
+        assert_eq!(a["Namespace"], dlab_service::metrics::NAMESPACE, "{alarm}");
+        assert_eq!(a["MetricName"], metric, "{alarm}");
+        assert_eq!(
+            a["Dimensions"],
+            json!([{"Name": "Function", "Value": {"Ref": "CompactionFunction"}}]),
+            "{alarm}: the dimension the EMF lines carry"
+        );
+    }
+    assert_eq!(
+        t.resource("BackfillFailuresAlarm")["Properties"]["Threshold"],
+        json!(0),
+        "any backfill failure alarms"
     );
 }
