@@ -253,7 +253,9 @@ impl Keys {
     fn instance(&self, instance: &str, name: &str) -> String {
         format!("{}i:{instance}:{name}", self.tag)
     }
-    /// Every key of the session but the epoch, the lease and `inst`, for the given instances.
+    /// Every key of the session's hot state but the epoch, the rebuild lease and `inst`, for the
+    /// given instances. The end marker, the maintenance lease and remembered rejections are not
+    /// hot state: a release or a rebuild leaves them.
     fn data_keys(&self, instances: &[String]) -> Vec<String> {
         let mut out: Vec<String> = ["seq", "floor", "events", "ids"]
             .iter()
