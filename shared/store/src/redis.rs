@@ -28,8 +28,9 @@
 //!
 //! The commit is one Lua script (`commit.lua`, sent with EVALSHA and loaded on NOSCRIPT, on
 //! every node of a cluster): end marker and epoch checks, dedup, compare-and-set, INCR, ZADD and
-//! override update together, reading the overrides its blind writes replace on the way. Values arrive as canonical JSON strings computed here, so the script compares
-//! strings and never parses JSON. Scripts that need a session's instance keys get them from the
+//! override update together, reading the overrides its blind writes replace on the way. Values
+//! arrive as canonical JSON strings computed here, so the script compares strings and never
+//! parses JSON. Scripts that need a session's instance keys get them from the
 //! caller, who reads the instance list first; the script checks that list against `inst` and
 //! answers `changed` when it moved, and the caller reads again (bounded).
 //!
@@ -548,40 +549,42 @@ fn parse_json(raw: &str, what: &'static str) -> Result<Value, StoreError> {
 
 /// The overrides the commit script reports its blind writes replaced, as `(path, value, meta)`
 /// triples after `ok` and the sequence; only an update has blind writes, so `changes` names
-/// their instance.
-fn replaced_writes(changes: &ChangeSet, raw: &[String]) -> Result<Vec<ReplacedWrite>, StoreError> {
+/// their instance. The event is committed by then, so an entry that cannot be decoded is logged
+/// and left out of the conflict report rather than failing a commit that happened.
+fn replaced_writes(session: &SessionId, changes: &ChangeSet, raw: &[String]) -> Vec<ReplacedWrite> {
     if raw.is_empty() {
-        return Ok(Vec::new());
+        return Vec::new();
     }
     let ChangeSet::Update { instance, .. } = changes else {
-        return Err(StoreError::corrupt(
-            BACKEND,
-            "commit reply",
-            "replaced writes reported for a change set without blind writes",
-        ));
+        warn!(session = %session, fields = raw.len(), "replaced writes reported for a change set without blind writes; left out");
+        return Vec::new();
     };
     if !raw.len().is_multiple_of(3) {
-        return Err(StoreError::corrupt(
-            BACKEND,
-            "commit reply",
-            format!("{} fields of replaced writes, not triples", raw.len()),
-        ));
+        warn!(session = %session, fields = raw.len(), "replaced writes are not triples; left out");
+        return Vec::new();
     }
     raw.chunks_exact(3)
-        .map(|t| {
-            let mut meta = parse_json(&t[2], "override metadata")?;
-            meta["value"] = parse_json(&t[1], "override value")?;
-            let o: Override = serde_json::from_value(meta)
-                .map_err(|e| StoreError::corrupt(BACKEND, "override", e))?;
-            Ok(ReplacedWrite {
-                instance: instance.clone(),
-                path: t[0].clone(),
-                value: o.value,
-                event_id: o.event_id,
-                user_id: o.user_id,
-                timestamp: o.timestamp,
-                sequence: o.sequence,
-            })
+        .filter_map(|t| {
+            let decoded = parse_json(&t[2], "override metadata").and_then(|mut meta| {
+                meta["value"] = parse_json(&t[1], "override value")?;
+                serde_json::from_value::<Override>(meta)
+                    .map_err(|e| StoreError::corrupt(BACKEND, "override", e))
+            });
+            match decoded {
+                Ok(o) => Some(ReplacedWrite {
+                    instance: instance.clone(),
+                    path: t[0].clone(),
+                    value: o.value,
+                    event_id: o.event_id,
+                    user_id: o.user_id,
+                    timestamp: o.timestamp,
+                    sequence: o.sequence,
+                }),
+                Err(error) => {
+                    warn!(session = %session, instance = %instance, path = %t[0], error = %crate::error::Chain(&error), "replaced override cannot be decoded; left out of the conflict report");
+                    None
+                }
+            }
         })
         .collect()
 }
@@ -689,7 +692,7 @@ impl EventLog for RedisEventLog {
             Some("ok") => {
                 let sequence = sequence_at(&reply, 1)?;
                 debug!(session = %session, seq = sequence.get(), "event committed");
-                let replaced = replaced_writes(&changes, &reply[2..])?;
+                let replaced = replaced_writes(&session, &changes, &reply[2..]);
                 let mut event = event;
                 event.sequence = sequence;
                 Ok(Committed {
