@@ -121,6 +121,12 @@ every_log!(
     racing_rehydrates_never_erase_confirmed_events,
     big_session_rehydrates_whole,
     init_is_idempotent_and_release_drops,
+    ended_session_refuses_commits,
+    release_if_head_keeps_a_session_that_moved,
+    maintenance_lease_is_exclusive,
+    rejections_are_remembered_until_their_ttl,
+    unarchived_marks_add_list_and_clear,
+    blind_writes_report_the_override_they_replaced,
 );
 
 #[tokio::test]

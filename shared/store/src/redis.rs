@@ -18,11 +18,19 @@
 //! | `dl:{S}:i:<instance>:base` | hash | leaf path → canonical JSON base value |
 //! | `dl:{S}:i:<instance>:ovr` | hash | leaf path → canonical JSON override value |
 //! | `dl:{S}:i:<instance>:meta` | hash | leaf path → `{eventId, timestamp, userId, sequence}` |
+//! | `dl:{S}:ended` | string | the end marker: commits refuse; not hot state (release and rebuild keep it) |
+//! | `dl:{S}:maint` | string | the maintenance lease's token (`PX`; compaction, backfill, release) |
+//! | `dl:{S}:rej:<event id>` | string | a remembered compare-and-set rejection's JSON (`PX`) |
+//! | `dl:{unarchived}` | set | sessions whose archive fell behind; its own slot, no session key |
+//!
+//! Remembered rejections are bounded per session by their time to live and the submit rate
+//! limit (at most rate × ttl of them), and expire on their own: nothing has to sweep them.
 //!
 //! The commit is one Lua script (`commit.lua`, sent with EVALSHA and loaded on NOSCRIPT, on
-//! every node of a cluster): epoch check, dedup, compare-and-set, INCR, ZADD and override update
-//! together. Values arrive as canonical JSON strings computed here, so the script compares
-//! strings and never parses JSON. Scripts that need a session's instance keys get them from the
+//! every node of a cluster): end marker and epoch checks, dedup, compare-and-set, INCR, ZADD and
+//! override update together, reading the overrides its blind writes replace on the way. Values
+//! arrive as canonical JSON strings computed here, so the script compares strings and never
+//! parses JSON. Scripts that need a session's instance keys get them from the
 //! caller, who reads the instance list first; the script checks that list against `inst` and
 //! answers `changed` when it moved, and the caller reads again (bounded).
 //!
@@ -54,10 +62,14 @@ use tracing::{debug, info, warn};
 use crate::error::{CommitError, InvalidCommit, StoreError};
 use crate::ports::{
     Acquire, CommitRequest, Committed, EventLog, LeaseToken, RateLimiter, Rehydration, Rejection,
-    Trimmed,
+    ReplacedWrite, Trimmed,
 };
 
 const BACKEND: &str = "redis";
+
+/// The set of sessions whose archive fell behind: one key in its own slot (its own hash tag),
+/// never in a script with a session's keys, so marking works on a cluster too.
+const UNARCHIVED: &str = "dl:{unarchived}";
 
 /// How many times a script that lists a session's instances is tried when the instance set
 /// changed between the caller's read and the script (each retry means an actor was added or
@@ -242,7 +254,9 @@ impl Keys {
     fn instance(&self, instance: &str, name: &str) -> String {
         format!("{}i:{instance}:{name}", self.tag)
     }
-    /// Every key of the session but the epoch, the lease and `inst`, for the given instances.
+    /// Every key of the session's hot state but the epoch, the rebuild lease and `inst`, for the
+    /// given instances. The end marker, the maintenance lease and remembered rejections are not
+    /// hot state: a release or a rebuild leaves them.
     fn data_keys(&self, instances: &[String]) -> Vec<String> {
         let mut out: Vec<String> = ["seq", "floor", "events", "ids"]
             .iter()
@@ -311,7 +325,7 @@ pub struct RedisEventLog {
     begin: Script,
     put: Script,
     finish: Script,
-    abort: Script,
+    lease_release: Script,
 }
 
 impl std::fmt::Debug for RedisEventLog {
@@ -334,8 +348,45 @@ impl RedisEventLog {
             begin: Script::new(include_str!("redis/rehydrate_begin.lua")),
             put: Script::new(include_str!("redis/rehydrate_put.lua")),
             finish: Script::new(include_str!("redis/rehydrate_finish.lua")),
-            abort: Script::new(include_str!("redis/rehydrate_abort.lua")),
+            lease_release: Script::new(include_str!("redis/lease_release.lua")),
         }
+    }
+
+    /// Deletes the session's hot state, only while the counter holds `head` when given;
+    /// whether it was deleted.
+    async fn drop_hot_state(
+        &self,
+        session: &SessionId,
+        head: Option<Sequence>,
+    ) -> Result<bool, StoreError> {
+        let keys = Keys::new(session);
+        let mut conn = self.conn.connection().await?;
+        let expected = head.map_or(String::new(), |h| h.get().to_string());
+        for _ in 0..INSTANCE_SET_ATTEMPTS {
+            let names = self.instance_names(&keys).await?;
+            let reply: String = self
+                .drop
+                .key(keys.k("inst"))
+                .key(keys.k("seq"))
+                .key(keys.k("epoch"))
+                .key(keys.k("lease"))
+                .key(keys.data_keys(&names))
+                .arg(&expected)
+                .arg(&names)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(Self::unavailable("release"))?;
+            match reply.as_str() {
+                "ok" => return Ok(true),
+                "moved" => return Ok(false),
+                _ => {}
+            }
+        }
+        Err(StoreError::unavailable(
+            BACKEND,
+            "release",
+            "the session's instances kept changing while it was released",
+        ))
     }
 
     fn unavailable(op: &'static str) -> impl FnOnce(redis::RedisError) -> StoreError {
@@ -533,6 +584,53 @@ fn parse_json(raw: &str, what: &'static str) -> Result<Value, StoreError> {
     serde_json::from_str(raw).map_err(|e| StoreError::corrupt(BACKEND, what, e))
 }
 
+/// The overrides the commit script reports its blind writes replaced, as `(path, value, meta)`
+/// triples after `ok` and the sequence; only an update has blind writes, so `changes` names
+/// their instance. The event is committed by then, so an entry that cannot be decoded is logged
+/// and left out of the conflict report rather than failing a commit that happened.
+fn replaced_writes(session: &SessionId, changes: &ChangeSet, raw: &[String]) -> Vec<ReplacedWrite> {
+    if raw.is_empty() {
+        return Vec::new();
+    }
+    let ChangeSet::Update { instance, .. } = changes else {
+        warn!(session = %session, fields = raw.len(), "replaced writes reported for a change set without blind writes; left out");
+        return Vec::new();
+    };
+    if !raw.len().is_multiple_of(3) {
+        warn!(session = %session, fields = raw.len(), "replaced writes are not triples; left out");
+        return Vec::new();
+    }
+    raw.chunks_exact(3)
+        .filter_map(|t| {
+            let decoded = parse_json(&t[2], "override metadata").and_then(|mut meta| {
+                meta["value"] = parse_json(&t[1], "override value")?;
+                serde_json::from_value::<Override>(meta)
+                    .map_err(|e| StoreError::corrupt(BACKEND, "override", e))
+            });
+            match decoded {
+                Ok(o) => Some(ReplacedWrite {
+                    instance: instance.clone(),
+                    path: t[0].clone(),
+                    value: o.value,
+                    event_id: o.event_id,
+                    user_id: o.user_id,
+                    timestamp: o.timestamp,
+                    sequence: o.sequence,
+                }),
+                Err(error) => {
+                    warn!(session = %session, instance = %instance, path = %t[0], error = %crate::error::Chain(&error), "replaced override cannot be decoded; left out of the conflict report");
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+/// A duration as whole milliseconds for `PX`, at least 1 (Redis refuses 0).
+fn px(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
 #[async_trait]
 impl EventLog for RedisEventLog {
     async fn init_session(&self, session: &SessionId) -> Result<(), StoreError> {
@@ -558,7 +656,7 @@ impl EventLog for RedisEventLog {
         let session = event.session_id.clone();
         let keys = Keys::new(&session);
         let mut inv = self.commit.prepare_invoke();
-        for n in ["epoch", "seq", "events", "ids", "inst"] {
+        for n in ["epoch", "seq", "events", "ids", "inst", "ended"] {
             inv.key(keys.k(n));
         }
         inv.arg(event.id.as_str())
@@ -631,13 +729,14 @@ impl EventLog for RedisEventLog {
             Some("ok") => {
                 let sequence = sequence_at(&reply, 1)?;
                 debug!(session = %session, seq = sequence.get(), "event committed");
+                let replaced = replaced_writes(&session, &changes, &reply[2..]);
                 let mut event = event;
                 event.sequence = sequence;
                 Ok(Committed {
                     sequence,
                     duplicate: false,
                     event: Some(event),
-                    replaced: Vec::new(),
+                    replaced,
                 })
             }
             Some("dup") => {
@@ -689,6 +788,7 @@ impl EventLog for RedisEventLog {
                 Err(CommitError::Conflict { current })
             }
             Some("nohot") => Err(CommitError::HotStateMissing(session)),
+            Some("ended") => Err(CommitError::SessionEnded(session)),
             _ => Err(StoreError::corrupt(BACKEND, "commit reply", format!("{reply:?}")).into()),
         }
     }
@@ -929,7 +1029,7 @@ impl EventLog for RedisEventLog {
             }
             Err(e) => {
                 let released: Result<i64, _> = self
-                    .abort
+                    .lease_release
                     .key(&lease)
                     .arg(&token)
                     .invoke_async(&mut conn)
@@ -974,69 +1074,130 @@ impl EventLog for RedisEventLog {
     }
 
     async fn release(&self, session: &SessionId) -> Result<(), StoreError> {
-        let keys = Keys::new(session);
+        self.drop_hot_state(session, None).await.map(|_| ())
+    }
+
+    async fn release_if_head(
+        &self,
+        session: &SessionId,
+        head: Sequence,
+    ) -> Result<bool, StoreError> {
+        self.drop_hot_state(session, Some(head)).await
+    }
+
+    async fn end_session(&self, session: &SessionId) -> Result<(), StoreError> {
         let mut conn = self.conn.connection().await?;
-        for _ in 0..INSTANCE_SET_ATTEMPTS {
-            let names = self.instance_names(&keys).await?;
-            let reply: String = self
-                .drop
-                .key(keys.k("inst"))
-                .key(keys.k("epoch"))
-                .key(keys.k("lease"))
-                .key(keys.data_keys(&names))
-                .arg(&names)
-                .invoke_async(&mut conn)
-                .await
-                .map_err(Self::unavailable("release"))?;
-            if reply == "ok" {
-                return Ok(());
-            }
-        }
-        Err(StoreError::unavailable(
-            BACKEND,
-            "release",
-            "the session's instances kept changing while it was released",
-        ))
-    }
-
-    async fn release_if_head(&self, _: &SessionId, _: Sequence) -> Result<bool, StoreError> {
-        unimplemented!("RedisEventLog::release_if_head")
-    }
-
-    async fn end_session(&self, _: &SessionId) -> Result<(), StoreError> {
-        unimplemented!("RedisEventLog::end_session")
+        let () = conn
+            .set(Keys::new(session).k("ended"), 1)
+            .await
+            .map_err(Self::unavailable("end session"))?;
+        info!(session = %session, "session ended: commits refused from now on");
+        Ok(())
     }
 
     async fn try_lease(
         &self,
-        _: &SessionId,
-        _: Duration,
+        session: &SessionId,
+        ttl: Duration,
     ) -> Result<Option<LeaseToken>, StoreError> {
-        unimplemented!("RedisEventLog::try_lease")
+        let token = uuid::Uuid::new_v4().to_string();
+        let mut conn = self.conn.connection().await?;
+        let taken: Option<String> = redis::cmd("SET")
+            .arg(Keys::new(session).k("maint"))
+            .arg(&token)
+            .arg("NX")
+            .arg("PX")
+            .arg(px(ttl))
+            .query_async(&mut conn)
+            .await
+            .map_err(Self::unavailable("take lease"))?;
+        Ok(taken.map(|_| LeaseToken(token)))
     }
 
-    async fn release_lease(&self, _: &SessionId, _: &LeaseToken) -> Result<(), StoreError> {
-        unimplemented!("RedisEventLog::release_lease")
+    async fn release_lease(
+        &self,
+        session: &SessionId,
+        token: &LeaseToken,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.connection().await?;
+        let released: i64 = self
+            .lease_release
+            .key(Keys::new(session).k("maint"))
+            .arg(&token.0)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(Self::unavailable("release lease"))?;
+        if released == 0 {
+            debug!(session = %session, "maintenance lease had expired or passed to another run");
+        }
+        Ok(())
     }
 
-    async fn remember_rejection(&self, _: &Rejection, _: Duration) -> Result<(), StoreError> {
-        unimplemented!("RedisEventLog::remember_rejection")
+    async fn remember_rejection(
+        &self,
+        rejection: &Rejection,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let event = &rejection.event;
+        let key = Keys::new(&event.session_id).k(&format!("rej:{}", event.id));
+        let json = serde_json::to_string(rejection).expect("rejections serialize");
+        let mut conn = self.conn.connection().await?;
+        let () = conn
+            .pset_ex(key, json, px(ttl))
+            .await
+            .map_err(Self::unavailable("remember rejection"))?;
+        Ok(())
     }
 
-    async fn rejection(&self, _: &SessionId, _: &EventId) -> Result<Option<Rejection>, StoreError> {
-        unimplemented!("RedisEventLog::rejection")
+    async fn rejection(
+        &self,
+        session: &SessionId,
+        id: &EventId,
+    ) -> Result<Option<Rejection>, StoreError> {
+        let mut conn = self.conn.connection().await?;
+        let raw: Option<String> = conn
+            .get(Keys::new(session).k(&format!("rej:{id}")))
+            .await
+            .map_err(Self::unavailable("read rejection"))?;
+        raw.map(|r| {
+            serde_json::from_str(&r).map_err(|e| StoreError::corrupt(BACKEND, "rejection", e))
+        })
+        .transpose()
     }
 
-    async fn mark_unarchived(&self, _: &SessionId) -> Result<(), StoreError> {
-        unimplemented!("RedisEventLog::mark_unarchived")
+    async fn mark_unarchived(&self, session: &SessionId) -> Result<(), StoreError> {
+        let mut conn = self.conn.connection().await?;
+        let _added: i64 = conn
+            .sadd(UNARCHIVED, session.as_str())
+            .await
+            .map_err(Self::unavailable("mark unarchived"))?;
+        Ok(())
     }
 
-    async fn unarchived(&self, _: usize) -> Result<Vec<SessionId>, StoreError> {
-        unimplemented!("RedisEventLog::unarchived")
+    async fn unarchived(&self, limit: usize) -> Result<Vec<SessionId>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.connection().await?;
+        // SRANDMEMBER with a positive count: at most `limit` distinct members, in random order,
+        // so a session whose backfill keeps failing cannot hide the others from every run.
+        let mut members: Vec<String> = redis::cmd("SRANDMEMBER")
+            .arg(UNARCHIVED)
+            .arg(i64::try_from(limit).unwrap_or(i64::MAX))
+            .query_async(&mut conn)
+            .await
+            .map_err(Self::unavailable("list unarchived"))?;
+        members.sort();
+        Ok(members.into_iter().map(SessionId::new).collect())
     }
 
-    async fn clear_unarchived(&self, _: &SessionId) -> Result<(), StoreError> {
-        unimplemented!("RedisEventLog::clear_unarchived")
+    async fn clear_unarchived(&self, session: &SessionId) -> Result<(), StoreError> {
+        let mut conn = self.conn.connection().await?;
+        let _removed: i64 = conn
+            .srem(UNARCHIVED, session.as_str())
+            .await
+            .map_err(Self::unavailable("clear unarchived"))?;
+        Ok(())
     }
 }
 

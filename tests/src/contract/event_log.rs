@@ -17,7 +17,8 @@ use dlab_core::event::GameEvent;
 use dlab_core::ids::{EventId, InstanceId, Sequence, SessionId, UserId};
 use dlab_core::state::GameSessionState;
 use dlab_store::{
-    CommitError, CommitRequest, Committed, EventLog, InvalidCommit, Rehydration, StoreError,
+    CommitError, CommitRequest, Committed, EventLog, InvalidCommit, LeaseToken, Rehydration,
+    Rejection, ReplacedWrite, StoreError,
 };
 use serde_json::{Value, json};
 
@@ -1023,6 +1024,328 @@ pub async fn init_is_idempotent_and_release_drops(h: &dyn LogHarness) {
     ));
 }
 
+/// An ended session refuses every commit (before any other check, a resubmitted id too) and
+/// stores nothing; the end outlives a release and a rebuild, and touches no other session.
+pub async fn ended_session_refuses_commits(h: &dyn LogHarness) {
+    let log = h.log();
+    let session = new_session(log.as_ref()).await;
+    let other = new_session(log.as_ref()).await;
+    log.commit(add_goblin(&session, "g", 15)).await.unwrap();
+    let chat = request(&session, "u", "core:chat", json!({"text": "last words"}));
+    log.commit(chat.clone()).await.unwrap();
+    let events = all_events(log.as_ref(), &session).await;
+    let before = log.state(&session).await.unwrap().unwrap();
+
+    log.end_session(&session).await.unwrap();
+    log.end_session(&session).await.unwrap();
+    let refused = |r: Result<Committed, CommitError>| match r {
+        Err(CommitError::SessionEnded(s)) => assert_eq!(s, session),
+        other => panic!("expected SessionEnded, got {other:?}"),
+    };
+    refused(log.commit(inc(&session, "p", "g", -1)).await);
+    assert_eq!(log.head(&session).await.unwrap(), Sequence(2));
+    assert_eq!(all_events(log.as_ref(), &session).await, events);
+    assert_eq!(log.state(&session).await.unwrap().unwrap(), before);
+    refused(log.commit(chat.clone()).await);
+    log.commit(request(&other, "u", "core:chat", json!({})))
+        .await
+        .expect("another session still commits");
+
+    log.release(&session).await.unwrap();
+    refused(log.commit(inc(&session, "p", "g", -1)).await);
+    assert!(log.state(&session).await.unwrap().is_none());
+    assert_eq!(
+        rehydrate_from(log.as_ref(), &session, &events).await,
+        Rehydration::Rebuilt
+    );
+    refused(log.commit(inc(&session, "p", "g", -1)).await);
+    assert_eq!(log.head(&session).await.unwrap(), Sequence(2));
+    assert_eq!(all_events(log.as_ref(), &session).await, events);
+}
+
+/// Polls `done` every 20 ms until it holds; panics after `bound` (an expiry that never comes).
+async fn wait_until<F, Fut>(bound: Duration, what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    while !done().await {
+        assert!(start.elapsed() < bound, "{what}: not within {bound:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The maintenance lease is exclusive per session, given back only with its own token, and
+/// free again once its ttl ran out; a holder whose lease expired cannot release the next
+/// holder's.
+pub async fn maintenance_lease_is_exclusive(h: &dyn LogHarness) {
+    let log = h.log();
+    let session = new_session(log.as_ref()).await;
+    let other = new_session(log.as_ref()).await;
+    let long = Duration::from_secs(60);
+    let first = log.try_lease(&session, long).await.unwrap().expect("free");
+    assert_eq!(log.try_lease(&session, long).await.unwrap(), None, "held");
+    let beside = log.try_lease(&other, long).await.unwrap();
+    assert!(beside.is_some(), "another session's lease is its own");
+
+    let forged = LeaseToken("not-the-token".to_owned());
+    log.release_lease(&session, &forged).await.unwrap();
+    assert_eq!(
+        log.try_lease(&session, long).await.unwrap(),
+        None,
+        "a wrong token releases nothing"
+    );
+    log.release_lease(&session, &first).await.unwrap();
+    let short = log
+        .try_lease(&session, Duration::from_millis(200))
+        .await
+        .unwrap()
+        .expect("free after release");
+    assert_ne!(short, first, "a new token each time");
+
+    let start = std::time::Instant::now();
+    let next = loop {
+        if let Some(t) = log.try_lease(&session, long).await.unwrap() {
+            break t;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the lease never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    log.release_lease(&session, &short).await.unwrap();
+    assert_eq!(
+        log.try_lease(&session, long).await.unwrap(),
+        None,
+        "an expired holder cannot release the next holder's lease"
+    );
+    log.release_lease(&session, &next).await.unwrap();
+    assert!(log.try_lease(&session, long).await.unwrap().is_some());
+}
+
+fn rejection_of(session: &SessionId, id: &str, hp: i64) -> Rejection {
+    Rejection {
+        event: request_with_id(
+            session,
+            id,
+            "p1",
+            "plugin:dnd5e:attack",
+            json!({"target": {"instanceId": "g"},
+                   "stateChanges": {"attributes.hp.value": {"from": 15, "to": 9}}}),
+        )
+        .event,
+        current: BTreeMap::from([("attributes.hp.value".to_owned(), json!(hp))]),
+        rejected_at: 1_700_000_000_123,
+    }
+}
+
+/// A rejection is remembered by session and event id until its ttl runs out; a later one with
+/// the same id replaces it.
+pub async fn rejections_are_remembered_until_their_ttl(h: &dyn LogHarness) {
+    let log = h.log();
+    let session = new_session(log.as_ref()).await;
+    let other = new_session(log.as_ref()).await;
+    let id = uuid::Uuid::new_v4().to_string();
+    let first = rejection_of(&session, &id, 7);
+    log.remember_rejection(&first, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let eid = EventId::new(&id);
+    assert_eq!(log.rejection(&session, &eid).await.unwrap(), Some(first));
+    assert_eq!(log.rejection(&other, &eid).await.unwrap(), None);
+    let unknown = EventId::new(uuid::Uuid::new_v4().to_string());
+    assert_eq!(log.rejection(&session, &unknown).await.unwrap(), None);
+
+    let later = rejection_of(&session, &id, 3);
+    log.remember_rejection(&later, Duration::from_millis(200))
+        .await
+        .unwrap();
+    let seen = log.rejection(&session, &eid).await.unwrap();
+    // Normally still there; on a stalled machine it may already have expired.
+    assert!(seen.is_none() || seen == Some(later), "{seen:?}");
+    wait_until(Duration::from_secs(10), "the rejection expires", || {
+        let (log, session, eid) = (log.clone(), session.clone(), eid.clone());
+        async move { log.rejection(&session, &eid).await.unwrap().is_none() }
+    })
+    .await;
+}
+
+/// Unarchived marks are one set: marking twice lists once, a listing holds at most `limit`
+/// sessions, and a cleared session is no longer listed. Other sessions' marks (other tests on
+/// the same server) may be listed too, so only this test's sessions are checked.
+pub async fn unarchived_marks_add_list_and_clear(h: &dyn LogHarness) {
+    let log = h.log();
+    let ours: Vec<SessionId> = (0..3)
+        .map(|_| SessionId::new(format!("s-{}", uuid::Uuid::new_v4())))
+        .collect();
+    for s in &ours {
+        log.mark_unarchived(s).await.unwrap();
+    }
+    log.mark_unarchived(&ours[0]).await.unwrap();
+    let all = log.unarchived(100_000).await.unwrap();
+    for s in &ours {
+        assert_eq!(all.iter().filter(|x| *x == s).count(), 1, "{s} listed once");
+    }
+    assert_eq!(
+        all.iter().collect::<BTreeSet<_>>().len(),
+        all.len(),
+        "no session twice"
+    );
+    let two = log.unarchived(2).await.unwrap();
+    assert_eq!(
+        two.len(),
+        2,
+        "at most the limit, and the limit when there are more"
+    );
+    assert_ne!(two[0], two[1]);
+    assert!(log.unarchived(0).await.unwrap().is_empty());
+
+    log.clear_unarchived(&ours[1]).await.unwrap();
+    log.clear_unarchived(&ours[1]).await.unwrap();
+    let all = log.unarchived(100_000).await.unwrap();
+    assert!(!all.contains(&ours[1]), "cleared");
+    assert!(all.contains(&ours[0]) && all.contains(&ours[2]));
+    for s in [&ours[0], &ours[2]] {
+        log.clear_unarchived(s).await.unwrap();
+    }
+    let all = log.unarchived(100_000).await.unwrap();
+    assert!(ours.iter().all(|s| !all.contains(s)));
+}
+
+/// A blind write to `path` of `instance`, sent at server time `at`.
+fn blind(
+    session: &SessionId,
+    user: &str,
+    instance: &str,
+    path: &str,
+    to: Value,
+    at: u64,
+) -> CommitRequest {
+    let mut req = request(
+        session,
+        user,
+        "core:token:move",
+        json!({"target": {"instanceId": instance}, "stateChanges": {path: {"to": to}}}),
+    );
+    req.event.timestamp = at;
+    req
+}
+
+/// The override a committed event left at `path`, as a replaced write.
+fn written_by(c: &Committed, instance: &str, path: &str, value: Value) -> ReplacedWrite {
+    let e = c.event.as_ref().expect("a new commit returns its event");
+    ReplacedWrite {
+        instance: InstanceId::new(instance),
+        path: path.to_owned(),
+        value,
+        event_id: e.id.clone(),
+        user_id: e.user_id.clone(),
+        timestamp: e.timestamp,
+        sequence: c.sequence,
+    }
+}
+
+/// A blind write reports each override it replaced (value and the writing event's id, user,
+/// time and sequence), read before it wrote; nothing over a base value, nothing for
+/// compare-and-set, `inc` or a GM force-set, nothing for a duplicate.
+pub async fn blind_writes_report_the_override_they_replaced(h: &dyn LogHarness) {
+    let log = h.log();
+    let session = new_session(log.as_ref()).await;
+    let hp = "attributes.hp.value";
+    log.commit(add_goblin(&session, "g", 15)).await.unwrap();
+
+    let over_base = log
+        .commit(blind(&session, "u1", "g", hp, json!(12), 1_000))
+        .await
+        .unwrap();
+    assert_eq!(over_base.replaced, vec![], "a base value is nobody's write");
+    let req = blind(&session, "u2", "g", hp, json!(9), 2_000);
+    let second = log.commit(req.clone()).await.unwrap();
+    assert_eq!(
+        second.replaced,
+        vec![written_by(&over_base, "g", hp, json!(12))]
+    );
+    let dup = log.commit(req).await.unwrap();
+    assert!(dup.duplicate);
+    assert_eq!(dup.replaced, vec![], "a duplicate replaced nothing");
+
+    let cas = log.commit(hit(&session, "u3", "g", 9, 8)).await.unwrap();
+    assert_eq!(cas.replaced, vec![]);
+    let mut req = inc(&session, "u3", "g", -2);
+    req.event.timestamp = 3_000;
+    let dec = log.commit(req).await.unwrap();
+    assert_eq!(dec.replaced, vec![]);
+
+    // Two paths at once: one over the `inc`'s override, one never written.
+    let mut req = request(
+        &session,
+        "u1",
+        "core:token:move",
+        json!({"target": {"instanceId": "g"},
+               "stateChanges": {hp: {"to": 1}, "position.x": {"to": 4}}}),
+    );
+    req.event.timestamp = 4_000;
+    let both = log.commit(req).await.unwrap();
+    assert_eq!(both.replaced, vec![written_by(&dec, "g", hp, json!(6))]);
+
+    let force = log
+        .commit(request(
+            &session,
+            "gm",
+            "core:gm_override",
+            json!({"finalState": {"g": {hp: 5}}}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(force.replaced, vec![], "a force-set is not a blind write");
+
+    let lighting = "environment.lighting";
+    let dim = log
+        .commit(blind(
+            &session,
+            "u1",
+            "$session",
+            lighting,
+            json!("dim"),
+            5_000,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(dim.replaced, vec![], "a session default is a base value");
+    let dark = log
+        .commit(blind(
+            &session,
+            "u2",
+            "$session",
+            lighting,
+            json!(["fog", 0.5]),
+            6_000,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        dark.replaced,
+        vec![written_by(&dim, "$session", lighting, json!("dim"))]
+    );
+    let again = log
+        .commit(blind(
+            &session,
+            "u1",
+            "$session",
+            lighting,
+            json!(null),
+            7_000,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        again.replaced,
+        vec![written_by(&dark, "$session", lighting, json!(["fog", 0.5]))]
+    );
+}
+
 /// Runs every body.
 pub async fn run_all(h: &dyn LogHarness) {
     concurrent_commits_are_gap_free(h).await;
@@ -1039,4 +1362,37 @@ pub async fn run_all(h: &dyn LogHarness) {
     racing_rehydrates_never_erase_confirmed_events(h).await;
     big_session_rehydrates_whole(h).await;
     init_is_idempotent_and_release_drops(h).await;
+    ended_session_refuses_commits(h).await;
+    maintenance_lease_is_exclusive(h).await;
+    rejections_are_remembered_until_their_ttl(h).await;
+    unarchived_marks_add_list_and_clear(h).await;
+    blind_writes_report_the_override_they_replaced(h).await;
+}
+
+/// An idle release drops the hot state only while the head is the one it checked: an event
+/// committed in between keeps the session (it may not be archived yet).
+pub async fn release_if_head_keeps_a_session_that_moved(h: &dyn LogHarness) {
+    let log = h.log();
+    let session = new_session(log.as_ref()).await;
+    for i in 0..3 {
+        log.commit(request(&session, "u1", "core:chat", json!({"i": i})))
+            .await
+            .expect("commit");
+    }
+    assert!(
+        !log.release_if_head(&session, Sequence(2)).await.unwrap(),
+        "the head moved on to 3"
+    );
+    assert_eq!(log.head(&session).await.unwrap(), Sequence(3), "kept whole");
+    assert_eq!(all_events(log.as_ref(), &session).await.len(), 3);
+    assert!(log.release_if_head(&session, Sequence(3)).await.unwrap());
+    assert!(matches!(
+        log.head(&session).await,
+        Err(StoreError::HotStateMissing(_))
+    ));
+    assert!(log.state(&session).await.unwrap().is_none());
+    assert!(
+        !log.release_if_head(&session, Sequence(3)).await.unwrap(),
+        "nothing left to release"
+    );
 }

@@ -5,8 +5,8 @@
 -- canonical JSON strings prepared by the caller: equal values are equal strings, and the script
 -- never parses JSON (only `inc` reads a number with tonumber).
 --
--- KEYS: 1 epoch, 2 seq, 3 events (zset), 4 ids (hash), 5 inst (hash),
---       then 3 keys per touched instance j: base, ovr, meta.
+-- KEYS: 1 epoch, 2 seq, 3 events (zset), 4 ids (hash), 5 inst (hash), 6 ended (the end marker,
+--       outside the hot state), then 3 keys per touched instance j: base, ovr, meta.
 -- ARGV: 1 event id, 2 content hash, 3 event JSON after its opening brace and without
 --       `sequence`, 4 override metadata JSON prefix ending in `"sequence":`, 5 kind
 --       (none|update|force|add|remove), then per kind:
@@ -14,14 +14,21 @@
 --   force:  6 instance count m, then m × (instance, n, n × (path, value))
 --   add:    6 instance, 7 instance record JSON, 8 n, then n × (path, value)  (base leaves)
 --   remove: 6 instance
--- Returns: {'nohot'} | {'dup', seq} | {'reused'} | {'invalid', reason, subject}
---        | {'conflict', path1, current1, …} | {'ok', seq}
+-- Returns: {'ended'} | {'nohot'} | {'dup', seq} | {'reused'} | {'invalid', reason, subject}
+--        | {'conflict', path1, current1, …} | {'ok', seq, replaced…}
+--   replaced: for each blind write (`set`) of an update over an existing override, the
+--   override it replaced, as (path, value, meta JSON), read before anything is written (the GM
+--   conflict report); base values are nobody's write and are not reported.
 --   reason (mapped to InvalidCommit in Rust): instance_missing | instance_exists (subject: the
 --   instance) | inc_not_integer | inc_out_of_range (subject: the path).
--- Checked in this order, like the in-memory adapter: epoch, dedup, instances, compare-and-set,
--- inc arithmetic.
+-- Checked in this order, like the in-memory adapter: end marker, epoch, dedup, instances,
+-- compare-and-set, inc arithmetic.
 
 local MAX_SAFE = 9007199254740991
+
+if redis.call('EXISTS', KEYS[6]) == 1 then
+  return {'ended'}
+end
 
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return {'nohot'}
@@ -50,13 +57,14 @@ end
 
 local kind = ARGV[5]
 local writes = {}  -- {ovr, meta, path, value}
+local replaced = {}  -- path, value, meta, …
 
 if kind == 'update' then
   local instance = ARGV[6]
   if not exists(instance) then
     return {'invalid', 'instance_missing', instance}
   end
-  local base, ovr, meta = KEYS[6], KEYS[7], KEYS[8]
+  local base, ovr, meta = KEYS[7], KEYS[8], KEYS[9]
   local n = tonumber(ARGV[7])
   local currents = {}
   local mismatch = false
@@ -66,6 +74,14 @@ if kind == 'update' then
     currents[#currents + 1] = path
     currents[#currents + 1] = cur
     if op == 'cas' and cur ~= arg then mismatch = true end
+    if op == 'set' then
+      local old = redis.call('HGET', ovr, path)
+      if old then
+        replaced[#replaced + 1] = path
+        replaced[#replaced + 1] = old
+        replaced[#replaced + 1] = redis.call('HGET', meta, path) or '{}'
+      end
+    end
   end
   if mismatch then
     local out = {'conflict'}
@@ -100,7 +116,7 @@ elseif kind == 'force' then
       return {'invalid', 'instance_missing', instance}
     end
     for i = 0, n - 1 do
-      writes[#writes + 1] = {KEYS[7 + j * 3], KEYS[8 + j * 3], ARGV[at + 2 + i * 2], ARGV[at + 3 + i * 2]}
+      writes[#writes + 1] = {KEYS[8 + j * 3], KEYS[9 + j * 3], ARGV[at + 2 + i * 2], ARGV[at + 3 + i * 2]}
     end
     at = at + 2 + n * 2
   end
@@ -126,14 +142,16 @@ end
 
 if kind == 'add' then
   redis.call('HSET', KEYS[5], ARGV[6], ARGV[7])
-  redis.call('DEL', KEYS[6], KEYS[7], KEYS[8])
+  redis.call('DEL', KEYS[7], KEYS[8], KEYS[9])
   local n = tonumber(ARGV[8])
   for i = 0, n - 1 do
-    redis.call('HSET', KEYS[6], ARGV[9 + i * 2], ARGV[10 + i * 2])
+    redis.call('HSET', KEYS[7], ARGV[9 + i * 2], ARGV[10 + i * 2])
   end
 elseif kind == 'remove' then
   redis.call('HDEL', KEYS[5], ARGV[6])
-  redis.call('DEL', KEYS[6], KEYS[7], KEYS[8])
+  redis.call('DEL', KEYS[7], KEYS[8], KEYS[9])
 end
 
-return {'ok', tostring(seq)}
+local out = {'ok', tostring(seq)}
+for _, v in ipairs(replaced) do out[#out + 1] = v end
+return out
