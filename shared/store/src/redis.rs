@@ -13,7 +13,7 @@
 //! | `dl:{S}:seq` | string | last sequence |
 //! | `dl:{S}:floor` | string | lowest sequence still in the hot window (absent = 1) |
 //! | `dl:{S}:events` | zset | event JSON scored by sequence |
-//! | `dl:{S}:ids` | hash | event id → `sequence:contentHash` (kept for the session's life) |
+//! | `dl:{S}:ids:<xx>` | hash | dedup map, 256 buckets by the id's first two hex digits: the id's other 30 hex digits → `sequence:<first 16 hex digits of the content hash>` (kept for the session's hot life; small buckets stay in Redis's compact listpack encoding, about 60 bytes an event) |
 //! | `dl:{S}:inst` | hash | instance id → `{actorId, addedAt, addedBy, actor}` |
 //! | `dl:{S}:i:<instance>:base` | hash | leaf path → canonical JSON base value |
 //! | `dl:{S}:i:<instance>:ovr` | hash | leaf path → canonical JSON override value |
@@ -254,13 +254,40 @@ impl Keys {
     fn instance(&self, instance: &str, name: &str) -> String {
         format!("{}i:{instance}:{name}", self.tag)
     }
+    /// The dedup bucket of an event id, and its field there.
+    ///
+    /// The map holds every id of the session for its hot life, so its size per event matters
+    /// (the bound is about 100 bytes an event): one hash per two-hex-digit prefix keeps each
+    /// bucket small enough for Redis's listpack encoding up to about 32,000 events (a bucket
+    /// that grows past it converts to a hashtable and stays correct, only larger), and the
+    /// field is the id's remaining 30 hex digits.
+    fn ids_slot(&self, id: &EventId) -> (String, String) {
+        let hex: String = id.as_str().chars().filter(|c| *c != '-').collect();
+        if hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            (
+                format!("{}ids:{}", self.tag, &hex[..2]),
+                hex[2..].to_owned(),
+            )
+        } else {
+            (format!("{}ids:xx", self.tag), id.as_str().to_owned())
+        }
+    }
+
+    /// Every dedup bucket key.
+    fn ids_keys(&self) -> impl Iterator<Item = String> + '_ {
+        (0..=255u8)
+            .map(|b| format!("{}ids:{b:02x}", self.tag))
+            .chain([format!("{}ids:xx", self.tag)])
+    }
+
     /// Every key of the session's hot state but the epoch, the rebuild lease and `inst`, for the
     /// given instances. The end marker, the maintenance lease and remembered rejections are not
     /// hot state: a release or a rebuild leaves them.
     fn data_keys(&self, instances: &[String]) -> Vec<String> {
-        let mut out: Vec<String> = ["seq", "floor", "events", "ids"]
+        let mut out: Vec<String> = ["seq", "floor", "events"]
             .iter()
             .map(|n| self.k(n))
+            .chain(self.ids_keys())
             .collect();
         for i in instances
             .iter()
@@ -420,17 +447,25 @@ impl RedisEventLog {
             })
             .collect();
         fills.push(Fill::hash(keys.k("inst"), records));
-        let id_fields: Vec<(String, String)> = ids
+        let mut buckets: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        let all_ids = ids
             .iter()
-            .map(|(id, seq, hash)| (id.to_string(), format!("{}:{hash}", seq.get())))
-            .chain(events.iter().map(|e| {
-                (
-                    e.id.to_string(),
-                    format!("{}:{}", e.sequence.get(), e.content_hash()),
-                )
-            }))
-            .collect();
-        fills.push(Fill::hash(keys.k("ids"), id_fields));
+            .map(|(id, seq, hash)| (id.clone(), *seq, hash.clone()))
+            .chain(
+                events
+                    .iter()
+                    .map(|e| (e.id.clone(), e.sequence, e.content_hash())),
+            );
+        for (id, seq, hash) in all_ids {
+            let (bucket, field) = keys.ids_slot(&id);
+            buckets
+                .entry(bucket)
+                .or_default()
+                .push((field, id_value(seq, &hash)));
+        }
+        for (bucket, fields) in buckets {
+            fills.push(Fill::hash(bucket, fields));
+        }
         let members: Vec<(String, String)> = events
             .iter()
             .map(|e| {
@@ -520,6 +555,17 @@ impl RedisEventLog {
             Rehydration::Busy
         })
     }
+}
+
+/// The dedup value of an event: its sequence and the first 64 bits of its content hash (a
+/// resubmitted id with other content is told apart with certainty but for a 2^-64 chance).
+fn id_value(sequence: Sequence, hash: &str) -> String {
+    format!("{}:{}", sequence.get(), short_hash(hash))
+}
+
+/// The first 16 hex digits of a content hash.
+fn short_hash(hash: &str) -> &str {
+    hash.get(..16).unwrap_or(hash)
 }
 
 fn parse_event(raw: &str) -> Result<GameEvent, StoreError> {
@@ -656,11 +702,15 @@ impl EventLog for RedisEventLog {
         let session = event.session_id.clone();
         let keys = Keys::new(&session);
         let mut inv = self.commit.prepare_invoke();
-        for n in ["epoch", "seq", "events", "ids", "inst", "ended"] {
-            inv.key(keys.k(n));
-        }
-        inv.arg(event.id.as_str())
-            .arg(event.content_hash())
+        let (ids_bucket, ids_field) = keys.ids_slot(&event.id);
+        inv.key(keys.k("epoch"))
+            .key(keys.k("seq"))
+            .key(keys.k("events"))
+            .key(ids_bucket)
+            .key(keys.k("inst"))
+            .key(keys.k("ended"));
+        inv.arg(ids_field)
+            .arg(short_hash(&event.content_hash()))
             .arg(event_tail(&event))
             .arg(meta_prefix(&event));
         let add_instance = |inv: &mut redis::ScriptInvocation<'_>, i: &InstanceId| {

@@ -5,9 +5,10 @@
 -- canonical JSON strings prepared by the caller: equal values are equal strings, and the script
 -- never parses JSON (only `inc` reads a number with tonumber).
 --
--- KEYS: 1 epoch, 2 seq, 3 events (zset), 4 ids (hash), 5 inst (hash), 6 ended (the end marker,
---       outside the hot state), then 3 keys per touched instance j: base, ovr, meta.
--- ARGV: 1 event id, 2 content hash, 3 event JSON after its opening brace and without
+-- KEYS: 1 epoch, 2 seq, 3 events (zset), 4 the event id's dedup bucket (hash), 5 inst (hash),
+--       6 ended (the end marker, outside the hot state), then 3 keys per touched instance j:
+--       base, ovr, meta.
+-- ARGV: 1 the id's field in its bucket, 2 short content hash, 3 event JSON after its opening brace and without
 --       `sequence`, 4 override metadata JSON prefix ending in `"sequence":`, 5 kind
 --       (none|update|force|add|remove), then per kind:
 --   update: 6 instance, 7 n, then n × (path, op cas|inc|set, arg, to)
