@@ -2502,3 +2502,69 @@ pub async fn outage_and_corrupt_data_over_the_wire(backend: Backend) {
     assert_eq!(status, 200);
     running.shutdown().await;
 }
+
+/// The GM conflict flow over the wire (issue 11): two players blind-write the goblin's hit
+/// points a moment apart; the GM's socket gets `conflict:resolution_needed`; a player's
+/// resolve is refused; the GM resolves over HTTP and every client converges on the GM's value.
+pub async fn conflict_flow_over_the_wire(backend: Backend) {
+    use reqwest::Method;
+    let _turn = shared().await;
+    let running = backend.gateway().await;
+    let http = Http::new(&running);
+    let t = setup_table(&http, 2, 1).await;
+    let s = t.session.as_str();
+    let mut clients = join_session(&running, &[&t.players[0], &t.players[1], &t.gm], s).await;
+    let set = |hp: i64| {
+        event(
+            s,
+            "plugin:dnd5e:heal",
+            json!({"target": {"instanceId": "goblin1"},
+                   "stateChanges": {"attributes.hp.value": {"to": hp}}}),
+        )
+    };
+    let [p1, p2, gm] = clients.as_mut_slice() else {
+        unreachable!()
+    };
+    let first = p1.submit(&set(12), None).await;
+    p1.confirmed(&first).await;
+    let second = p2.submit(&set(9), None).await;
+    p2.confirmed(&second).await;
+    let notice = gm
+        .expect_frame("conflict:resolution_needed", |f| {
+            f["event"] == "conflict:resolution_needed"
+        })
+        .await;
+    let conflict = notice["data"]["conflictId"].as_str().unwrap().to_owned();
+    assert_eq!(notice["data"]["sessionId"], s);
+    assert_eq!(notice["data"]["options"].as_array().unwrap().len(), 2);
+    let listed = http
+        .ok(Method::GET, &format!("/sessions/{s}/conflicts"), &t.gm.token, None)
+        .await;
+    assert_eq!(listed["items"][0]["conflictId"], conflict.as_str());
+    let resolve = format!("/sessions/{s}/conflicts/{conflict}/resolve");
+    let (status, refused) = http
+        .call(
+            Method::POST,
+            &resolve,
+            Some(&t.players[0].token),
+            Some(&json!({"chosenEventId": second})),
+        )
+        .await;
+    assert_eq!(status, 403, "{refused}");
+    let resolved = http
+        .ok(
+            Method::POST,
+            &resolve,
+            &t.gm.token,
+            Some(&json!({"finalState": {"goblin1": {"attributes.hp.value": 11}}})),
+        )
+        .await;
+    let seq = resolved["event"]["sequence"].as_u64().unwrap();
+    assert_eq!(resolved["event"]["type"], "core:gm_override");
+    for c in clients.iter_mut() {
+        c.wait_applied(seq).await;
+        assert_eq!(c.projection.hp("goblin1"), Some(11), "{}", c.user.id);
+    }
+    assert_eq!(http.hp(s, "goblin1", &t.players[1].token).await, 11);
+    running.shutdown().await;
+}

@@ -14,6 +14,7 @@ macro_rules! cases {
 
 cases!(
     multi_client_synchronization,
+    conflict_flow_over_the_wire,
     concurrent_attacks_rebase,
     load_100_clients_100_goblins,
     reconnect_with_since,
