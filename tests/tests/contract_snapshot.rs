@@ -1,13 +1,21 @@
 //! The [`SnapshotStore`](dlab_store::SnapshotStore) contract against the memory adapter and
-//! MongoDB (nx-27017 in tests).
+//! MongoDB (nx-27017 in tests), plus MongoDB's own rules: snapshots larger than a document are
+//! stored in pieces, a half-written one is never the latest, damaged pieces are reported, and
+//! replaced pieces are removed.
 
-use dlab_store::mongo::MongoStores;
+use dlab_core::compaction::Snapshot;
+use dlab_store::mongo::{MongoStores, SNAPSHOT_CHUNKS, SNAPSHOTS};
+use dlab_store::{SnapshotStore, StoreError};
 use dlab_tests::contract::snapshot as contract;
+use mongodb::bson::{Document, doc};
 
 /// The shared MongoDB test server, or `None` when the test should skip.
 async fn mongo() -> Option<MongoStores> {
     dlab_tests::contract::test_mongo("dlab_ct_snapshot").await
 }
+
+/// Pieces small enough that the contract's large snapshot needs dozens of them.
+const SMALL_CHUNK: usize = 4096;
 
 macro_rules! against_both {
     ($($body:ident),* $(,)?) => {
@@ -28,6 +36,16 @@ macro_rules! against_both {
                 }
             )*
         }
+        mod mongo_small_chunks {
+            $(
+                #[tokio::test]
+                async fn $body() {
+                    let Some(stores) = super::mongo().await else { return };
+                    let store = stores.snapshots().with_chunk_bytes(super::SMALL_CHUNK);
+                    super::contract::$body(&store).await;
+                }
+            )*
+        }
     };
 }
 
@@ -35,4 +53,125 @@ against_both!(
     latest_is_the_highest_and_round_trips,
     put_is_idempotent,
     a_stored_snapshot_resumes_the_fold,
+    a_snapshot_of_many_chunks_round_trips,
 );
+
+fn collection(stores: &MongoStores, name: &str) -> mongodb::Collection<Document> {
+    stores.database().collection(name)
+}
+
+async fn pieces_of(stores: &MongoStores, snapshot: &Snapshot) -> u64 {
+    collection(stores, SNAPSHOT_CHUNKS)
+        .count_documents(doc! {
+            "sessionId": snapshot.session_id.as_str(),
+            "upToSequence": snapshot.up_to_sequence.get() as i64,
+        })
+        .await
+        .expect("count pieces")
+}
+
+/// A put that stopped after its pieces and before its `snapshots` document (the document is
+/// written last) leaves pieces nothing references: `latest` is still the previous snapshot.
+#[tokio::test]
+async fn mongo_a_half_written_snapshot_is_never_latest() {
+    let Some(stores) = mongo().await else { return };
+    let store = stores.snapshots().with_chunk_bytes(SMALL_CHUNK);
+    let session = contract::unique_session();
+    let events = contract::large_fight(&session, 100 * 1024);
+    let earlier = contract::snapshot_of(&session, &events[..1]);
+    let half = contract::snapshot_of(&session, &events);
+    store.put(&earlier).await.expect("put earlier");
+    store.put(&half).await.expect("put");
+    let removed = collection(&stores, SNAPSHOTS)
+        .delete_one(doc! {
+            "sessionId": session.as_str(),
+            "upToSequence": half.up_to_sequence.get() as i64,
+        })
+        .await
+        .expect("remove the document");
+    assert_eq!(removed.deleted_count, 1);
+    assert!(
+        pieces_of(&stores, &half).await > 2,
+        "the pieces of the later snapshot are there"
+    );
+    assert_eq!(store.latest(&session).await.expect("latest"), Some(earlier));
+}
+
+/// A piece lost under a complete document is reported as corrupt, never reassembled into a
+/// wrong state.
+#[tokio::test]
+async fn mongo_a_snapshot_missing_a_piece_is_corrupt() {
+    let Some(stores) = mongo().await else { return };
+    let store = stores.snapshots().with_chunk_bytes(SMALL_CHUNK);
+    let session = contract::unique_session();
+    let snapshot = contract::snapshot_of(&session, &contract::large_fight(&session, 100 * 1024));
+    store.put(&snapshot).await.expect("put");
+    let removed = collection(&stores, SNAPSHOT_CHUNKS)
+        .delete_one(doc! {"sessionId": session.as_str(), "n": 3_i64})
+        .await
+        .expect("remove a piece");
+    assert_eq!(removed.deleted_count, 1);
+    match store.latest(&session).await {
+        Err(StoreError::Corrupt { .. }) => {}
+        other => panic!("expected a corrupt snapshot, got {other:?}"),
+    }
+}
+
+/// A put replacing a chunked snapshot of the same `(sessionId, upToSequence)` with other JSON
+/// (another `createdAt`) removes the replaced pieces; the same JSON again rewrites the same
+/// pieces.
+#[tokio::test]
+async fn mongo_replaced_pieces_are_removed() {
+    let Some(stores) = mongo().await else { return };
+    let store = stores.snapshots().with_chunk_bytes(SMALL_CHUNK);
+    let session = contract::unique_session();
+    let first = contract::snapshot_of(&session, &contract::large_fight(&session, 100 * 1024));
+    let pieces = serde_json::to_string(&first)
+        .expect("json")
+        .len()
+        .div_ceil(SMALL_CHUNK) as u64;
+    store.put(&first).await.expect("put");
+    let stored = pieces_of(&stores, &first).await;
+    assert!(stored >= pieces, "{stored} pieces, at least {pieces}");
+    store.put(&first).await.expect("put again");
+    assert_eq!(pieces_of(&stores, &first).await, stored, "the same pieces");
+    let refolded = Snapshot {
+        created_at: first.created_at + 1,
+        ..first.clone()
+    };
+    store.put(&refolded).await.expect("put refolded");
+    assert_eq!(
+        pieces_of(&stores, &refolded).await,
+        stored,
+        "only the new pieces remain"
+    );
+    assert_eq!(
+        store.latest(&session).await.expect("latest"),
+        Some(refolded)
+    );
+}
+
+/// At the default piece size, a snapshot larger than MongoDB's 16 MiB document limit is stored
+/// and read back exactly.
+#[tokio::test]
+async fn mongo_a_snapshot_larger_than_a_document_round_trips() {
+    let Some(stores) = mongo().await else { return };
+    let store = stores.snapshots();
+    let session = contract::unique_session();
+    let snapshot = contract::snapshot_of(&session, &contract::large_fight(&session, 17 << 20));
+    let bytes = serde_json::to_string(&snapshot).expect("json").len();
+    assert!(bytes > 16 << 20, "{bytes} bytes");
+    let started = std::time::Instant::now();
+    store.put(&snapshot).await.expect("put");
+    let back = store
+        .latest(&session)
+        .await
+        .expect("latest")
+        .expect("stored");
+    println!(
+        "a {bytes}-byte snapshot stored and read back in {} ms",
+        started.elapsed().as_millis()
+    );
+    assert_eq!(back, snapshot);
+    assert!(pieces_of(&stores, &snapshot).await >= 5);
+}
