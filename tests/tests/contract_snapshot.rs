@@ -175,3 +175,79 @@ async fn mongo_a_snapshot_larger_than_a_document_round_trips() {
     assert_eq!(back, snapshot);
     assert!(pieces_of(&stores, &snapshot).await >= 5);
 }
+
+/// A put in progress is never visible half-written: reads racing a put of a snapshot of a
+/// hundred pieces see the previous snapshot or the new one, never an error or a partial state.
+#[tokio::test]
+async fn mongo_reads_racing_a_put_see_the_old_or_the_new_snapshot() {
+    let Some(stores) = mongo().await else { return };
+    let store = stores.snapshots().with_chunk_bytes(1024);
+    let session = contract::unique_session();
+    let events = contract::large_fight(&session, 100 * 1024);
+    let earlier = contract::snapshot_of(&session, &events[..1]);
+    let later = contract::snapshot_of(&session, &events);
+    store.put(&earlier).await.expect("put earlier");
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let write = async {
+        store.put(&later).await.expect("put later");
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+    };
+    let read = async {
+        let (mut old, mut new) = (0, 0);
+        loop {
+            let finished = done.load(std::sync::atomic::Ordering::SeqCst);
+            match store.latest(&session).await {
+                Ok(Some(s)) if s == earlier => old += 1,
+                Ok(Some(s)) if s == later => new += 1,
+                other => panic!("a read racing the put got {other:?}"),
+            }
+            if finished {
+                return (old, new);
+            }
+        }
+    };
+    let ((), (old, new)) = futures::join!(write, read);
+    println!("reads racing the put: {old} saw the previous snapshot, {new} the new one");
+    assert!(new >= 1, "the read after the put sees it");
+}
+
+/// Puts of one `(sessionId, upToSequence)` with different JSON (two compactions with other
+/// `createdAt`s) racing each other never mix their pieces: the latest is one of them exactly,
+/// and only its pieces remain.
+#[tokio::test]
+async fn mongo_racing_puts_of_one_snapshot_never_mix() {
+    let Some(stores) = mongo().await else { return };
+    let (Some(other), store) = (
+        mongo().await,
+        stores.snapshots().with_chunk_bytes(SMALL_CHUNK),
+    ) else {
+        return;
+    };
+    let rival = other.snapshots().with_chunk_bytes(SMALL_CHUNK);
+    for _ in 0..5 {
+        let session = contract::unique_session();
+        let a = contract::snapshot_of(&session, &contract::large_fight(&session, 100 * 1024));
+        let b = Snapshot {
+            created_at: a.created_at + 1,
+            ..a.clone()
+        };
+        let (put_a, put_b) = futures::join!(store.put(&a), rival.put(&b));
+        put_a.expect("put a");
+        put_b.expect("put b");
+        let latest = store
+            .latest(&session)
+            .await
+            .expect("latest")
+            .expect("stored");
+        assert!(latest == a || latest == b, "a mix of two puts: {latest:?}");
+        let pieces = serde_json::to_string(&latest)
+            .expect("json")
+            .len()
+            .div_ceil(SMALL_CHUNK) as u64;
+        let stored = pieces_of(&stores, &latest).await;
+        assert!(
+            (pieces..=pieces + 1).contains(&stored),
+            "{stored} pieces stored for {pieces} of the latest"
+        );
+    }
+}

@@ -561,9 +561,8 @@ async fn session_ids(
 /// it upserts a document holding just its own fields, which
 /// [`MongoCampaignStore::create_session`] later completes:
 /// - `archivedThrough`, only ever raised (`$max`);
-/// - `prunedThrough` (retention), only ever raised; a prune raises `archivedThrough` to it as
-///   well, and `archived_through` never answers less than it, so pruning never lowers the
-///   watermark;
+/// - `prunedThrough` (retention), only ever raised; a prune raises `archivedThrough` to it in
+///   the same update, so the events it removes never lower the watermark;
 /// - `lastEventAt` (only raised) and `hot`, for the maintenance runs: `active_since` reads the
 ///   `{lastEventAt}` index by range and `idle_hot` the `{hot, lastEventAt}` index. Both queries
 ///   name their index (`hint`), so the work is bounded by the sessions active since the time
@@ -865,9 +864,10 @@ impl EventArchive for MongoEventArchive {
     }
 
     async fn archived_through(&self, session: &SessionId) -> Result<Sequence, ArchiveError> {
-        let progress = self.progress(session, "read archivedThrough").await?;
-        // Pruned events are gone but were archived: the watermark never falls below them.
-        let stored = progress.archived_through.max(progress.pruned_through);
+        let stored = self
+            .progress(session, "read archivedThrough")
+            .await?
+            .archived_through;
         let mut through = stored;
         loop {
             let cursor = self
@@ -893,7 +893,7 @@ impl EventArchive for MongoEventArchive {
                 break;
             }
         }
-        if through > progress.archived_through {
+        if through > stored {
             through = self.raise_progress(session, through).await?;
             debug!(session = %session, through, "archivedThrough advanced");
         }

@@ -383,6 +383,18 @@ pub async fn active_since_pages_touched_sessions_by_id(archive: &dyn EventArchiv
         active(archive, 301, None, 100).await.is_empty(),
         "none since"
     );
+
+    let archived_only = unique_session();
+    insert_all(archive, &[event(&archived_only, 1, &unique_id())]).await;
+    assert_eq!(
+        archived_through(archive, archived_only.clone()).await,
+        Sequence(1)
+    );
+    assert_eq!(
+        active(archive, 0, None, 100).await,
+        s,
+        "archiving records no activity"
+    );
 }
 
 /// `idle_hot` lists hot sessions whose last event is before `before`, oldest first, at most
@@ -518,6 +530,21 @@ pub async fn prune_keeps_the_archive_contiguous(archive: &dyn EventArchive) {
     );
     assert_eq!(everything(archive, &session).await, events[8..]);
     assert_eq!(archive.pruned_through(&session).await.unwrap(), Sequence(8));
+
+    // A late backfill copies an old event below the pruned point again.
+    insert_all(archive, &[events[1].clone()]).await;
+    assert_eq!(
+        archive
+            .prune(&session, Sequence(2), 9_000)
+            .await
+            .expect("prune"),
+        1
+    );
+    assert_eq!(
+        archive.pruned_through(&session).await.unwrap(),
+        Sequence(8),
+        "pruning below it never lowers pruned_through"
+    );
     assert_eq!(
         archived_through(archive, session.clone()).await,
         Sequence(10)
