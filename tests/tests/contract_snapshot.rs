@@ -4,7 +4,7 @@
 //! replaced pieces are removed.
 
 use dlab_core::compaction::Snapshot;
-use dlab_store::mongo::{MongoStores, SNAPSHOT_CHUNKS, SNAPSHOTS};
+use dlab_store::mongo::{MongoConfig, MongoStores, SNAPSHOT_CHUNKS, SNAPSHOTS};
 use dlab_store::{SnapshotStore, StoreError};
 use dlab_tests::contract::snapshot as contract;
 use mongodb::bson::{Document, doc};
@@ -12,6 +12,20 @@ use mongodb::bson::{Document, doc};
 /// The shared MongoDB test server, or `None` when the test should skip.
 async fn mongo() -> Option<MongoStores> {
     dlab_tests::contract::test_mongo("dlab_ct_snapshot").await
+}
+
+/// A database of its own for a body that reads a lot: nx-27017 answers the pieces' queries by
+/// scanning the collection, so the other bodies' pieces would slow it down.
+async fn own_database() -> Option<MongoStores> {
+    dlab_tests::contract::fresh_mongo("dlab_ct_snapshot_own").await
+}
+
+/// Another client (its own connection pool, as another Lambda instance has) of `stores`'
+/// database.
+async fn another_client(stores: &MongoStores) -> MongoStores {
+    let mut config = MongoConfig::new(dlab_tests::servers::Server::Mongo.url());
+    config.database = stores.database().name().to_owned();
+    MongoStores::open(&config).await.expect("open")
 }
 
 /// Pieces small enough that the contract's large snapshot needs dozens of them.
@@ -97,23 +111,58 @@ async fn mongo_a_half_written_snapshot_is_never_latest() {
     assert_eq!(store.latest(&session).await.expect("latest"), Some(earlier));
 }
 
-/// A piece lost under a complete document is reported as corrupt, never reassembled into a
-/// wrong state.
+/// A piece lost, or a piece whose text changed (still valid JSON of the same length), under a
+/// complete document is reported as corrupt, never reassembled into another state.
 #[tokio::test]
-async fn mongo_a_snapshot_missing_a_piece_is_corrupt() {
+async fn mongo_damaged_pieces_are_corrupt() {
     let Some(stores) = mongo().await else { return };
     let store = stores.snapshots().with_chunk_bytes(SMALL_CHUNK);
-    let session = contract::unique_session();
-    let snapshot = contract::snapshot_of(&session, &contract::large_fight(&session, 100 * 1024));
-    store.put(&snapshot).await.expect("put");
-    let removed = collection(&stores, SNAPSHOT_CHUNKS)
-        .delete_one(doc! {"sessionId": session.as_str(), "n": 3_i64})
+    let chunks = collection(&stores, SNAPSHOT_CHUNKS);
+
+    let lost = contract::unique_session();
+    store
+        .put(&contract::snapshot_of(
+            &lost,
+            &contract::large_fight(&lost, 100 * 1024),
+        ))
+        .await
+        .expect("put");
+    let removed = chunks
+        .delete_one(doc! {"sessionId": lost.as_str(), "n": 3_i64})
         .await
         .expect("remove a piece");
     assert_eq!(removed.deleted_count, 1);
-    match store.latest(&session).await {
+    match store.latest(&lost).await {
         Err(StoreError::Corrupt { .. }) => {}
-        other => panic!("expected a corrupt snapshot, got {other:?}"),
+        other => panic!("a missing piece: expected a corrupt snapshot, got {other:?}"),
+    }
+
+    let changed = contract::unique_session();
+    store
+        .put(&contract::snapshot_of(
+            &changed,
+            &contract::large_fight(&changed, 100 * 1024),
+        ))
+        .await
+        .expect("put");
+    let piece = chunks
+        .find_one(doc! {"sessionId": changed.as_str(), "n": 5_i64})
+        .await
+        .expect("read a piece")
+        .expect("piece 5");
+    let data = piece.get_str("data").expect("data");
+    assert!(data.contains("☠x"), "the piece holds notes");
+    let edited = chunks
+        .update_one(
+            doc! {"_id": piece.get("_id").cloned().expect("_id")},
+            doc! {"$set": {"data": data.replacen("☠x", "☠y", 1)}},
+        )
+        .await
+        .expect("edit a piece");
+    assert_eq!(edited.modified_count, 1);
+    match store.latest(&changed).await {
+        Err(StoreError::Corrupt { .. }) => {}
+        other => panic!("an edited piece: expected a corrupt snapshot, got {other:?}"),
     }
 }
 
@@ -152,10 +201,13 @@ async fn mongo_replaced_pieces_are_removed() {
 }
 
 /// At the default piece size, a snapshot larger than MongoDB's 16 MiB document limit is stored
-/// and read back exactly.
+/// and read back exactly. In a database of its own: nx-27017 answers these queries by scanning
+/// the collection, and 17 MB of pieces would slow every other body's reads.
 #[tokio::test]
 async fn mongo_a_snapshot_larger_than_a_document_round_trips() {
-    let Some(stores) = mongo().await else { return };
+    let Some(stores) = dlab_tests::contract::fresh_mongo("dlab_ct_snapshot_large").await else {
+        return;
+    };
     let store = stores.snapshots();
     let session = contract::unique_session();
     let snapshot = contract::snapshot_of(&session, &contract::large_fight(&session, 17 << 20));
@@ -211,43 +263,113 @@ async fn mongo_reads_racing_a_put_see_the_old_or_the_new_snapshot() {
     assert!(new >= 1, "the read after the put sees it");
 }
 
-/// Puts of one `(sessionId, upToSequence)` with different JSON (two compactions with other
-/// `createdAt`s) racing each other never mix their pieces: the latest is one of them exactly,
-/// and only its pieces remain.
+/// A pause of 0 to 7 ms, different for each call, so racing writers start in varying orders.
+async fn jitter() {
+    let ms = u64::from(uuid::Uuid::new_v4().as_bytes()[0] % 8);
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+}
+
+/// Puts of one `(sessionId, upToSequence)` with different JSON (compactions with other
+/// `createdAt`s, from three clients) racing each other never mix their pieces: the latest is
+/// one of them exactly, and only its pieces remain.
 #[tokio::test]
 async fn mongo_racing_puts_of_one_snapshot_never_mix() {
-    let Some(stores) = mongo().await else { return };
-    let (Some(other), store) = (
-        mongo().await,
-        stores.snapshots().with_chunk_bytes(SMALL_CHUNK),
-    ) else {
+    let Some(own) = own_database().await else {
         return;
     };
-    let rival = other.snapshots().with_chunk_bytes(SMALL_CHUNK);
-    for _ in 0..5 {
+    let mut clients = vec![own];
+    for _ in 0..2 {
+        clients.push(another_client(&clients[0]).await);
+    }
+    let stores: Vec<_> = clients
+        .iter()
+        .map(|c| c.snapshots().with_chunk_bytes(SMALL_CHUNK))
+        .collect();
+    for _ in 0..8 {
         let session = contract::unique_session();
-        let a = contract::snapshot_of(&session, &contract::large_fight(&session, 100 * 1024));
-        let b = Snapshot {
-            created_at: a.created_at + 1,
-            ..a.clone()
-        };
-        let (put_a, put_b) = futures::join!(store.put(&a), rival.put(&b));
-        put_a.expect("put a");
-        put_b.expect("put b");
-        let latest = store
+        let first = contract::snapshot_of(&session, &contract::large_fight(&session, 100 * 1024));
+        let rivals: Vec<Snapshot> = (0..3)
+            .map(|i| Snapshot {
+                created_at: first.created_at + i,
+                ..first.clone()
+            })
+            .collect();
+        let puts = stores
+            .iter()
+            .zip(&rivals)
+            .map(|(store, snapshot)| async move {
+                jitter().await;
+                store.put(snapshot).await
+            });
+        for put in futures::future::join_all(puts).await {
+            put.expect("put");
+        }
+        let latest = stores[0]
             .latest(&session)
             .await
             .expect("latest")
             .expect("stored");
-        assert!(latest == a || latest == b, "a mix of two puts: {latest:?}");
+        assert!(rivals.contains(&latest), "a mix of puts: {latest:?}");
         let pieces = serde_json::to_string(&latest)
             .expect("json")
             .len()
             .div_ceil(SMALL_CHUNK) as u64;
-        let stored = pieces_of(&stores, &latest).await;
+        let stored = pieces_of(&clients[0], &latest).await;
         assert!(
             (pieces..=pieces + 1).contains(&stored),
             "{stored} pieces stored for {pieces} of the latest"
         );
     }
+}
+
+/// Reads racing puts that replace the same `(sessionId, upToSequence)` (whose old pieces are
+/// removed under them) read again and see one of the puts exactly, never an error. Readers on
+/// four clients of their own, so some read a document whose pieces are being removed.
+#[tokio::test]
+async fn mongo_reads_racing_replacing_puts_see_a_whole_snapshot() {
+    let Some(stores) = own_database().await else {
+        return;
+    };
+    let mut reader_clients = Vec::new();
+    for _ in 0..4 {
+        reader_clients.push(another_client(&stores).await);
+    }
+    let store = stores.snapshots().with_chunk_bytes(1024);
+    let session = contract::unique_session();
+    let first = contract::snapshot_of(&session, &contract::large_fight(&session, 100 * 1024));
+    let versions: Vec<Snapshot> = (0..8)
+        .map(|i| Snapshot {
+            created_at: first.created_at + i,
+            ..first.clone()
+        })
+        .collect();
+    store.put(&versions[0]).await.expect("put");
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let write = async {
+        for version in &versions[1..] {
+            store.put(version).await.expect("put");
+        }
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+    };
+    let readers = reader_clients.iter().map(|client| {
+        let reader = client.snapshots();
+        let (done, versions, session) = (&done, &versions, &session);
+        async move {
+            let mut reads = 0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                match reader.latest(session).await {
+                    Ok(Some(s)) if versions.contains(&s) => reads += 1,
+                    other => panic!("a read racing replacing puts got {other:?}"),
+                }
+                jitter().await;
+            }
+            reads
+        }
+    });
+    let ((), reads) = futures::join!(write, futures::future::join_all(readers));
+    println!("{reads:?} reads raced 7 replacing puts");
+    assert_eq!(
+        stores.snapshots().latest(&session).await.expect("latest"),
+        versions.last().cloned()
+    );
 }
