@@ -444,7 +444,8 @@ pub async fn idle_hot_lists_hot_sessions_oldest_first(archive: &dyn EventArchive
         "set_hot(true) puts it back with its time"
     );
 
-    // A session rebuilt without any recorded event has been idle since time 0.
+    // A session rebuilt without any recorded event has activity time 0: idle since then, and
+    // active only since 0.
     let rebuilt = unique_session();
     archive.set_hot(&rebuilt, true).await.expect("set_hot");
     assert_eq!(idle(archive, 350, 1).await, vec![rebuilt.clone()]);
@@ -452,6 +453,7 @@ pub async fn idle_hot_lists_hot_sessions_oldest_first(archive: &dyn EventArchive
         !active(archive, 1, None, 100).await.contains(&rebuilt),
         "set_hot records no activity"
     );
+    assert!(active(archive, 0, None, 100).await.contains(&rebuilt));
 }
 
 /// An event of `session` at `sequence` with server time `timestamp`.
