@@ -47,7 +47,68 @@ against_both!(
     reads_are_ordered_ranges,
     archived_through_finds_the_first_gap_and_never_decreases,
     ids_carry_content_hashes,
+    prune_keeps_the_archive_contiguous,
+    archived_through_never_goes_down_after_a_prune,
 );
+
+/// Bodies that list across sessions: each gets an archive of its own (a fresh database).
+macro_rules! against_both_alone {
+    ($($body:ident),* $(,)?) => {
+        mod alone {
+            mod memory {
+                $(
+                    #[tokio::test]
+                    async fn $body() {
+                        crate::contract::$body(&dlab_store::memory::MemoryEventArchive::new()).await;
+                    }
+                )*
+            }
+            mod mongo {
+                $(
+                    #[tokio::test]
+                    async fn $body() {
+                        let Some(stores) =
+                            dlab_tests::contract::fresh_mongo("dlab_ct_activity").await
+                        else {
+                            return;
+                        };
+                        crate::contract::$body(&stores.archive()).await;
+                    }
+                )*
+            }
+        }
+    };
+}
+
+against_both_alone!(
+    active_since_pages_touched_sessions_by_id,
+    idle_hot_lists_hot_sessions_oldest_first,
+);
+
+/// `migrate` creates the indexes the activity queries are pinned to (they are hinted, so a
+/// missing index fails the query instead of scanning every session). Compared by fields: servers
+/// name indexes differently.
+#[tokio::test]
+async fn mongo_activity_indexes_exist_after_migrate() {
+    let Some(stores) = mongo().await else { return };
+    let keys: Vec<mongodb::bson::Document> = stores
+        .database()
+        .collection::<mongodb::bson::Document>(dlab_store::mongo::SESSIONS)
+        .list_indexes()
+        .await
+        .expect("list indexes")
+        .map_ok(|i| i.keys)
+        .try_collect()
+        .await
+        .expect("list indexes");
+    for wanted in [doc! {"lastEventAt": 1}, doc! {"hot": 1, "lastEventAt": 1}] {
+        assert!(
+            keys.iter()
+                .any(|k| dlab_tests::contract::same_index_fields(k, &wanted)),
+            "no index on {wanted} in {keys:?}"
+        );
+    }
+}
 
 #[tokio::test]
 async fn memory_racing_inserts_admit_one_event_per_sequence() {

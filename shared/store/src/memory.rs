@@ -453,7 +453,9 @@ pub struct MemoryEventArchive {
 struct ArchiveMeta {
     archived_through: u64,
     pruned_through: u64,
-    last_event_at: u64,
+    /// `None` until a touch or a hot mark: a session known only from its archive has had no
+    /// recorded activity (MongoDB: no `lastEventAt` field).
+    last_event_at: Option<u64>,
     hot: bool,
 }
 
@@ -546,7 +548,7 @@ impl EventArchive for MemoryEventArchive {
     async fn touch(&self, session: &SessionId, at: u64) -> Result<(), ArchiveError> {
         let mut meta = self.meta.lock().await;
         let m = meta.entry(session.clone()).or_default();
-        m.last_event_at = m.last_event_at.max(at);
+        m.last_event_at = Some(m.last_event_at.map_or(at, |t| t.max(at)));
         m.hot = true;
         Ok(())
     }
@@ -560,7 +562,9 @@ impl EventArchive for MemoryEventArchive {
         let meta = self.meta.lock().await;
         let mut ids: Vec<&SessionId> = meta
             .iter()
-            .filter(|(s, m)| m.last_event_at >= since && after.is_none_or(|a| *s > a))
+            .filter(|(s, m)| {
+                m.last_event_at.is_some_and(|t| t >= since) && after.is_none_or(|a| *s > a)
+            })
             .map(|(s, _)| s)
             .collect();
         ids.sort();
@@ -571,8 +575,8 @@ impl EventArchive for MemoryEventArchive {
         let meta = self.meta.lock().await;
         let mut idle: Vec<(u64, &SessionId)> = meta
             .iter()
-            .filter(|(_, m)| m.hot && m.last_event_at < before)
-            .map(|(s, m)| (m.last_event_at, s))
+            .filter(|(_, m)| m.hot && m.last_event_at.unwrap_or(0) < before)
+            .map(|(s, m)| (m.last_event_at.unwrap_or(0), s))
             .collect();
         idle.sort();
         Ok(idle
@@ -583,12 +587,10 @@ impl EventArchive for MemoryEventArchive {
     }
 
     async fn set_hot(&self, session: &SessionId, hot: bool) -> Result<(), ArchiveError> {
-        self.meta
-            .lock()
-            .await
-            .entry(session.clone())
-            .or_default()
-            .hot = hot;
+        let mut meta = self.meta.lock().await;
+        let m = meta.entry(session.clone()).or_default();
+        m.hot = hot;
+        m.last_event_at.get_or_insert(0);
         Ok(())
     }
 

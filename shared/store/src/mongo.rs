@@ -1,14 +1,17 @@
-//! MongoDB adapters: the durable event archive, campaign data and snapshots.
+//! MongoDB adapters: the durable event archive, campaign data, snapshots and the GM's conflict
+//! report.
 //!
 //! One [`mongodb::Client`] is built at cold start ([`MongoStores::connect`]) and shared by the
-//! three adapters; the driver pools connections behind it.
+//! adapters; the driver pools connections behind it.
 //!
 //! # Layout
 //! - [`MongoConfig`]: connection string, database and timeouts, read once from the environment.
 //! - [`MongoStores`]: the shared client, index creation, and the adapters built from it.
-//! - [`MongoEventArchive`]: collection `events`; progress in `sessions.archivedThrough`.
+//! - [`MongoEventArchive`]: collection `events`; its bookkeeping (`archivedThrough`,
+//!   `prunedThrough`, `lastEventAt`, `hot`) in the session's `sessions` document.
 //! - [`MongoCampaignStore`]: collections `campaigns`, `actors`, `compendium`, `sessions`.
-//! - [`MongoSnapshotStore`]: collection `snapshots`.
+//! - [`MongoSnapshotStore`]: collections `snapshots` and `snapshot_chunks`.
+//! - [`MongoConflictStore`]: collection `conflicts`.
 //!
 //! # Storage
 //!
@@ -35,24 +38,27 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use dlab_core::actor::{Actor, CompendiumEntry};
+use dlab_core::canonical::sha256_hex;
 use dlab_core::compaction::Snapshot;
 use dlab_core::event::GameEvent;
-use dlab_core::ids::{ActorId, CampaignId, EventId, Sequence, SessionId, UserId};
+use dlab_core::ids::{ActorId, CampaignId, ConflictId, EventId, Sequence, SessionId, UserId};
 use futures::{StreamExt, TryStreamExt};
 use mongodb::bson::{self, Document, doc};
 use mongodb::error::{ErrorKind, WriteFailure};
-use mongodb::options::{ClientOptions, IndexOptions, ReturnDocument};
+use mongodb::options::{ClientOptions, Hint, IndexOptions, ReturnDocument};
 use mongodb::{Client, Collection, Database, IndexModel};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use thiserror::Error;
 use tracing::{debug, info, warn};
 
 use crate::error::{ArchiveError, Chain, ConfigError, StoreError};
 use crate::model::{
-    ActorKey, Campaign, CampaignKey, CampaignQuotas, CompendiumPage, CompendiumQuery, GameSession,
-    Listed, Member, MemberRole, Page, PageFill, PageRequest, Quota, QuotaError, SessionKey,
+    ActorKey, Campaign, CampaignKey, CampaignQuotas, CompendiumPage, CompendiumQuery, ConflictKey,
+    ConflictRecord, GameSession, Listed, Member, MemberRole, Page, PageFill, PageRequest, Quota,
+    QuotaError, Resolution, SessionKey,
 };
-use crate::ports::{CampaignStore, EventArchive, SnapshotStore};
+use crate::ports::{CampaignStore, ConflictStore, EventArchive, SnapshotStore};
 
 /// The MongoDB connection string (required), e.g. `mongodb+srv://…` on Atlas.
 pub const MONGODB_URI_VAR: &str = "MONGODB_URI";
@@ -90,6 +96,20 @@ pub const ACTORS: &str = "actors";
 pub const COMPENDIUM: &str = "compendium";
 /// Collection of session snapshots.
 pub const SNAPSHOTS: &str = "snapshots";
+/// Collection of the pieces of snapshots too large for one document.
+pub const SNAPSHOT_CHUNKS: &str = "snapshot_chunks";
+/// Collection of the GM's conflict report.
+pub const CONFLICTS: &str = "conflicts";
+
+/// Bytes of snapshot JSON per `snapshot_chunks` document: well inside MongoDB's 16 MiB document
+/// limit, and few round trips for the largest states. A snapshot up to this size is stored
+/// inline in its `snapshots` document.
+pub const DEFAULT_SNAPSHOT_CHUNK_BYTES: usize = 4 * 1024 * 1024;
+/// Largest chunk [`MongoSnapshotStore::with_chunk_bytes`] accepts: a chunk document must stay
+/// under 16 MiB with its other fields.
+pub const MAX_SNAPSHOT_CHUNK_BYTES: usize = 15 * 1024 * 1024;
+/// Smallest chunk accepted: one UTF-8 character always fits, so splitting always advances.
+pub const MIN_SNAPSHOT_CHUNK_BYTES: usize = 4;
 
 const BACKEND: &str = "mongodb";
 const DUPLICATE_KEY: i32 = 11000;
@@ -231,7 +251,7 @@ impl MongoStores {
     /// and options is left as it is.
     pub async fn ensure_indexes(&self) -> Result<(), StoreError> {
         let unique = || IndexOptions::builder().unique(true).build();
-        let plan: [(&str, Vec<IndexModel>); 6] = [
+        let plan: [(&str, Vec<IndexModel>); 8] = [
             (
                 EVENTS,
                 vec![
@@ -241,10 +261,11 @@ impl MongoStores {
             ),
             (
                 SESSIONS,
-                vec![index(
-                    doc! {"campaignId": 1, "createdAt": -1, "id": -1},
-                    None,
-                )],
+                vec![
+                    index(doc! {"campaignId": 1, "createdAt": -1, "id": -1}, None),
+                    index(activity_index(), None),
+                    index(hot_index(), None),
+                ],
             ),
             (
                 CAMPAIGNS,
@@ -270,6 +291,23 @@ impl MongoStores {
                     doc! {"sessionId": 1, "upToSequence": -1},
                     Some(unique()),
                 )],
+            ),
+            (
+                SNAPSHOT_CHUNKS,
+                vec![index(
+                    doc! {"sessionId": 1, "upToSequence": 1, "generation": 1, "n": 1},
+                    Some(unique()),
+                )],
+            ),
+            (
+                CONFLICTS,
+                vec![
+                    index(doc! {"sessionId": 1, "conflictId": 1}, Some(unique())),
+                    index(
+                        doc! {"sessionId": 1, "createdAt": -1, "conflictId": -1},
+                        None,
+                    ),
+                ],
             ),
         ];
         for (collection, indexes) in plan {
@@ -313,10 +351,19 @@ impl MongoStores {
         }
     }
 
-    /// The snapshot store.
+    /// The snapshot store, chunking at [`DEFAULT_SNAPSHOT_CHUNK_BYTES`].
     pub fn snapshots(&self) -> MongoSnapshotStore {
         MongoSnapshotStore {
             snapshots: self.database.collection(SNAPSHOTS),
+            chunks: self.database.collection(SNAPSHOT_CHUNKS),
+            chunk_bytes: DEFAULT_SNAPSHOT_CHUNK_BYTES,
+        }
+    }
+
+    /// The GM's conflict report.
+    pub fn conflicts(&self) -> MongoConflictStore {
+        MongoConflictStore {
+            conflicts: self.database.collection(CONFLICTS),
         }
     }
 }
@@ -464,10 +511,44 @@ struct ArchivedSequence {
     sequence: u64,
 }
 
-#[derive(Deserialize)]
+/// The archive's bookkeeping in a session's `sessions` document.
+#[derive(Deserialize, Default)]
 struct Progress {
     #[serde(rename = "archivedThrough", default)]
     archived_through: u64,
+    #[serde(rename = "prunedThrough", default)]
+    pruned_through: u64,
+}
+
+/// The index `active_since` reads: the range of sessions with an event since a time.
+fn activity_index() -> Document {
+    doc! {"lastEventAt": 1}
+}
+
+/// The index `idle_hot` reads: hot sessions by the time of their last event.
+fn hot_index() -> Document {
+    doc! {"hot": 1, "lastEventAt": 1}
+}
+
+/// A session id as read back from a `sessions` document.
+#[derive(Deserialize)]
+struct SessionIdField {
+    #[serde(rename = "_id")]
+    id: String,
+}
+
+async fn session_ids(
+    cursor: mongodb::Cursor<Document>,
+    operation: &'static str,
+) -> Result<Vec<SessionId>, ArchiveError> {
+    collect(cursor, operation)
+        .await?
+        .into_iter()
+        .map(|d| {
+            let SessionIdField { id } = decode(d, "session id")?;
+            Ok(SessionId::new(id))
+        })
+        .collect()
 }
 
 /// The durable archive in MongoDB.
@@ -475,10 +556,18 @@ struct Progress {
 /// One document per event in `events`: `sessionId`, `sequence`, `id`, `type`, `userId`,
 /// `timestamp`, `hash` (the content hash, for rehydrating dedup) and `json` (the exact event).
 /// Unique indexes on `(sessionId, sequence)` and `(sessionId, id)` make the insert its own
-/// collision check. `archivedThrough` is kept in the session's `sessions` document (`_id` = the
-/// session id) and only ever raised (`$max`); when the archive gets there before the session
-/// document exists, it upserts a document holding just `archivedThrough`, which
-/// [`MongoCampaignStore::create_session`] later completes.
+/// collision check. The archive's bookkeeping is kept in the session's `sessions` document
+/// (`_id` = the session id); when the archive gets there before the session document exists,
+/// it upserts a document holding just its own fields, which
+/// [`MongoCampaignStore::create_session`] later completes:
+/// - `archivedThrough`, only ever raised (`$max`);
+/// - `prunedThrough` (retention), only ever raised; a prune raises `archivedThrough` to it in
+///   the same update, so the events it removes never lower the watermark;
+/// - `lastEventAt` (only raised) and `hot`, for the maintenance runs: `active_since` reads the
+///   `{lastEventAt}` index by range and `idle_hot` the `{hot, lastEventAt}` index. Both queries
+///   name their index (`hint`), so the work is bounded by the sessions active since the time
+///   (sorted by id, at most `limit` kept) or the hot ones idle before it, never every session;
+///   without the index (`migrate` not run) they fail rather than scan.
 ///
 /// The unique indexes are what make an insert its own dedup and collision fence, and they are
 /// created by the explicit `migrate` step, not at a Lambda's cold start. So the first insert of
@@ -644,6 +733,89 @@ impl MongoEventArchive {
             }
         }
     }
+    /// The session's archive bookkeeping (zeros when it has no document).
+    async fn progress(
+        &self,
+        session: &SessionId,
+        operation: &'static str,
+    ) -> Result<Progress, StoreError> {
+        Ok(self
+            .sessions
+            .find_one(doc! {"_id": session.as_str()})
+            .projection(doc! {"_id": 0, "archivedThrough": 1, "prunedThrough": 1})
+            .await
+            .map_err(unavailable(operation))?
+            .map(|d| decode::<Progress>(d, "archive progress"))
+            .transpose()?
+            .unwrap_or_default())
+    }
+
+    /// Applies `update` to the session's `sessions` document, creating it when missing (the
+    /// archive may get there before the session is created; see the type's docs).
+    async fn upsert_session(
+        &self,
+        session: &SessionId,
+        update: Document,
+        operation: &'static str,
+    ) -> Result<(), StoreError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self
+                .sessions
+                .update_one(doc! {"_id": session.as_str()}, update.clone())
+                .upsert(true)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                // Two upserts of a missing document raced; the other one created it.
+                Err(e) if is_duplicate_key(&e) && attempt < 2 => continue,
+                Err(e) => return Err(StoreError::unavailable(BACKEND, operation, e)),
+            }
+        }
+    }
+
+    /// The highest sequence a prune may delete through: the last stored event before the first
+    /// one (from the lowest stored, up to `through`) that is not older than `older_than`, so
+    /// what stays is contiguous. `None` when nothing qualifies.
+    async fn prune_cutoff(
+        &self,
+        session: &SessionId,
+        through: Sequence,
+        older_than: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let through = bound(through.get());
+        let blocker = self
+            .events
+            .find_one(doc! {
+                "sessionId": session.as_str(),
+                "sequence": {"$lte": through},
+                "timestamp": {"$gte": bound(older_than)},
+            })
+            .sort(doc! {"sequence": 1})
+            .projection(doc! {"_id": 0, "sequence": 1})
+            .await
+            .map_err(unavailable("find prune limit"))?
+            .map(|d| decode::<ArchivedSequence>(d, "archived sequence"))
+            .transpose()?;
+        let upper = match blocker {
+            Some(ArchivedSequence { sequence }) => bound(sequence.saturating_sub(1)),
+            None => through,
+        };
+        if upper < 1 {
+            return Ok(None);
+        }
+        let last = self
+            .events
+            .find_one(doc! {"sessionId": session.as_str(), "sequence": {"$lte": upper}})
+            .sort(doc! {"sequence": -1})
+            .projection(doc! {"_id": 0, "sequence": 1})
+            .await
+            .map_err(unavailable("find prune limit"))?
+            .map(|d| decode::<ArchivedSequence>(d, "archived sequence"))
+            .transpose()?;
+        Ok(last.map(|l| l.sequence))
+    }
 }
 
 #[async_trait]
@@ -693,14 +865,9 @@ impl EventArchive for MongoEventArchive {
 
     async fn archived_through(&self, session: &SessionId) -> Result<Sequence, ArchiveError> {
         let stored = self
-            .sessions
-            .find_one(doc! {"_id": session.as_str()})
-            .projection(doc! {"_id": 0, "archivedThrough": 1})
-            .await
-            .map_err(unavailable("read archivedThrough"))?
-            .map(|d| decode::<Progress>(d, "archivedThrough"))
-            .transpose()?
-            .map_or(0, |p| p.archived_through);
+            .progress(session, "read archivedThrough")
+            .await?
+            .archived_through;
         let mut through = stored;
         loop {
             let cursor = self
@@ -753,33 +920,106 @@ impl EventArchive for MongoEventArchive {
             .collect()
     }
 
-    async fn touch(&self, _: &SessionId, _: u64) -> Result<(), ArchiveError> {
-        unimplemented!("MongoEventArchive::touch")
+    async fn touch(&self, session: &SessionId, at: u64) -> Result<(), ArchiveError> {
+        let at = to_i64(at, "lastEventAt")?;
+        self.upsert_session(
+            session,
+            doc! {"$max": {"lastEventAt": at}, "$set": {"hot": true}},
+            "touch session",
+        )
+        .await?;
+        debug!(session = %session, at, "session activity noted");
+        Ok(())
     }
 
     async fn active_since(
         &self,
-        _: u64,
-        _: Option<&SessionId>,
-        _: usize,
+        since: u64,
+        after: Option<&SessionId>,
+        limit: usize,
     ) -> Result<Vec<SessionId>, ArchiveError> {
-        unimplemented!("MongoEventArchive::active_since")
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut filter = doc! {"lastEventAt": {"$gte": bound(since)}};
+        if let Some(after) = after {
+            filter.insert("_id", doc! {"$gt": after.as_str()});
+        }
+        let cursor = self
+            .sessions
+            .find(filter)
+            .sort(doc! {"_id": 1})
+            .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+            .hint(Hint::Keys(activity_index()))
+            .projection(doc! {"_id": 1})
+            .await
+            .map_err(unavailable("list active sessions"))?;
+        session_ids(cursor, "list active sessions").await
     }
 
-    async fn idle_hot(&self, _: u64, _: usize) -> Result<Vec<SessionId>, ArchiveError> {
-        unimplemented!("MongoEventArchive::idle_hot")
+    async fn idle_hot(&self, before: u64, limit: usize) -> Result<Vec<SessionId>, ArchiveError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let cursor = self
+            .sessions
+            .find(doc! {"hot": true, "lastEventAt": {"$lt": bound(before)}})
+            .sort(doc! {"lastEventAt": 1, "_id": 1})
+            .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+            .hint(Hint::Keys(hot_index()))
+            .projection(doc! {"_id": 1})
+            .await
+            .map_err(unavailable("list idle hot sessions"))?;
+        session_ids(cursor, "list idle hot sessions").await
     }
 
-    async fn set_hot(&self, _: &SessionId, _: bool) -> Result<(), ArchiveError> {
-        unimplemented!("MongoEventArchive::set_hot")
+    async fn set_hot(&self, session: &SessionId, hot: bool) -> Result<(), ArchiveError> {
+        // `$max` of 0 gives a session never touched an activity time, as the memory adapter
+        // does, without lowering a real one.
+        self.upsert_session(
+            session,
+            doc! {"$set": {"hot": hot}, "$max": {"lastEventAt": 0_i64}},
+            "set hot flag",
+        )
+        .await?;
+        debug!(session = %session, hot, "hot flag stored");
+        Ok(())
     }
 
-    async fn prune(&self, _: &SessionId, _: Sequence, _: u64) -> Result<u64, ArchiveError> {
-        unimplemented!("MongoEventArchive::prune")
+    async fn prune(
+        &self,
+        session: &SessionId,
+        through: Sequence,
+        older_than: u64,
+    ) -> Result<u64, ArchiveError> {
+        let Some(cutoff) = self.prune_cutoff(session, through, older_than).await? else {
+            return Ok(0);
+        };
+        let cutoff_i64 = to_i64(cutoff, "prunedThrough")?;
+        // Recorded before the delete: a crash in between leaves old events that are already
+        // counted as pruned (the next run deletes them), never a hole the watermarks miss.
+        self.upsert_session(
+            session,
+            doc! {"$max": {"prunedThrough": cutoff_i64, "archivedThrough": cutoff_i64}},
+            "store prunedThrough",
+        )
+        .await?;
+        let deleted = self
+            .events
+            .delete_many(doc! {"sessionId": session.as_str(), "sequence": {"$lte": cutoff_i64}})
+            .await
+            .map_err(unavailable("prune archive"))?;
+        info!(session = %session, through = cutoff, removed = deleted.deleted_count,
+              "archived events pruned");
+        Ok(deleted.deleted_count)
     }
 
-    async fn pruned_through(&self, _: &SessionId) -> Result<Sequence, ArchiveError> {
-        unimplemented!("MongoEventArchive::pruned_through")
+    async fn pruned_through(&self, session: &SessionId) -> Result<Sequence, ArchiveError> {
+        Ok(Sequence(
+            self.progress(session, "read prunedThrough")
+                .await?
+                .pruned_through,
+        ))
     }
 }
 
@@ -1379,39 +1619,191 @@ fn escape_regex(q: &str) -> String {
     out
 }
 
-/// Snapshots in MongoDB: `snapshots` documents with `sessionId`, `upToSequence`, `checksum`,
-/// `createdAt` and the exact snapshot as `json`; unique `(sessionId, upToSequence)`. A put of an
-/// existing `(sessionId, upToSequence)` replaces it (the fold is deterministic, so it is the same
-/// state). The 16 MB document limit bounds a snapshot's size.
+/// Snapshots in MongoDB, of any size.
+///
+/// `snapshots` holds one document per `(sessionId, upToSequence)` (unique) with `checksum`,
+/// `createdAt` and either the exact snapshot as `json` (when it fits in one chunk) or a
+/// reference to its pieces: `generation` (the SHA-256 hex of the JSON), `chunks` and `bytes`.
+/// `snapshot_chunks` holds the pieces as `data` strings (split at character boundaries), keyed
+/// by `(sessionId, upToSequence, generation, n)`.
+///
+/// A MongoDB document is at most 16 MiB and a session's state can be larger, hence the chunks.
+/// The `snapshots` document is written last, so a put that stops half-way leaves chunks that
+/// nothing references and `latest` never sees it. The generation in the chunks' key keeps two
+/// puts of the same `(sessionId, upToSequence)` with different JSON (another `createdAt`) from
+/// mixing their pieces: each writes its own, the document decides which are read, and the put
+/// that replaced the document removes the pieces of the one it replaced. The same JSON put again
+/// rewrites the same pieces. Pieces of a put that stopped before its document was written stay
+/// until removed by hand (they are never read).
+///
+/// `latest` checks the pieces it reassembles against the document's count, length and digest;
+/// when they do not match (a concurrent put just replaced them) it reads again, and after
+/// [`SNAPSHOT_READ_ATTEMPTS`] reports the snapshot as corrupt.
 #[derive(Debug, Clone)]
 pub struct MongoSnapshotStore {
     snapshots: Collection<Document>,
+    chunks: Collection<Document>,
+    chunk_bytes: usize,
 }
 
-#[async_trait]
-impl SnapshotStore for MongoSnapshotStore {
-    async fn put(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
-        let up_to = to_i64(snapshot.up_to_sequence.get(), "snapshot sequence")?;
-        let key = doc! {"sessionId": snapshot.session_id.as_str(), "upToSequence": up_to};
-        let document = doc! {
-            "sessionId": snapshot.session_id.as_str(),
+/// Reads of `latest` that may find their pieces replaced under them before giving up.
+pub const SNAPSHOT_READ_ATTEMPTS: usize = 3;
+
+/// A chunked snapshot whose pieces do not add up to what its document says.
+#[derive(Debug, Error)]
+pub enum SnapshotChunksError {
+    /// A piece is missing or out of place.
+    #[error(
+        "snapshot {up_to} of session {session} (generation {generation}): expected piece {expected}, found {found:?}"
+    )]
+    Missing {
+        /// The session.
+        session: SessionId,
+        /// Its `upToSequence`.
+        up_to: u64,
+        /// The pieces' generation.
+        generation: String,
+        /// The piece that should come next.
+        expected: u64,
+        /// The piece that came (`None`: no more pieces).
+        found: Option<u64>,
+    },
+    /// The document has neither inline JSON nor a complete reference to pieces.
+    #[error("snapshot {up_to} of session {session} has neither json nor pieces")]
+    NoContent {
+        /// The session.
+        session: SessionId,
+        /// Its `upToSequence`.
+        up_to: u64,
+    },
+    /// The pieces are all there but their JSON is not the one the document names.
+    #[error(
+        "snapshot {up_to} of session {session}: reassembled {bytes} bytes do not match generation {generation}"
+    )]
+    Digest {
+        /// The session.
+        session: SessionId,
+        /// Its `upToSequence`.
+        up_to: u64,
+        /// The pieces' generation (the expected digest).
+        generation: String,
+        /// Bytes reassembled.
+        bytes: usize,
+    },
+}
+
+/// What `latest` reads of a `snapshots` document.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SnapshotHead {
+    up_to_sequence: u64,
+    #[serde(default)]
+    json: Option<String>,
+    #[serde(default)]
+    generation: Option<String>,
+    #[serde(default)]
+    chunks: Option<u64>,
+    #[serde(default)]
+    bytes: Option<u64>,
+}
+
+/// One piece of a chunked snapshot.
+#[derive(Deserialize)]
+struct SnapshotPiece {
+    n: u64,
+    data: String,
+}
+
+/// The generation of chunks a replaced `snapshots` document referenced.
+#[derive(Deserialize)]
+struct Generation {
+    #[serde(default)]
+    generation: Option<String>,
+}
+
+/// `json` cut into pieces of at most `size` bytes (at least [`MIN_SNAPSHOT_CHUNK_BYTES`]), each
+/// ending on a character boundary so every piece is a valid BSON string.
+fn split_chunks(json: &str, size: usize) -> Vec<&str> {
+    let size = size.max(MIN_SNAPSHOT_CHUNK_BYTES);
+    let mut pieces = Vec::with_capacity(json.len() / size + 1);
+    let mut rest = json;
+    while !rest.is_empty() {
+        let mut end = size.min(rest.len());
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        let (piece, tail) = rest.split_at(end);
+        pieces.push(piece);
+        rest = tail;
+    }
+    pieces
+}
+
+impl MongoSnapshotStore {
+    /// The same store cutting snapshots into pieces of `bytes` (clamped to
+    /// [`MIN_SNAPSHOT_CHUNK_BYTES`]..=[`MAX_SNAPSHOT_CHUNK_BYTES`]): tests use small pieces to
+    /// exercise many chunks without building huge states. Reads work whatever size wrote them.
+    pub fn with_chunk_bytes(mut self, bytes: usize) -> Self {
+        self.chunk_bytes = bytes.clamp(MIN_SNAPSHOT_CHUNK_BYTES, MAX_SNAPSHOT_CHUNK_BYTES);
+        self
+    }
+
+    /// Writes piece `n` of a generation (an upsert: the same generation holds the same bytes).
+    async fn put_piece(
+        &self,
+        session: &SessionId,
+        up_to: i64,
+        generation: &str,
+        n: usize,
+        data: &str,
+    ) -> Result<(), StoreError> {
+        let n = to_i64(n as u64, "snapshot piece")?;
+        let key = doc! {
+            "sessionId": session.as_str(),
             "upToSequence": up_to,
-            "checksum": snapshot.checksum.as_str(),
-            "createdAt": to_i64(snapshot.created_at, "snapshot time")?,
-            "json": to_json(snapshot, "snapshot")?,
+            "generation": generation,
+            "n": n,
         };
+        let mut document = key.clone();
+        document.insert("data", data);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self
+                .chunks
+                .replace_one(key.clone(), &document)
+                .upsert(true)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                // Two puts of the same generation raced; the other one inserted the piece.
+                Err(e) if is_duplicate_key(&e) && attempt < 2 => continue,
+                Err(e) => return Err(StoreError::unavailable(BACKEND, "put snapshot piece", e)),
+            }
+        }
+    }
+
+    /// Stores the `snapshots` document; returns the generation of chunks the one it replaced
+    /// referenced.
+    async fn put_head(
+        &self,
+        key: Document,
+        document: Document,
+    ) -> Result<Option<String>, StoreError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
             match self
                 .snapshots
-                .replace_one(key.clone(), &document)
+                .find_one_and_replace(key.clone(), document.clone())
                 .upsert(true)
+                .return_document(ReturnDocument::Before)
+                .projection(doc! {"_id": 0, "generation": 1})
                 .await
             {
-                Ok(_) => {
-                    debug!(session = %snapshot.session_id, up_to, "snapshot stored");
-                    return Ok(());
+                Ok(None) => return Ok(None),
+                Ok(Some(previous)) => {
+                    return Ok(decode::<Generation>(previous, "snapshot generation")?.generation);
                 }
                 // Two puts of a new snapshot raced; the other one inserted it.
                 Err(e) if is_duplicate_key(&e) && attempt < 2 => continue,
@@ -1420,15 +1812,328 @@ impl SnapshotStore for MongoSnapshotStore {
         }
     }
 
-    async fn latest(&self, session: &SessionId) -> Result<Option<Snapshot>, StoreError> {
-        self.snapshots
-            .find_one(doc! {"sessionId": session.as_str()})
-            .sort(doc! {"upToSequence": -1})
-            .projection(doc! {"_id": 0, "json": 1})
+    /// Reassembles a chunked snapshot's JSON, or says why its pieces do not add up.
+    async fn assemble(
+        &self,
+        session: &SessionId,
+        up_to: u64,
+        generation: &str,
+        chunks: u64,
+        bytes: u64,
+    ) -> Result<Result<String, SnapshotChunksError>, StoreError> {
+        let mut cursor = self
+            .chunks
+            .find(doc! {
+                "sessionId": session.as_str(),
+                "upToSequence": bound(up_to),
+                "generation": generation,
+            })
+            .sort(doc! {"n": 1})
+            .projection(doc! {"_id": 0, "n": 1, "data": 1})
             .await
-            .map_err(unavailable("read snapshot"))?
-            .map(|d| decode_json(d, "snapshot"))
+            .map_err(unavailable("read snapshot pieces"))?;
+        let mut json = String::with_capacity(usize::try_from(bytes).unwrap_or(0));
+        let missing = |expected: u64, found: Option<u64>| SnapshotChunksError::Missing {
+            session: session.clone(),
+            up_to,
+            generation: generation.to_owned(),
+            expected,
+            found,
+        };
+        let mut next = 0;
+        while let Some(document) = cursor
+            .try_next()
+            .await
+            .map_err(unavailable("read snapshot pieces"))?
+        {
+            let SnapshotPiece { n, data } = decode(document, "snapshot piece")?;
+            if n != next || n >= chunks {
+                return Ok(Err(missing(next, Some(n))));
+            }
+            json.push_str(&data);
+            next += 1;
+        }
+        if next != chunks {
+            return Ok(Err(missing(next, None)));
+        }
+        if json.len() as u64 != bytes || sha256_hex(json.as_bytes()) != generation {
+            return Ok(Err(SnapshotChunksError::Digest {
+                session: session.clone(),
+                up_to,
+                generation: generation.to_owned(),
+                bytes: json.len(),
+            }));
+        }
+        Ok(Ok(json))
+    }
+}
+
+#[async_trait]
+impl SnapshotStore for MongoSnapshotStore {
+    async fn put(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        let session = &snapshot.session_id;
+        let up_to = to_i64(snapshot.up_to_sequence.get(), "snapshot sequence")?;
+        let key = doc! {"sessionId": session.as_str(), "upToSequence": up_to};
+        let mut document = doc! {
+            "sessionId": session.as_str(),
+            "upToSequence": up_to,
+            "checksum": snapshot.checksum.as_str(),
+            "createdAt": to_i64(snapshot.created_at, "snapshot time")?,
+        };
+        let json = to_json(snapshot, "snapshot")?;
+        let bytes = json.len();
+        let generation = if bytes <= self.chunk_bytes {
+            document.insert("json", json);
+            None
+        } else {
+            let generation = sha256_hex(json.as_bytes());
+            let pieces = split_chunks(&json, self.chunk_bytes);
+            for (n, piece) in pieces.iter().enumerate() {
+                self.put_piece(session, up_to, &generation, n, piece)
+                    .await?;
+            }
+            document.insert("generation", generation.as_str());
+            document.insert("chunks", to_i64(pieces.len() as u64, "snapshot pieces")?);
+            document.insert("bytes", to_i64(bytes as u64, "snapshot bytes")?);
+            Some(generation)
+        };
+        let replaced = self.put_head(key, document).await?;
+        if let Some(old) = replaced.filter(|old| Some(old) != generation.as_ref())
+            && let Err(e) = self
+                .chunks
+                .delete_many(doc! {
+                    "sessionId": session.as_str(),
+                    "upToSequence": up_to,
+                    "generation": old.as_str(),
+                })
+                .await
+        {
+            warn!(session = %session, up_to, generation = %old, error = %Chain(&e),
+                  "pieces of a replaced snapshot could not be removed; they are never read");
+        }
+        debug!(session = %session, up_to, bytes, chunked = generation.is_some(), "snapshot stored");
+        Ok(())
+    }
+
+    async fn latest(&self, session: &SessionId) -> Result<Option<Snapshot>, StoreError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let Some(head) = self
+                .snapshots
+                .find_one(doc! {"sessionId": session.as_str()})
+                .sort(doc! {"upToSequence": -1})
+                .projection(doc! {
+                    "_id": 0, "upToSequence": 1, "json": 1,
+                    "generation": 1, "chunks": 1, "bytes": 1,
+                })
+                .await
+                .map_err(unavailable("read snapshot"))?
+            else {
+                return Ok(None);
+            };
+            let head: SnapshotHead = decode(head, "snapshot")?;
+            let json = match head {
+                SnapshotHead {
+                    json: Some(json), ..
+                } => json,
+                SnapshotHead {
+                    up_to_sequence,
+                    generation: Some(generation),
+                    chunks: Some(chunks),
+                    bytes: Some(bytes),
+                    ..
+                } => match self
+                    .assemble(session, up_to_sequence, &generation, chunks, bytes)
+                    .await?
+                {
+                    Ok(json) => json,
+                    Err(mismatch) if attempt < SNAPSHOT_READ_ATTEMPTS => {
+                        debug!(session = %session, up_to = up_to_sequence, error = %mismatch,
+                               "snapshot pieces changed under the read; reading again");
+                        continue;
+                    }
+                    Err(mismatch) => {
+                        return Err(StoreError::corrupt(BACKEND, "snapshot pieces", mismatch));
+                    }
+                },
+                SnapshotHead { up_to_sequence, .. } => {
+                    return Err(StoreError::corrupt(
+                        BACKEND,
+                        "snapshot",
+                        SnapshotChunksError::NoContent {
+                            session: session.clone(),
+                            up_to: up_to_sequence,
+                        },
+                    ));
+                }
+            };
+            return serde_json::from_str(&json)
+                .map(Some)
+                .map_err(|e| StoreError::corrupt(BACKEND, "snapshot", e));
+        }
+    }
+}
+
+/// The GM's conflict report in MongoDB: collection `conflicts`.
+///
+/// One document per conflict: `sessionId`, `conflictId`, `kind`, `createdAt` and `resolved`
+/// natively (what is queried), the exact record as created in `json`, and once resolved the
+/// exact [`Resolution`] as `resolutionJson`. A read is the `json` record with the resolution
+/// laid over it, so `resolve` is ONE conditional update (`resolved: false` → `true` with the
+/// resolution), and of concurrent resolves exactly one matches.
+///
+/// Unique `(sessionId, conflictId)` makes `create` idempotent; the report is listed newest first
+/// through `(sessionId, createdAt desc, conflictId desc)`, paged like the campaign store's
+/// listings (a range query from the cursor's key, one item of look-ahead, the byte budget).
+#[derive(Debug, Clone)]
+pub struct MongoConflictStore {
+    conflicts: Collection<Document>,
+}
+
+/// What a read of a conflict document needs.
+#[derive(Deserialize)]
+struct ConflictFields {
+    json: String,
+    #[serde(rename = "resolutionJson", default)]
+    resolution_json: Option<String>,
+}
+
+fn conflict_projection() -> Document {
+    doc! {"_id": 0, "json": 1, "resolutionJson": 1}
+}
+
+fn decode_conflict(document: Document) -> Result<ConflictRecord, StoreError> {
+    let ConflictFields {
+        json,
+        resolution_json,
+    } = decode(document, "conflict")?;
+    let mut record: ConflictRecord =
+        serde_json::from_str(&json).map_err(|e| StoreError::corrupt(BACKEND, "conflict", e))?;
+    if let Some(resolution) = resolution_json {
+        record.resolution = Some(
+            serde_json::from_str(&resolution)
+                .map_err(|e| StoreError::corrupt(BACKEND, "conflict resolution", e))?,
+        );
+        record.resolved = true;
+    }
+    Ok(record)
+}
+
+impl MongoConflictStore {
+    fn key(session: &SessionId, id: &ConflictId) -> Document {
+        doc! {"sessionId": session.as_str(), "conflictId": id.as_str()}
+    }
+}
+
+#[async_trait]
+impl ConflictStore for MongoConflictStore {
+    async fn create(&self, conflict: &ConflictRecord) -> Result<bool, StoreError> {
+        let kind = bson::to_bson(&conflict.kind)
+            .map_err(|e| StoreError::corrupt(BACKEND, "conflict kind", e))?;
+        let document = doc! {
+            "sessionId": conflict.session_id.as_str(),
+            "conflictId": conflict.conflict_id.as_str(),
+            "kind": kind,
+            "createdAt": to_i64(conflict.created_at, "conflict time")?,
+            "resolved": conflict.resolved,
+            "json": to_json(conflict, "conflict")?,
+        };
+        match self.conflicts.insert_one(document).await {
+            Ok(_) => {
+                debug!(session = %conflict.session_id, conflict = %conflict.conflict_id,
+                       "conflict reported");
+                Ok(true)
+            }
+            Err(e) if is_duplicate_key(&e) => Ok(false),
+            Err(e) => Err(StoreError::unavailable(BACKEND, "create conflict", e)),
+        }
+    }
+
+    async fn get(
+        &self,
+        session: &SessionId,
+        id: &ConflictId,
+    ) -> Result<Option<ConflictRecord>, StoreError> {
+        self.conflicts
+            .find_one(Self::key(session, id))
+            .projection(conflict_projection())
+            .await
+            .map_err(unavailable("read conflict"))?
+            .map(decode_conflict)
             .transpose()
+    }
+
+    async fn list(
+        &self,
+        session: &SessionId,
+        page: &PageRequest<ConflictKey>,
+    ) -> Result<Page<ConflictRecord, ConflictKey>, StoreError> {
+        let limit = page.clamped_limit();
+        let (fetch, batch) = look_ahead(limit);
+        let mut filter = doc! {"sessionId": session.as_str()};
+        if let Some(key) = &page.after {
+            // The index range ends at the cursor's time; the `$or` drops the ties already
+            // returned.
+            let created_at = bound(key.created_at);
+            filter.insert("createdAt", doc! {"$lte": created_at});
+            filter.insert(
+                "$or",
+                vec![
+                    doc! {"createdAt": {"$lt": created_at}},
+                    doc! {"conflictId": {"$lt": key.id.as_str()}},
+                ],
+            );
+        }
+        let cursor = self
+            .conflicts
+            .find(filter)
+            .sort(doc! {"createdAt": -1, "conflictId": -1})
+            .limit(fetch)
+            .batch_size(batch)
+            .projection(conflict_projection())
+            .await
+            .map_err(unavailable("list conflicts"))?;
+        read_page(
+            cursor,
+            limit,
+            page.max_bytes,
+            decode_conflict,
+            "list conflicts",
+        )
+        .await
+    }
+
+    async fn resolve(
+        &self,
+        session: &SessionId,
+        id: &ConflictId,
+        resolution: &Resolution,
+    ) -> Result<Option<ConflictRecord>, StoreError> {
+        let mut filter = Self::key(session, id);
+        filter.insert("resolved", false);
+        let resolved = self
+            .conflicts
+            .find_one_and_update(
+                filter,
+                doc! {"$set": {
+                    "resolved": true,
+                    "resolutionJson": to_json(resolution, "conflict resolution")?,
+                }},
+            )
+            .return_document(ReturnDocument::After)
+            .projection(conflict_projection())
+            .await
+            .map_err(unavailable("resolve conflict"))?
+            .map(decode_conflict)
+            .transpose()?;
+        match &resolved {
+            Some(_) => info!(session = %session, conflict = %id, by = %resolution.resolved_by,
+                             "conflict resolved"),
+            None => debug!(session = %session, conflict = %id,
+                           "conflict missing or already resolved"),
+        }
+        Ok(resolved)
     }
 }
 
@@ -1507,6 +2212,22 @@ mod tests {
             redact("mongodb://127.0.0.1:27118"),
             "mongodb://127.0.0.1:27118"
         );
+    }
+
+    #[test]
+    fn snapshot_pieces_end_on_character_boundaries_and_rejoin_exactly() {
+        let json = format!("{{\"notes\":\"{}\"}}", "ä☠x😀".repeat(500));
+        for size in [1, 4, 5, 7, 1000, json.len(), json.len() + 1] {
+            let pieces = split_chunks(&json, size);
+            assert_eq!(pieces.concat(), json, "size {size}");
+            let size = size.max(MIN_SNAPSHOT_CHUNK_BYTES);
+            assert!(
+                pieces.iter().all(|p| !p.is_empty() && p.len() <= size),
+                "size {size}"
+            );
+            assert_eq!(pieces.len() == 1, json.len() <= size, "size {size}");
+        }
+        assert!(split_chunks("", 10).is_empty());
     }
 
     #[test]

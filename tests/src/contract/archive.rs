@@ -315,3 +315,294 @@ pub async fn unreachable_backend_fails_fast(
     }
     slowest
 }
+
+/// `count` session ids no other test uses, in id order.
+fn sorted_sessions(count: usize) -> Vec<SessionId> {
+    let mut sessions: Vec<SessionId> = (0..count).map(|_| unique_session()).collect();
+    sessions.sort();
+    sessions
+}
+
+async fn touch(archive: &dyn EventArchive, session: &SessionId, at: u64) {
+    archive.touch(session, at).await.expect("touch");
+}
+
+async fn active(
+    archive: &dyn EventArchive,
+    since: u64,
+    after: Option<&SessionId>,
+    limit: usize,
+) -> Vec<SessionId> {
+    archive
+        .active_since(since, after, limit)
+        .await
+        .expect("active_since")
+}
+
+async fn idle(archive: &dyn EventArchive, before: u64, limit: usize) -> Vec<SessionId> {
+    archive.idle_hot(before, limit).await.expect("idle_hot")
+}
+
+/// `active_since` lists the sessions with an event at or after `since` by session id, resumes
+/// after a cursor and stops at `limit`; `touch` only raises `lastEventAt`.
+///
+/// Needs an archive no other body touches (it lists across sessions).
+pub async fn active_since_pages_touched_sessions_by_id(archive: &dyn EventArchive) {
+    let s = sorted_sessions(5);
+    for (session, at) in s.iter().zip([100, 300, 200, 50, 250]) {
+        touch(archive, session, at).await;
+    }
+    touch(archive, &s[1], 120).await;
+    assert_eq!(
+        active(archive, 100, None, 100).await,
+        vec![s[0].clone(), s[1].clone(), s[2].clone(), s[4].clone()],
+        "since is inclusive; s3 (50) is older; by session id"
+    );
+    assert_eq!(
+        active(archive, 280, None, 100).await,
+        vec![s[1].clone()],
+        "a later touch at an earlier time does not lower lastEventAt"
+    );
+    assert_eq!(
+        active(archive, 100, None, 2).await,
+        vec![s[0].clone(), s[1].clone()],
+        "limit"
+    );
+    assert_eq!(
+        active(archive, 100, Some(&s[1]), 2).await,
+        vec![s[2].clone(), s[4].clone()],
+        "after the cursor"
+    );
+    assert_eq!(
+        active(archive, 100, Some(&s[4]), 2).await,
+        Vec::<SessionId>::new(),
+        "after the last"
+    );
+    assert!(active(archive, 100, None, 0).await.is_empty(), "limit 0");
+    assert!(
+        active(archive, 301, None, 100).await.is_empty(),
+        "none since"
+    );
+
+    let archived_only = unique_session();
+    insert_all(archive, &[event(&archived_only, 1, &unique_id())]).await;
+    assert_eq!(
+        archived_through(archive, archived_only.clone()).await,
+        Sequence(1)
+    );
+    assert_eq!(
+        active(archive, 0, None, 100).await,
+        s,
+        "archiving records no activity"
+    );
+}
+
+/// `idle_hot` lists hot sessions whose last event is before `before`, oldest first, at most
+/// `limit`; `set_hot(false)` takes a session out, a `touch` or `set_hot(true)` puts it back.
+///
+/// Needs an archive no other body touches (it lists across sessions).
+pub async fn idle_hot_lists_hot_sessions_oldest_first(archive: &dyn EventArchive) {
+    let s = sorted_sessions(4);
+    // By time: s2 (100), s0 (200), s3 (300), s1 (400).
+    for (session, at) in s.iter().zip([200, 400, 100, 300]) {
+        touch(archive, session, at).await;
+    }
+    assert_eq!(
+        idle(archive, 350, 100).await,
+        vec![s[2].clone(), s[0].clone(), s[3].clone()],
+        "before is exclusive of later events; oldest first"
+    );
+    assert_eq!(
+        idle(archive, 350, 2).await,
+        vec![s[2].clone(), s[0].clone()]
+    );
+    assert!(idle(archive, 100, 100).await.is_empty(), "before is strict");
+    assert!(idle(archive, 350, 0).await.is_empty(), "limit 0");
+
+    archive.set_hot(&s[2], false).await.expect("set_hot");
+    assert_eq!(
+        idle(archive, 350, 100).await,
+        vec![s[0].clone(), s[3].clone()],
+        "released sessions are not hot"
+    );
+    assert_eq!(
+        active(archive, 100, None, 100).await,
+        s,
+        "released sessions still count as active"
+    );
+    touch(archive, &s[2], 150).await;
+    assert_eq!(
+        idle(archive, 350, 100).await,
+        vec![s[2].clone(), s[0].clone(), s[3].clone()],
+        "a touch marks the session hot again"
+    );
+    archive.set_hot(&s[0], false).await.expect("set_hot");
+    archive.set_hot(&s[0], true).await.expect("set_hot");
+    assert_eq!(
+        idle(archive, 350, 100).await,
+        vec![s[2].clone(), s[0].clone(), s[3].clone()],
+        "set_hot(true) puts it back with its time"
+    );
+
+    // A session rebuilt without any recorded event has activity time 0: idle since then, and
+    // active only since 0.
+    let rebuilt = unique_session();
+    archive.set_hot(&rebuilt, true).await.expect("set_hot");
+    assert_eq!(idle(archive, 350, 1).await, vec![rebuilt.clone()]);
+    assert!(
+        !active(archive, 1, None, 100).await.contains(&rebuilt),
+        "set_hot records no activity"
+    );
+    assert!(active(archive, 0, None, 100).await.contains(&rebuilt));
+}
+
+/// An event of `session` at `sequence` with server time `timestamp`.
+fn event_at(session: &SessionId, sequence: u64, timestamp: u64) -> GameEvent {
+    GameEvent {
+        timestamp,
+        ..event(session, sequence, &unique_id())
+    }
+}
+
+/// `prune` deletes the longest old-enough prefix up to `through`, so the archive stays
+/// contiguous above `pruned_through`; it never lowers `pruned_through`, and `archived_through`
+/// never goes down because events were pruned.
+pub async fn prune_keeps_the_archive_contiguous(archive: &dyn EventArchive) {
+    let session = unique_session();
+    // Old events (time 1000 + seq) except 6, which is recent (5000).
+    let events: Vec<GameEvent> = (1..=10)
+        .map(|seq| event_at(&session, seq, if seq == 6 { 5_000 } else { 1_000 + seq }))
+        .collect();
+    insert_all(archive, &events).await;
+
+    assert_eq!(
+        archive
+            .prune(&session, Sequence(3), 4_000)
+            .await
+            .expect("prune"),
+        3,
+        "through bounds the prune"
+    );
+    assert_eq!(everything(archive, &session).await, events[3..]);
+    assert_eq!(archive.pruned_through(&session).await.unwrap(), Sequence(3));
+    assert_eq!(
+        archived_through(archive, session.clone()).await,
+        Sequence(10),
+        "the archive still holds everything up to 10 (1..=3 as pruned)"
+    );
+
+    assert_eq!(
+        archive
+            .prune(&session, Sequence(9), 4_000)
+            .await
+            .expect("prune"),
+        2,
+        "stops before the first recent event (6), so nothing above it goes"
+    );
+    assert_eq!(everything(archive, &session).await, events[5..]);
+    assert_eq!(archive.pruned_through(&session).await.unwrap(), Sequence(5));
+
+    assert_eq!(
+        archive
+            .prune(&session, Sequence(9), 5_000)
+            .await
+            .expect("prune"),
+        0,
+        "older_than is strict: 6 at exactly 5000 stays"
+    );
+    assert_eq!(
+        archive
+            .prune(&session, Sequence(2), 9_000)
+            .await
+            .expect("prune"),
+        0,
+        "nothing left below 2"
+    );
+    assert_eq!(
+        archive.pruned_through(&session).await.unwrap(),
+        Sequence(5),
+        "pruned_through never goes down"
+    );
+    assert_eq!(
+        archive
+            .prune(&session, Sequence(8), 9_000)
+            .await
+            .expect("prune"),
+        3
+    );
+    assert_eq!(everything(archive, &session).await, events[8..]);
+    assert_eq!(archive.pruned_through(&session).await.unwrap(), Sequence(8));
+
+    // A late backfill copies an old event below the pruned point again.
+    insert_all(archive, &[events[1].clone()]).await;
+    assert_eq!(
+        archive
+            .prune(&session, Sequence(2), 9_000)
+            .await
+            .expect("prune"),
+        1
+    );
+    assert_eq!(
+        archive.pruned_through(&session).await.unwrap(),
+        Sequence(8),
+        "pruning below it never lowers pruned_through"
+    );
+    assert_eq!(
+        archived_through(archive, session.clone()).await,
+        Sequence(10)
+    );
+    archive
+        .insert(&event_at(&session, 11, 1_011))
+        .await
+        .expect("insert after a prune");
+    assert_eq!(
+        archived_through(archive, session.clone()).await,
+        Sequence(11)
+    );
+    assert_eq!(
+        archive.ids(&session).await.expect("ids").len(),
+        3,
+        "pruned events are not rehydrated as dedup ids"
+    );
+
+    let unknown = unique_session();
+    assert_eq!(
+        archive
+            .prune(&unknown, Sequence(5), u64::MAX)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(archive.pruned_through(&unknown).await.unwrap(), Sequence(0));
+}
+
+/// A prune before `archived_through` was ever asked: the watermark starts at the pruned point,
+/// not back at 0 because event 1 is gone.
+pub async fn archived_through_never_goes_down_after_a_prune(archive: &dyn EventArchive) {
+    let session = unique_session();
+    let events: Vec<GameEvent> = (1..=6).map(|seq| event_at(&session, seq, 1_000)).collect();
+    insert_all(archive, &events).await;
+    assert_eq!(
+        archive
+            .prune(&session, Sequence(4), 2_000)
+            .await
+            .expect("prune"),
+        4
+    );
+    assert_eq!(
+        archived_through(archive, session.clone()).await,
+        Sequence(6)
+    );
+    let bare = unique_session();
+    insert_all(
+        archive,
+        &[event_at(&bare, 1, 1_000), event_at(&bare, 2, 1_000)],
+    )
+    .await;
+    assert_eq!(archive.prune(&bare, Sequence(2), 2_000).await.unwrap(), 2);
+    assert_eq!(
+        archived_through(archive, bare.clone()).await,
+        Sequence(2),
+        "an emptied archive keeps its watermark"
+    );
+}

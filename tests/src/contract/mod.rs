@@ -2,6 +2,7 @@
 
 pub mod archive;
 pub mod campaign;
+pub mod conflicts;
 pub mod event_log;
 pub mod notifier;
 pub mod rate_limiter;
@@ -25,4 +26,27 @@ pub async fn test_mongo(prefix: &str) -> Option<dlab_store::mongo::MongoStores> 
             .await
             .unwrap_or_else(|e| panic!("connect to {}: {e:?}", Server::Mongo.name())),
     )
+}
+
+/// A MongoDB database of its own (named `<prefix>_<uuid>`, indexes created), for bodies that
+/// list across sessions and so must not see other bodies' data; `None` when the test should skip.
+pub async fn fresh_mongo(prefix: &str) -> Option<dlab_store::mongo::MongoStores> {
+    use crate::servers::{Server, require};
+    if !require(Server::Mongo) {
+        return None;
+    }
+    let mut config = dlab_store::mongo::MongoConfig::new(Server::Mongo.url());
+    config.database = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+    Some(
+        dlab_store::mongo::MongoStores::connect(&config)
+            .await
+            .unwrap_or_else(|e| panic!("connect to {}: {e:?}", Server::Mongo.name())),
+    )
+}
+
+/// Whether an index's keys name the same fields as `wanted`, in the same order. Directions are
+/// not compared: nx-27017 reports every key of a listed index as ascending, and the order of
+/// the fields is what decides which queries an index serves by range.
+pub fn same_index_fields(keys: &mongodb::bson::Document, wanted: &mongodb::bson::Document) -> bool {
+    keys.keys().eq(wanted.keys())
 }

@@ -154,3 +154,86 @@ pub async fn a_stored_snapshot_resumes_the_fold(store: &dyn SnapshotStore) {
     let (resumed, _) = fold(&session, None, Some(&stored), &events[3..], 1).expect("resume");
     assert_eq!(resumed.state, snapshot_of(&session, &events).state);
 }
+
+/// A session whose state is about `bytes` of JSON: goblins whose notes mix one-, two- and
+/// three-byte characters (so pieces cut by bytes fall inside characters), then the fight.
+pub fn large_fight(session: &SessionId, bytes: usize) -> Vec<GameEvent> {
+    let per_goblin = 64 * 1024;
+    let goblins = bytes.div_ceil(per_goblin).max(1);
+    let notes = "ä☠x".repeat(per_goblin / 6);
+    let mut events: Vec<GameEvent> = (0..goblins)
+        .map(|i| {
+            event(
+                session,
+                i as u64 + 1,
+                ACTOR_ADDED,
+                json!({
+                    "instanceId": format!("goblin{}", i + 1),
+                    "actorId": "actor-goblin",
+                    "actor": {
+                        "name": format!("Goblin {i}"),
+                        "attributes": {"hp": {"value": 15, "max": 15}, "cr": 0.25,
+                                       "xp": u64::MAX, "notes": notes},
+                    },
+                }),
+            )
+        })
+        .collect();
+    let next = events.len() as u64 + 1;
+    events.push(event(
+        session,
+        next,
+        "plugin:dnd5e:attack",
+        json!({"target": {"instanceId": "goblin1"},
+               "stateChanges": {"attributes.hp.value": {"op": "inc", "by": -2}}}),
+    ));
+    events
+}
+
+/// A snapshot far larger than the store's pieces (the MongoDB suite runs this with small
+/// chunks) reads back exactly; putting it again, or again with another `createdAt`, leaves the
+/// latest put; smaller and older snapshots around it do not get in the way.
+pub async fn a_snapshot_of_many_chunks_round_trips(store: &dyn SnapshotStore) {
+    let session = unique_session();
+    let events = large_fight(&session, 200 * 1024);
+    let small = snapshot_of(&session, &events[..1]);
+    let big = snapshot_of(&session, &events);
+    assert!(
+        serde_json::to_string(&big).expect("json").len() > 200 * 1024,
+        "the fixture is large"
+    );
+    store.put(&small).await.expect("put small");
+    store.put(&big).await.expect("put big");
+    let back = store
+        .latest(&session)
+        .await
+        .expect("latest")
+        .expect("stored");
+    assert_eq!(back, big);
+    assert!(back.verify(), "the checksum still matches the state");
+    assert_eq!(
+        back.state.current(&"goblin1".into(), "attributes.hp.value"),
+        Some(json!(13))
+    );
+
+    store.put(&big).await.expect("put again");
+    assert_eq!(
+        store.latest(&session).await.expect("latest"),
+        Some(big.clone())
+    );
+    let refolded = Snapshot {
+        created_at: big.created_at + 1,
+        ..big.clone()
+    };
+    store.put(&refolded).await.expect("put refolded");
+    assert_eq!(
+        store.latest(&session).await.expect("latest"),
+        Some(refolded.clone()),
+        "the same (session, upToSequence) put again is replaced"
+    );
+    store.put(&small).await.expect("put an older one again");
+    assert_eq!(
+        store.latest(&session).await.expect("latest"),
+        Some(refolded)
+    );
+}
