@@ -2538,7 +2538,12 @@ pub async fn conflict_flow_over_the_wire(backend: Backend) {
     assert_eq!(notice["data"]["sessionId"], s);
     assert_eq!(notice["data"]["options"].as_array().unwrap().len(), 2);
     let listed = http
-        .ok(Method::GET, &format!("/sessions/{s}/conflicts"), &t.gm.token, None)
+        .ok(
+            Method::GET,
+            &format!("/sessions/{s}/conflicts"),
+            &t.gm.token,
+            None,
+        )
         .await;
     assert_eq!(listed["items"][0]["conflictId"], conflict.as_str());
     let resolve = format!("/sessions/{s}/conflicts/{conflict}/resolve");

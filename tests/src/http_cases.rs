@@ -184,6 +184,7 @@ pub async fn real_world() -> Option<HttpWorld> {
     deps.archive = Arc::new(mongo.archive());
     deps.campaigns = Arc::new(mongo.campaigns());
     deps.snapshots = Arc::new(mongo.snapshots());
+    deps.conflicts = Arc::new(mongo.conflicts());
     let app = router_with(deps.clone(), test_settings());
     Some(HttpWorld {
         deps,

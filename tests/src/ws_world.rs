@@ -517,7 +517,7 @@ pub async fn real_world() -> Option<(World, local_gateway::ConnectionHub)> {
             dynamo, table,
         )),
         limiter: Arc::new(dlab_store::redis::RedisRateLimiter::new(redis)),
-        conflicts: Arc::new(dlab_store::memory::MemoryConflictStore::new()),
+        conflicts: Arc::new(mongo.conflicts()),
         notifier: Arc::new(notifier),
         auth: dlab_service::auth::Authenticator::with_secret(SECRET),
         settings: dlab_service::config::Settings::default(),

@@ -144,3 +144,129 @@ async fn twenty_thousand_events_stay_bounded_in_redis() {
     assert!(republished.duplicate);
     assert_eq!(republished.event.sequence, first.sequence);
 }
+
+/// A world with the event log and rate limiter on Redis and the archive, campaigns, snapshots
+/// and conflicts in a fresh MongoDB database (connections in memory: their adapter has its own
+/// suite), with the small lifecycle numbers; `None` when the servers are not required and not
+/// reachable.
+async fn real(edit: impl FnOnce(&mut Settings)) -> Option<LifeWorld> {
+    if !require(Server::Redis) || !require(Server::Mongo) {
+        return None;
+    }
+    let redis = RedisConfig::new(Server::Redis.url())
+        .connect()
+        .await
+        .expect("Redis");
+    let mut mongo_cfg = dlab_store::mongo::MongoConfig::new(Server::Mongo.url());
+    mongo_cfg.database = format!("dlab_life_{}", uuid::Uuid::new_v4().simple());
+    let mongo = dlab_store::mongo::MongoStores::connect(&mongo_cfg)
+        .await
+        .expect("MongoDB");
+    let mut settings = Settings::default();
+    dlab_tests::lifecycle_cases::small_lifecycle(&mut settings);
+    unlimited(&mut settings);
+    edit(&mut settings);
+    let (mut deps, notifier) =
+        Deps::memory_with_channels(Authenticator::with_secret(SECRET), settings);
+    deps.log = Arc::new(RedisEventLog::new(redis.clone()));
+    deps.limiter = Arc::new(dlab_store::redis::RedisRateLimiter::new(redis));
+    deps.archive = Arc::new(mongo.archive());
+    deps.campaigns = Arc::new(mongo.campaigns());
+    deps.snapshots = Arc::new(mongo.snapshots());
+    deps.conflicts = Arc::new(mongo.conflicts());
+    Some(LifeWorld::over(deps, notifier))
+}
+
+mod on_the_real_servers {
+    use dlab_tests::lifecycle_cases as cases;
+
+    use super::real;
+
+    #[tokio::test]
+    async fn compaction_snapshots_trims_and_keeps_replay_contiguous() {
+        let Some(w) = real(|_| {}).await else { return };
+        cases::compaction_snapshots_trims_and_keeps_replay_contiguous(&w).await;
+    }
+
+    #[tokio::test]
+    async fn dedup_survives_a_trim() {
+        let Some(w) = real(|_| {}).await else { return };
+        cases::dedup_survives_a_trim(&w).await;
+    }
+
+    #[tokio::test]
+    async fn one_run_completes_the_archive_after_an_outage() {
+        let Some(w) = real(|_| {}).await else { return };
+        cases::one_run_completes_the_archive_after_an_outage(w).await;
+    }
+
+    #[tokio::test]
+    async fn a_session_whose_archive_cannot_be_completed_is_never_trimmed_further() {
+        let Some(w) = real(|_| {}).await else { return };
+        cases::a_session_whose_archive_cannot_be_completed_is_never_trimmed_further(w).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_runs_at_once_make_one_snapshot() {
+        let Some(w) = real(|_| {}).await else { return };
+        cases::two_runs_at_once_make_one_snapshot(w).await;
+    }
+
+    #[tokio::test]
+    async fn resume_below_the_hot_window() {
+        let Some(w) = real(|_| {}).await else { return };
+        cases::resume_below_the_hot_window_and_after_retention(&w, false).await;
+    }
+
+    #[tokio::test]
+    async fn resume_after_retention_pruned_the_archive() {
+        let Some(w) =
+            real(|s| s.lifecycle.archive_retention = Some(std::time::Duration::ZERO)).await
+        else {
+            return;
+        };
+        cases::resume_below_the_hot_window_and_after_retention(&w, true).await;
+    }
+
+    #[tokio::test]
+    async fn an_ended_session_is_readable_and_refuses_submits() {
+        let Some(w) = real(|_| {}).await else { return };
+        cases::an_ended_session_is_readable_and_refuses_submits(&w).await;
+    }
+
+    #[tokio::test]
+    async fn idle_sessions_are_released_and_come_back() {
+        let Some(w) = real(|_| {}).await else { return };
+        cases::idle_sessions_are_released_and_come_back(&w).await;
+    }
+
+    #[tokio::test]
+    async fn the_gm_resolves_a_blind_write_race() {
+        let Some(w) = real(|_| {}).await else { return };
+        cases::the_gm_resolves_a_blind_write_race(&w).await;
+    }
+
+    #[tokio::test]
+    async fn a_refused_compare_and_set_is_escalated_and_resolved() {
+        let Some(w) = real(|_| {}).await else { return };
+        cases::a_refused_compare_and_set_is_escalated_and_resolved(&w).await;
+    }
+
+    #[tokio::test]
+    async fn increments_and_own_rewrites_are_not_conflicts() {
+        let Some(w) = real(|_| {}).await else { return };
+        cases::increments_and_own_rewrites_are_not_conflicts(&w).await;
+    }
+
+    #[tokio::test]
+    async fn a_long_combat_shrinks_the_redis_hot_log_by_ninety_percent() {
+        let Some(w) = real(|s| {
+            s.lifecycle = dlab_service::config::Lifecycle::default();
+        })
+        .await
+        else {
+            return;
+        };
+        cases::combat_session_shrinks_the_hot_log(&w, 10_000).await;
+    }
+}

@@ -298,6 +298,7 @@ async fn build_deps(
         deps.archive = Arc::new(mongo.archive());
         deps.campaigns = Arc::new(mongo.campaigns());
         deps.snapshots = Arc::new(mongo.snapshots());
+        deps.conflicts = Arc::new(mongo.conflicts());
     }
     if let Some(endpoint) = &b.dynamodb_endpoint {
         let client = aws_sdk_dynamodb::Client::new(&aws_config(endpoint).await);

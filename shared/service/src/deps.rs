@@ -123,6 +123,7 @@ impl Deps {
             deps.archive = Arc::new(mongo.archive());
             deps.campaigns = Arc::new(mongo.campaigns());
             deps.snapshots = Arc::new(mongo.snapshots());
+            deps.conflicts = Arc::new(mongo.conflicts());
         }
         #[cfg(feature = "dynamo")]
         {

@@ -48,6 +48,7 @@ fn resolution(by: &str) -> Resolution {
         resolved_at: 1_700_000_500_000,
         override_event_id: EventId::new(uuid::Uuid::new_v4().to_string()),
         chosen_event_id: Some(EventId::new("e-2")),
+        final_state: serde_json::json!({"goblin": {"attributes.hp.value": 9}}),
     }
 }
 
