@@ -37,7 +37,7 @@ fn event(session: &SessionId, writer: usize, i: usize, kind: u8) -> GameEvent {
         client_timestamp: None,
         user_id: UserId::new(format!("writer-{writer}")),
         session_id: session.clone(),
-        event_type: if kind % 4 == 0 {
+        event_type: if kind.is_multiple_of(4) {
             "core:chat"
         } else {
             "plugin:dnd5e:test"

@@ -63,6 +63,7 @@ async fn mongo_resolves_from_separate_clients_win_exactly_once() {
             resolved_at: 2_000 + i,
             override_event_id: dlab_core::ids::EventId::new(format!("override-{i}")),
             chosen_event_id: None,
+            final_state: serde_json::json!({"goblin": {"attributes.hp.value": i}}),
         })
         .collect();
     let results = futures::future::join_all(
