@@ -461,11 +461,13 @@ pub struct GatedSnapshots {
     entered: tokio::sync::Notify,
     gate: tokio::sync::Notify,
     armed: AtomicBool,
+    puts: std::sync::atomic::AtomicUsize,
 }
 
 #[async_trait]
 impl dlab_store::SnapshotStore for GatedSnapshots {
     async fn put(&self, snapshot: &dlab_core::compaction::Snapshot) -> Result<(), StoreError> {
+        self.puts.fetch_add(1, Ordering::SeqCst);
         if self.armed.swap(false, Ordering::SeqCst) {
             self.entered.notify_one();
             self.gate.notified().await;
@@ -488,6 +490,7 @@ pub async fn two_runs_at_once_make_one_snapshot(w: LifeWorld) {
         entered: tokio::sync::Notify::new(),
         gate: tokio::sync::Notify::new(),
         armed: AtomicBool::new(false),
+        puts: std::sync::atomic::AtomicUsize::new(0),
     });
     let mut deps = w.deps().clone();
     deps.snapshots = gated.clone();
@@ -514,6 +517,11 @@ pub async fn two_runs_at_once_make_one_snapshot(w: LifeWorld) {
         CompactionOutcome::Done(r) => assert!(r.snapshot_created, "{r:?}"),
         other => panic!("{other:?}"),
     }
+    assert_eq!(
+        gated.puts.load(Ordering::SeqCst),
+        1,
+        "one snapshot written while the lease was held"
+    );
     p1.expect_no("event:error", Duration::from_millis(200))
         .await;
     p1.expect_no("error", Duration::from_millis(10)).await;
