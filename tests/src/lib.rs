@@ -22,6 +22,7 @@ pub mod contract;
 pub mod e2e;
 pub mod http_cases;
 pub mod lifecycle_cases;
+pub mod metrics_probe;
 pub mod private;
 pub mod servers;
 pub mod ws_cases;

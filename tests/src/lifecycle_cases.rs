@@ -15,11 +15,13 @@ use dlab_service::auth::Authenticator;
 use dlab_service::config::Settings;
 use dlab_service::http::router_with;
 use dlab_service::maintenance::{self, CompactionOutcome, Trigger};
+use dlab_service::metrics;
 use dlab_store::memory::MemoryNotifier;
 use dlab_store::{ArchiveError, EventArchive, StoreError};
 use serde_json::{Value, json};
 
 use crate::http_cases::{HttpWorld, test_settings};
+use crate::metrics_probe;
 use crate::ws_world::{Client, MemoryTransport, SECRET, World};
 
 /// The HTTP router and the WebSocket handlers over one set of dependencies.
@@ -371,9 +373,15 @@ pub async fn one_run_completes_the_archive_after_an_outage(w: LifeWorld) {
     let (w, archive) = with_flaky_archive(w);
     let t = w.table().await;
     let mut p1 = w.joined(&t.players[0], &t.session).await;
+    metrics_probe::recorder();
+    let commits_before = metrics_probe::count(metrics::COMMIT_LATENCY);
     chats(&mut p1, &t.session, 3).await;
     archive.down.store(true, Ordering::SeqCst);
     chats(&mut p1, &t.session, 12).await;
+    assert!(
+        metrics_probe::count(metrics::COMMIT_LATENCY) >= commits_before + 15,
+        "every commit reports its latency"
+    );
     let head = w.head(&t.session).await;
     let before = w.deps().archive.archived_through(&t.session).await.unwrap();
     assert!(
@@ -414,11 +422,34 @@ pub async fn one_run_completes_the_archive_after_an_outage(w: LifeWorld) {
             .contains(&t.session),
         "the mark is cleared"
     );
+    let copied: f64 = metrics_probe::session_values(metrics::BACKFILLED_EVENTS, &t.session)
+        .iter()
+        .sum();
+    assert_eq!(
+        copied,
+        (head.get() - before.get()) as f64,
+        "the copied events are reported"
+    );
+    let lag = metrics_probe::session_values(metrics::ARCHIVE_LAG, &t.session);
+    assert_eq!(
+        lag.last(),
+        Some(&0.0),
+        "the lag is reported, and is 0 now: {lag:?}"
+    );
+    assert!(
+        !metrics_probe::session_values(metrics::COMPACTION_RUNS, &t.session).is_empty(),
+        "the run's compaction is reported"
+    );
+    assert!(
+        metrics_probe::session_values(metrics::BACKFILL_FAILURES, &t.session).is_empty(),
+        "no failure to report"
+    );
 }
 
 /// When the hot log no longer holds events the archive lacks, backfill reports the failure
 /// and compaction never trims the session further.
 pub async fn a_session_whose_archive_cannot_be_completed_is_never_trimmed_further(w: LifeWorld) {
+    metrics_probe::recorder();
     let (w, archive) = with_flaky_archive(w);
     let t = w.table().await;
     let mut p1 = w.joined(&t.players[0], &t.session).await;
@@ -440,6 +471,15 @@ pub async fn a_session_whose_archive_cannot_be_completed_is_never_trimmed_furthe
         .unwrap();
     assert!(!outcome.complete, "{outcome:?}");
     assert_eq!(outcome.archived_through, through);
+    assert!(
+        !metrics_probe::session_values(metrics::BACKFILL_FAILURES, &t.session).is_empty(),
+        "the failure raises the error metric"
+    );
+    let lag = metrics_probe::session_values(metrics::ARCHIVE_LAG, &t.session);
+    assert!(
+        lag.last().is_some_and(|l| *l > 0.0),
+        "the lag stays visible: {lag:?}"
+    );
     match maintenance::compact_session(w.deps(), &t.session, Trigger::Manual)
         .await
         .unwrap()
@@ -1019,4 +1059,213 @@ pub async fn combat_session_shrinks_the_hot_log(w: &LifeWorld, events: usize) ->
         "every event stays in the archive"
     );
     (all_bytes, hot_bytes)
+}
+
+/// The scheduled run finds a quiet session through the activity index and releases its hot
+/// state after a final snapshot (the world's idle time is a few milliseconds); a subscribe
+/// from 0 then gets every event back from the archive, in order, and the next submit continues
+/// the sequence without a gap or a reuse.
+pub async fn a_sweep_releases_quiet_sessions_and_they_come_back(w: &LifeWorld) {
+    let idle = w.deps().settings.lifecycle.idle_release_after;
+    assert!(
+        idle < Duration::from_secs(1),
+        "a world with a tiny idle time"
+    );
+    let t = w.table().await;
+    let mut p1 = w.joined(&t.players[0], &t.session).await;
+    chats(&mut p1, &t.session, 12).await;
+    let head = w.head(&t.session).await;
+    // Let the last event become older than the idle time (this is the premise, not a check).
+    tokio::time::sleep(idle * 4).await;
+    let report = maintenance::sweep(
+        w.deps(),
+        std::time::Instant::now() + Duration::from_secs(60),
+    )
+    .await;
+    assert!(report.released >= 1, "{report:?}");
+    assert!(!report.stopped_early, "{report:?}");
+    assert!(
+        w.deps().log.state(&t.session).await.unwrap().is_none(),
+        "the hot state is released"
+    );
+    assert_eq!(
+        w.deps()
+            .snapshots
+            .latest(&t.session)
+            .await
+            .unwrap()
+            .unwrap()
+            .up_to_sequence,
+        head,
+        "after a final snapshot"
+    );
+    assert_eq!(
+        w.deps().archive.archived_through(&t.session).await.unwrap(),
+        head,
+        "and a complete archive"
+    );
+    let mut p2 = w.ws.connect(&t.players[1]).await;
+    let events = p2.subscribe(&t.session, 0).await;
+    let sequences: Vec<u64> = events
+        .iter()
+        .map(|e| e["sequence"].as_u64().unwrap())
+        .collect();
+    assert_eq!(sequences, (1..=head.get()).collect::<Vec<_>>());
+    chats(&mut p2, &t.session, 1).await;
+    assert_eq!(w.head(&t.session).await, head.next());
+}
+
+/// `GET /sessions/{id}` and `GET /sessions/{id}/snapshot` page a state bigger than the byte
+/// budget by actor instance: following `nextCursor` gives every instance exactly once, the
+/// other fields on every page, and the same document as one unpaged answer; a cursor that is
+/// not one is 400.
+pub async fn state_documents_are_paged_by_instance(w: &LifeWorld) {
+    let t = w.table().await;
+    let campaign = w
+        .http
+        .get(&format!("/sessions/{}", t.session), &t.gm)
+        .await
+        .ok(200)["campaignId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let actor = w
+        .http
+        .post(
+            &format!("/campaigns/{campaign}/actors"),
+            &t.gm,
+            json!({"name": "Orc", "type": "monster",
+                   "attributes": {"hp": {"value": 15, "max": 15}, "notes": "x".repeat(300)}}),
+        )
+        .await
+        .ok(201)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for i in 0..8 {
+        w.http
+            .post(
+                &format!("/sessions/{}/actors", t.session),
+                &t.gm,
+                json!({"actorId": actor, "instanceId": format!("orc-{i}")}),
+            )
+            .await
+            .ok(201);
+    }
+    maintenance::compact_now(w.deps(), &t.session)
+        .await
+        .unwrap();
+    let paged = HttpWorld {
+        deps: w.deps().clone(),
+        notifier: w.http.notifier.clone(),
+        app: router_with(
+            w.deps().clone(),
+            dlab_service::http::HttpSettings {
+                max_state_bytes: 1200,
+                ..test_settings()
+            },
+        ),
+    };
+    for route in [
+        format!("/sessions/{}", t.session),
+        format!("/sessions/{}/snapshot", t.session),
+    ] {
+        let whole = w.http.get(&route, &t.players[0]).await.ok(200).clone();
+        let state_of = |doc: &Value| -> Value {
+            if route.ends_with("/snapshot") {
+                doc["state"].clone()
+            } else {
+                doc.clone()
+            }
+        };
+        let all = state_of(&whole)["activeActors"]
+            .as_object()
+            .unwrap()
+            .clone();
+        assert!(all.len() >= 9, "{route}: {}", all.len());
+        let mut seen = serde_json::Map::new();
+        let mut cursor: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let path = match &cursor {
+                Some(c) => format!("{route}?cursor={c}"),
+                None => route.clone(),
+            };
+            let page = paged.get(&path, &t.players[0]).await.ok(200).clone();
+            pages += 1;
+            assert!(pages <= all.len(), "{route}: the pages never end");
+            let mut state = state_of(&page);
+            for (instance, actor) in state["activeActors"].as_object().unwrap() {
+                assert!(
+                    seen.insert(instance.clone(), actor.clone()).is_none(),
+                    "{route}: {instance} twice"
+                );
+            }
+            let mut rest = state_of(&whole);
+            for doc in [&mut state, &mut rest] {
+                let doc = doc.as_object_mut().unwrap();
+                doc.remove("activeActors");
+                doc.remove("nextCursor");
+            }
+            assert_eq!(state, rest, "{route}: every page has the other fields");
+            cursor = page["nextCursor"].as_str().map(str::to_owned);
+            if cursor.is_none() {
+                break;
+            }
+        }
+        assert!(pages > 1, "{route}: a state over the budget is paged");
+        assert_eq!(seen, all, "{route}: every instance once");
+        paged
+            .get(&format!("{route}?cursor=not-a-cursor"), &t.players[0])
+            .await
+            .error(400, "invalid_message");
+    }
+}
+
+/// `POST /sessions/{id}/compact` waits a little for a run that holds the session's lease and
+/// then answers 409 naming it, rather than running a second compaction.
+pub async fn compact_is_409_while_another_run_holds_the_lease(w: &LifeWorld) {
+    let t = w.table().await;
+    let mut p1 = w.joined(&t.players[0], &t.session).await;
+    chats(&mut p1, &t.session, 3).await;
+    let token = w
+        .deps()
+        .log
+        .try_lease(&t.session, Duration::from_secs(60))
+        .await
+        .unwrap()
+        .expect("the lease is free");
+    let refused = w
+        .http
+        .post(
+            &format!("/sessions/{}/compact", t.session),
+            &t.gm,
+            json!({}),
+        )
+        .await;
+    let message = refused.error(409, "conflict");
+    assert!(!message.is_empty());
+    assert!(
+        w.deps()
+            .snapshots
+            .latest(&t.session)
+            .await
+            .unwrap()
+            .is_none(),
+        "no snapshot while the lease is held"
+    );
+    w.deps()
+        .log
+        .release_lease(&t.session, &token)
+        .await
+        .unwrap();
+    let done = w
+        .http
+        .post(
+            &format!("/sessions/{}/compact", t.session),
+            &t.gm,
+            json!({}),
+        )
+        .await;
+    assert_eq!(done.ok(200)["snapshotCreated"], true, "{}", done.body);
 }

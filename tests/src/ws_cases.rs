@@ -241,6 +241,7 @@ pub async fn snapshot_required_when_since_is_ahead(world: &World) {
 
 /// A connection whose socket vanished is removed when a broadcast gets `Gone`.
 pub async fn gone_connections_are_removed(world: &World, vanish: impl AsyncFnOnce(&mut Client)) {
+    crate::metrics_probe::recorder();
     let t = world.seed().await;
     let mut p1 = world.connect(&t.players[0]).await;
     let mut p2 = world.connect(&t.players[1]).await;
@@ -258,6 +259,11 @@ pub async fn gone_connections_are_removed(world: &World, vanish: impl AsyncFnOnc
         .unwrap();
     assert_eq!(subs.len(), 1, "the vanished connection was removed");
     assert_eq!(subs[0].connection_id, p1.id);
+    assert_eq!(
+        crate::metrics_probe::session_values(dlab_service::metrics::GONE_CONNECTIONS, &t.session),
+        vec![1.0],
+        "the 410 is counted"
+    );
     assert!(
         world
             .deps()

@@ -61,6 +61,25 @@ async fn idle_sessions_are_released_and_come_back() {
 }
 
 #[tokio::test]
+async fn a_sweep_releases_quiet_sessions_and_they_come_back() {
+    let mut settings = Settings::default();
+    small_lifecycle(&mut settings);
+    settings.lifecycle.idle_release_after = Duration::from_millis(5);
+    let w = LifeWorld::memory(settings);
+    cases::a_sweep_releases_quiet_sessions_and_they_come_back(&w).await;
+}
+
+#[tokio::test]
+async fn state_documents_are_paged_by_instance() {
+    cases::state_documents_are_paged_by_instance(&world()).await;
+}
+
+#[tokio::test]
+async fn compact_is_409_while_another_run_holds_the_lease() {
+    cases::compact_is_409_while_another_run_holds_the_lease(&world()).await;
+}
+
+#[tokio::test]
 async fn the_gm_resolves_a_blind_write_race() {
     cases::the_gm_resolves_a_blind_write_race(&world()).await;
 }

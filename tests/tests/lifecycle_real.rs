@@ -241,6 +241,30 @@ mod on_the_real_servers {
     }
 
     #[tokio::test]
+    async fn a_sweep_releases_quiet_sessions_and_they_come_back() {
+        let Some(w) = real(|s| {
+            s.lifecycle.idle_release_after = std::time::Duration::from_millis(50);
+        })
+        .await
+        else {
+            return;
+        };
+        cases::a_sweep_releases_quiet_sessions_and_they_come_back(&w).await;
+    }
+
+    #[tokio::test]
+    async fn state_documents_are_paged_by_instance() {
+        let Some(w) = real(|_| {}).await else { return };
+        cases::state_documents_are_paged_by_instance(&w).await;
+    }
+
+    #[tokio::test]
+    async fn compact_is_409_while_another_run_holds_the_lease() {
+        let Some(w) = real(|_| {}).await else { return };
+        cases::compact_is_409_while_another_run_holds_the_lease(&w).await;
+    }
+
+    #[tokio::test]
     async fn the_gm_resolves_a_blind_write_race() {
         let Some(w) = real(|_| {}).await else { return };
         cases::the_gm_resolves_a_blind_write_race(&w).await;

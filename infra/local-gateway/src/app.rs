@@ -74,6 +74,9 @@ pub struct Options {
 /// The default of [`Options::maintenance_every`]: the schedule of the `compaction` Lambda.
 pub const MAINTENANCE_EVERY: Duration = Duration::from_secs(300);
 
+/// The shortest maintenance interval: a shorter one would only make runs queue up.
+pub const MAINTENANCE_MIN: Duration = Duration::from_secs(1);
+
 /// Why the gateway could not start.
 #[derive(Debug, Error)]
 pub enum StartError {
@@ -121,6 +124,8 @@ pub struct Running {
     pub deps: Deps,
     /// The live connections.
     pub hub: ConnectionHub,
+    /// How often the maintenance run runs (`None`: the timer is off).
+    pub maintenance_every: Option<Duration>,
     work: crate::gateway::Work,
     shutdown: watch::Sender<bool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -470,7 +475,7 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
     let maintenance = options.maintenance_every.map(|every| {
         let deps = deps.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every.max(Duration::from_secs(1)));
+            let mut tick = tokio::time::interval(every.max(MAINTENANCE_MIN));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick.tick().await;
             loop {
@@ -490,6 +495,7 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
         demo,
         deps,
         hub,
+        maintenance_every: options.maintenance_every.map(|d| d.max(MAINTENANCE_MIN)),
         work,
         shutdown,
         server,

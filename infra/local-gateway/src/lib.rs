@@ -69,6 +69,15 @@ pub fn banner(running: &app::Running) -> String {
             "  Tokens:    dev tokens are off; sign HS256 user tokens with JWT_SECRET and trade them for tickets\n",
         );
     }
+    match running.maintenance_every {
+        Some(every) => out.push_str(&format!(
+            "  Maintenance: backfill, compaction and idle release every {} s\n",
+            every.as_secs()
+        )),
+        None => {
+            out.push_str("  Maintenance: timer off (POST /sessions/{id}/compact still works)\n")
+        }
+    }
     if let Some(demo) = &running.demo {
         out.push_str(&format!(
             "  Demo:      campaign {} / session {}\n",

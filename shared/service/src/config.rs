@@ -942,4 +942,51 @@ mod tests {
         assert!(config.redis.cluster);
         assert!(config.jwt.is_some() == cfg!(feature = "auth"));
     }
+
+    #[test]
+    fn lifecycle_defaults_and_variables() {
+        let l = Lifecycle::from_vars(&Vars::default()).unwrap();
+        assert_eq!(l, Lifecycle::default());
+        assert_eq!(l.compaction_threshold, 1000);
+        assert_eq!(l.hot_tail, 200);
+        assert_eq!(l.idle_release_after, Duration::from_secs(24 * 3600));
+        assert_eq!(
+            l.archive_retention, None,
+            "the archive keeps every event by default"
+        );
+        assert_eq!(l.conflict_window_ms, 1000);
+        assert!(l.backfill_window > l.idle_release_after);
+
+        let l = Lifecycle::from_vars(&Vars::from_pairs([
+            (COMPACTION_THRESHOLD, "50"),
+            (HOT_TAIL, "0"),
+            (IDLE_RELEASE_SECS, "172800"),
+            (ARCHIVE_RETENTION_DAYS, "30"),
+            (CONFLICT_WINDOW_MS, "250"),
+        ]))
+        .unwrap();
+        assert_eq!(l.compaction_threshold, 50);
+        assert_eq!(l.hot_tail, 0);
+        assert_eq!(l.idle_release_after, Duration::from_secs(172_800));
+        assert!(
+            l.backfill_window >= 2 * l.idle_release_after,
+            "backfill looks further back than the idle release"
+        );
+        assert_eq!(
+            l.archive_retention,
+            Some(Duration::from_secs(30 * 24 * 3600))
+        );
+        assert_eq!(l.conflict_window_ms, 250);
+
+        for name in [
+            COMPACTION_THRESHOLD,
+            IDLE_RELEASE_SECS,
+            ARCHIVE_RETENTION_DAYS,
+        ] {
+            let err = Lifecycle::from_vars(&Vars::from_pairs([(name, "0")])).unwrap_err();
+            assert!(err.to_string().contains(name), "{err}");
+        }
+        let err = Lifecycle::from_vars(&Vars::from_pairs([(HOT_TAIL, "-1")])).unwrap_err();
+        assert!(err.to_string().contains(HOT_TAIL), "{err}");
+    }
 }
