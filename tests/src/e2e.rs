@@ -29,6 +29,7 @@ use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use local_gateway::app::{Backends, Options, Running, start};
 use local_gateway::connections::HubEvent;
+use local_gateway::delivery::Delivery;
 use local_gateway::gateway::Limits;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
@@ -72,20 +73,50 @@ fn e2e_database() -> String {
 
 /// Which backing stores the gateway under test uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
+pub enum Stores {
     /// Every port in memory (the gateway's default).
     Memory,
     /// Redis, MongoDB (nx-27017) and DynamoDB (moto), at the URLs of [`Server`].
     Real,
 }
 
+/// The gateway under test: its stores and how its handlers' frames reach the sockets. Every
+/// case runs on both deliveries, because in-process delivery must answer exactly like the
+/// `@connections` path it replaces (410 for gone connections, order, slow readers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backend {
+    /// The stores.
+    pub stores: Stores,
+    /// The delivery path.
+    pub delivery: Delivery,
+}
+
 impl Backend {
+    /// Memory stores, in-process delivery: the gateway's defaults.
+    pub const MEMORY: Backend = Backend {
+        stores: Stores::Memory,
+        delivery: Delivery::InProcess,
+    };
+    /// The real servers, in-process delivery.
+    pub const REAL: Backend = Backend {
+        stores: Stores::Real,
+        delivery: Delivery::InProcess,
+    };
+
+    /// The same stores with `delivery`.
+    pub const fn via(self, delivery: Delivery) -> Backend {
+        Backend {
+            stores: self.stores,
+            delivery,
+        }
+    }
+
     /// Whether the test can run: always on memory; on the real servers, [`require`] decides
     /// (skip with a message, or fail when `DLAB_TEST_SERVERS=1`).
     pub fn available(self) -> bool {
-        match self {
-            Backend::Memory => true,
-            Backend::Real => Server::ALL.into_iter().all(require),
+        match self.stores {
+            Stores::Memory => true,
+            Stores::Real => Server::ALL.into_iter().all(require),
         }
     }
 
@@ -93,9 +124,9 @@ impl Backend {
     /// real servers the DynamoDB table is unique to this gateway and MongoDB is one database per
     /// test binary (ids are unique per test too).
     pub fn options(self, limits: Limits) -> Options {
-        let backends = match self {
-            Backend::Memory => Backends::default(),
-            Backend::Real => Backends {
+        let backends = match self.stores {
+            Stores::Memory => Backends::default(),
+            Stores::Real => Backends {
                 redis: Some(Server::Redis.url()),
                 redis_cluster: false,
                 mongo: Some(Server::Mongo.url()),
@@ -112,6 +143,7 @@ impl Backend {
             limits,
             jwt_secret: Some(format!("e2e-{}", uuid::Uuid::new_v4().simple())),
             maintenance_every: None,
+            delivery: self.delivery,
         }
     }
 
@@ -121,6 +153,7 @@ impl Backend {
             .await
             .unwrap_or_else(|e| panic!("the gateway on {self:?} did not start: {e:?}"));
         assert!(running.addr.ip().is_loopback());
+        assert_eq!(running.delivery, self.delivery);
         running
     }
 
@@ -131,9 +164,9 @@ impl Backend {
 
     /// The load test's bound.
     pub fn load_wait(self) -> Duration {
-        match self {
-            Backend::Memory => LOAD_WAIT,
-            Backend::Real => LOAD_WAIT_REAL,
+        match self.stores {
+            Stores::Memory => LOAD_WAIT,
+            Stores::Real => LOAD_WAIT_REAL,
         }
     }
 }

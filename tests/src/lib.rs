@@ -19,6 +19,7 @@
 //! that cannot reach its server fails; without it, such a test skips and says how to run it.
 
 pub mod contract;
+pub mod counting;
 pub mod e2e;
 pub mod http_cases;
 pub mod lifecycle_cases;

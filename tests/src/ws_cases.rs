@@ -548,3 +548,92 @@ pub async fn connection_limit_is_enforced_at_connect(world: &World) {
     assert_eq!(open.pop().expect("one").disconnect().await, 200);
     world.connect(&t.players[0]).await;
 }
+
+/// The store calls of one submit, per port and method, once the session is hot and this
+/// process has seen the session's audience: deterministic, so asserted exactly. They are the
+/// round trips of `BENCHMARKS.md`: two rate-limit buckets (connection, then user), one
+/// registry read (the connection record and its subscription together), the commit, and the
+/// archive write. The broadcast reads no registry: the commit's audience token matches the
+/// list this process cached.
+pub async fn one_submit_makes_five_store_calls_and_one_registry_read(world: &World) {
+    let (counted, tally) = crate::counting::counted(world.deps());
+    let world = World::new(counted, world.transport.clone());
+    let t = world.seed().await;
+    let mut p1 = world.connect(&t.players[0]).await;
+    let mut p2 = world.connect(&t.players[1]).await;
+    let mut gm = world.connect(&t.gm).await;
+    for c in [&mut p1, &mut p2, &mut gm] {
+        c.subscribe(&t.session, 0).await;
+    }
+    let mut hit = async |from: i64, to: i64| {
+        let (id, msg) = hit_message(&t.session, from, to);
+        assert_eq!(p1.send(msg).await, 200);
+        assert_eq!(p1.expect("event:confirmed").await["eventId"], id.as_str());
+        for c in [&mut p2, &mut gm] {
+            assert_eq!(c.expect("event:applied").await["id"], id.as_str());
+        }
+    };
+    // The first event after the subscriptions reads the registry once and caches the list.
+    tally.reset();
+    hit(15, 7).await;
+    let first = tally.take();
+    assert_eq!(
+        first.get(&("registry", "session_connections")),
+        Some(&1),
+        "{first:?}"
+    );
+    hit(7, 3).await;
+    let calls = tally.take();
+    let expected = std::collections::BTreeMap::from([
+        (("limiter", "try_acquire"), 2),
+        (("registry", "connection_in"), 1),
+        (("log", "commit"), 1),
+        (("archive", "insert"), 1),
+    ]);
+    assert_eq!(calls, expected, "the store calls of one submit");
+}
+
+/// Two processes (two warm Lambda containers) share the stores but not their caches. One has
+/// cached the session's audience; a player subscribes through the other. The next event
+/// published by the first reaches the new subscriber: the subscription replaced the audience
+/// token, so the cached list is not used.
+pub async fn a_subscriber_of_another_process_hears_the_next_event(world: &World) {
+    let mut other_deps = world.deps().clone();
+    other_deps.audiences = Default::default();
+    other_deps.activity = Default::default();
+    let other = World::new(other_deps, world.transport.clone());
+    let t = world.seed().await;
+    let mut p1 = world.connect(&t.players[0]).await;
+    let mut gm = world.connect(&t.gm).await;
+    p1.subscribe(&t.session, 0).await;
+    gm.subscribe(&t.session, 0).await;
+    let (id, msg) = hit_message(&t.session, 15, 7);
+    p1.send(msg).await;
+    assert_eq!(p1.expect("event:confirmed").await["eventId"], id.as_str());
+    assert_eq!(gm.expect("event:applied").await["id"], id.as_str());
+    assert!(
+        !world.deps().audiences.is_empty(),
+        "the first process cached the audience"
+    );
+
+    let mut p2 = other.connect(&t.players[1]).await;
+    let caught_up = p2.subscribe(&t.session, 0).await;
+    assert_eq!(caught_up.len(), 2, "actor added and the first hit");
+    let (id, msg) = hit_message(&t.session, 7, 3);
+    p1.send(msg).await;
+    assert_eq!(p1.expect("event:confirmed").await["eventId"], id.as_str());
+    assert_eq!(gm.expect("event:applied").await["id"], id.as_str());
+    let applied = p2.expect("event:applied").await;
+    assert_eq!(applied["id"], id.as_str(), "the new subscriber hears it");
+    assert_eq!(applied["sequence"], 3);
+
+    // And one that leaves through the other process stops hearing the session at once.
+    p2.send(json!({"action": "unsubscribe", "sessionId": t.session}))
+        .await;
+    p2.expect("session:unsubscribed").await;
+    let (id, msg) = hit_message(&t.session, 3, 1);
+    p1.send(msg).await;
+    assert_eq!(p1.expect("event:confirmed").await["eventId"], id.as_str());
+    assert_eq!(gm.expect("event:applied").await["id"], id.as_str());
+    p2.expect_no("event:applied", QUIET).await;
+}

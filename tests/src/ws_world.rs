@@ -522,6 +522,7 @@ pub async fn real_world() -> Option<(World, local_gateway::ConnectionHub)> {
         auth: dlab_service::auth::Authenticator::with_secret(SECRET),
         settings: dlab_service::config::Settings::default(),
         activity: Default::default(),
+        audiences: Default::default(),
     };
     let world = World::new(deps, Arc::new(HubTransport { hub: hub.clone() }));
     Some((world, hub))

@@ -127,6 +127,7 @@ every_log!(
     rejections_are_remembered_until_their_ttl,
     unarchived_marks_add_list_and_clear,
     blind_writes_report_the_override_they_replaced,
+    commits_return_the_audience_token,
 );
 
 #[tokio::test]

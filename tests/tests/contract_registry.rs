@@ -100,6 +100,7 @@ contract!(
     disconnect_frees_a_slot,
     concurrent_connects_never_pass_the_limit,
     tickets_are_claimed_once,
+    connection_in_reads_the_connection_and_its_subscription,
 );
 
 #[tokio::test]

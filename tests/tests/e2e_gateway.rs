@@ -2,13 +2,28 @@
 //! WebSocket clients over TCP and the HTTP API over HTTP, on a loopback port.
 
 use dlab_tests::e2e::{self, Backend};
+use local_gateway::delivery::Delivery;
 
+/// Each case twice: with in-process delivery (the gateway's default) and through
+/// `@connections` with the AWS SDK (`--delivery apigw`), which must behave the same.
 macro_rules! cases {
     ($($name:ident),* $(,)?) => {
-        $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-        async fn $name() {
-            e2e::$name(Backend::Memory).await;
-        })*
+        mod in_process {
+            use super::*;
+            const BACKEND: Backend = Backend::MEMORY;
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                e2e::$name(BACKEND).await;
+            })*
+        }
+        mod apigw {
+            use super::*;
+            const BACKEND: Backend = Backend::MEMORY.via(Delivery::Apigw);
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                e2e::$name(BACKEND).await;
+            })*
+        }
     };
 }
 

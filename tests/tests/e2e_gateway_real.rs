@@ -4,15 +4,32 @@
 //! when `DLAB_TEST_SERVERS=1` says they must be.
 
 use dlab_tests::e2e::{self, Backend};
+use local_gateway::delivery::Delivery;
 
+/// Each case twice: with in-process delivery (the gateway's default) and through
+/// `@connections` with the AWS SDK (`--delivery apigw`), which must behave the same.
 macro_rules! cases {
     ($($name:ident),* $(,)?) => {
-        $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-        async fn $name() {
-            if Backend::Real.available() {
-                e2e::$name(Backend::Real).await;
-            }
-        })*
+        mod in_process {
+            use super::*;
+            const BACKEND: Backend = Backend::REAL;
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                if BACKEND.available() {
+                    e2e::$name(BACKEND).await;
+                }
+            })*
+        }
+        mod apigw {
+            use super::*;
+            const BACKEND: Backend = Backend::REAL.via(Delivery::Apigw);
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                if BACKEND.available() {
+                    e2e::$name(BACKEND).await;
+                }
+            })*
+        }
     };
 }
 

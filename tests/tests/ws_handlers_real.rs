@@ -29,6 +29,8 @@ cases!(
     flood_is_rate_limited,
     bad_tokens_are_refused_at_connect,
     connection_limit_is_enforced_at_connect,
+    one_submit_makes_five_store_calls_and_one_registry_read,
+    a_subscriber_of_another_process_hears_the_next_event,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

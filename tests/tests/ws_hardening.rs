@@ -360,6 +360,9 @@ impl EventLog for RecordingLog {
     async fn head(&self, s: &SessionId) -> Result<Sequence, StoreError> {
         self.inner.head(s).await
     }
+    async fn set_audience(&self, s: &SessionId, token: u64) -> Result<(), StoreError> {
+        self.inner.set_audience(s, token).await
+    }
     async fn floor(&self, s: &SessionId) -> Result<Sequence, StoreError> {
         self.inner.floor(s).await
     }

@@ -338,6 +338,9 @@ impl dlab_store::EventLog for BrokenLog {
     async fn head(&self, _: &SessionId) -> Result<Sequence, StoreError> {
         Err(self.err())
     }
+    async fn set_audience(&self, _: &SessionId, _: u64) -> Result<(), StoreError> {
+        Err(self.err())
+    }
     async fn floor(&self, _: &SessionId) -> Result<Sequence, StoreError> {
         Err(self.err())
     }

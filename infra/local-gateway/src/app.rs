@@ -1,8 +1,9 @@
 //! Assembles the gateway: backends (memory by default, or the real servers), the same handlers
 //! as the Lambdas, the HTTP API, dev tokens and demo data on the public port, and
-//! `@connections` on a second, loopback-only port that only the hosted handlers' notifier uses
-//! (API Gateway's management API is IAM-signed; this one checks nothing, so it must not be
-//! reachable by clients).
+//! `@connections` on a second, loopback-only port (API Gateway's management API is IAM-signed;
+//! this one checks nothing, so it must not be reachable by clients). The hosted handlers
+//! deliver in-process by default ([`Delivery`]); with `--delivery apigw` they post to that port
+//! through the AWS SDK, as on AWS.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,6 +32,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::connections::{ConnectionHub, management};
+use crate::delivery::{Delivery, HubNotifier};
 use crate::gateway::{Limits, STAGE, WsGateway};
 
 /// Which real server backs each port (`None`: memory).
@@ -69,6 +71,8 @@ pub struct Options {
     /// How often the maintenance run (backfill, compaction, idle release) runs; `None` turns
     /// the timer off (a GM can still compact with `POST /sessions/{id}/compact`).
     pub maintenance_every: Option<Duration>,
+    /// How the hosted handlers' frames reach the sockets (in-process by default).
+    pub delivery: Delivery,
 }
 
 /// The default of [`Options::maintenance_every`]: the schedule of the `compaction` Lambda.
@@ -126,6 +130,8 @@ pub struct Running {
     pub hub: ConnectionHub,
     /// How often the maintenance run runs (`None`: the timer is off).
     pub maintenance_every: Option<Duration>,
+    /// How the hosted handlers' frames reach the sockets.
+    pub delivery: Delivery,
     work: crate::gateway::Work,
     shutdown: watch::Sender<bool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -252,22 +258,36 @@ pub(crate) async fn aws_config(endpoint: &str) -> aws_config::SdkConfig {
         .await
 }
 
+/// The notifier of `delivery`: straight into `hub`'s sockets, or through the SDK to our own
+/// `@connections` port at `management`.
+async fn notifier(
+    delivery: Delivery,
+    hub: &ConnectionHub,
+    management: SocketAddr,
+) -> Arc<dyn dlab_store::Notifier> {
+    match delivery {
+        Delivery::InProcess => Arc::new(HubNotifier::new(hub.clone())),
+        Delivery::Apigw => {
+            let own = format!("http://{management}");
+            let sdk = aws_config(&own).await.into_builder().timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(NOTIFIER_CONNECT_TIMEOUT)
+                    .build(),
+            );
+            Arc::new(BoundedNotifier::new(
+                dlab_store::apigw::ApiGatewayNotifier::from_endpoint(&sdk.build(), own),
+                MAX_POSTS_IN_FLIGHT,
+            ))
+        }
+    }
+}
+
 async fn build_deps(
     options: &Options,
-    management: SocketAddr,
+    notifier: Arc<dyn dlab_store::Notifier>,
     auth: Authenticator,
     settings: Settings,
 ) -> Result<Deps, StartError> {
-    let own = format!("http://{management}");
-    let sdk = aws_config(&own).await.into_builder().timeout_config(
-        aws_config::timeout::TimeoutConfig::builder()
-            .connect_timeout(NOTIFIER_CONNECT_TIMEOUT)
-            .build(),
-    );
-    let notifier = BoundedNotifier::new(
-        dlab_store::apigw::ApiGatewayNotifier::from_endpoint(&sdk.build(), own),
-        MAX_POSTS_IN_FLIGHT,
-    );
     let mut deps = Deps {
         log: Arc::new(MemoryEventLog::new()),
         archive: Arc::new(MemoryEventArchive::new()),
@@ -276,10 +296,11 @@ async fn build_deps(
         registry: Arc::new(MemoryConnectionRegistry::new()),
         limiter: Arc::new(MemoryRateLimiter::new()),
         conflicts: Arc::new(dlab_store::memory::MemoryConflictStore::new()),
-        notifier: Arc::new(notifier),
+        notifier,
         auth,
         settings,
         activity: Default::default(),
+        audiences: Default::default(),
     };
     let b = &options.backends;
     if let Some(url) = &b.redis {
@@ -433,7 +454,9 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
         ConnectTokens::TicketsOnly
     };
     let auth = Authenticator::new(&JwtConfig::secret(secret), settings.ticket_ttl, connect);
-    let deps = build_deps(&options, management_addr, auth.clone(), settings).await?;
+    let hub = ConnectionHub::new();
+    let notifier = notifier(options.delivery, &hub, management_addr).await;
+    let deps = build_deps(&options, notifier, auth.clone(), settings).await?;
     if options.dev_tokens && !dev_tokens {
         warn!(%addr, "dev tokens are refused on a non-loopback address");
     }
@@ -442,7 +465,6 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
     } else {
         None
     };
-    let hub = ConnectionHub::new();
     let (shutdown, shutdown_rx) = watch::channel(false);
     let lambda = Arc::new(WsLambda::with_deps(deps.clone()));
     let ws = WsGateway::new(
@@ -485,7 +507,7 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
             }
         })
     });
-    info!(%addr, %management_addr, stage = STAGE, dev_tokens,
+    info!(%addr, %management_addr, stage = STAGE, dev_tokens, delivery = %options.delivery,
           maintenance_every_secs = options.maintenance_every.map(|d| d.as_secs()),
           "local gateway listening");
     Ok(Running {
@@ -496,6 +518,7 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
         deps,
         hub,
         maintenance_every: options.maintenance_every.map(|d| d.max(MAINTENANCE_MIN)),
+        delivery: options.delivery,
         work,
         shutdown,
         server,
@@ -583,6 +606,7 @@ mod tests {
             limits: Limits::default(),
             jwt_secret: None,
             maintenance_every: None,
+            delivery: Default::default(),
         };
         match start(options.clone()).await {
             Err(StartError::NoTokenSource { addr }) => assert_eq!(addr, options.listen),
@@ -610,6 +634,7 @@ mod tests {
             limits: Limits::default(),
             jwt_secret: Some("31-bytes-are-one-byte-too-short".into()),
             maintenance_every: None,
+            delivery: Default::default(),
         };
         match start(options).await {
             Err(StartError::Config(dlab_store::error::ConfigError::Invalid { name, reason })) => {

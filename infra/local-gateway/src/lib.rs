@@ -17,11 +17,14 @@
 //! - [`app`]: the whole gateway: WebSocket at `/`, the HTTP API and `POST /dev/token` on the
 //!   public port, `@connections` on a loopback-only port of its own; memory backend by default,
 //!   real servers by option.
+//! - [`delivery`]: how the hosted handlers' frames reach the sockets: in-process (default) or
+//!   through `@connections` with the AWS SDK (`--delivery apigw`).
 //! - [`demo`]: `--demo` seed data.
 //! - [`migrate`]: `local-gateway migrate`, the explicit step that creates the stores' indexes.
 
 pub mod app;
 pub mod connections;
+pub mod delivery;
 pub mod demo;
 pub mod gateway;
 pub mod migrate;
@@ -56,8 +59,13 @@ pub fn banner(running: &app::Running) -> String {
         },
     );
     out.push_str(&format!(
-        "  @connections: {}  (loopback only, for the hosted handlers)\n",
-        running.management_url()
+        "  @connections: {}  (loopback only)\n  Delivery:  {} ({})\n",
+        running.management_url(),
+        running.delivery,
+        match running.delivery {
+            delivery::Delivery::InProcess => "frames go straight to the sockets",
+            delivery::Delivery::Apigw => "frames are posted to @connections with the AWS SDK",
+        }
     ));
     if running.dev_tokens {
         out.push_str(&format!(

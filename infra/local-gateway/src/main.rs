@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use local_gateway::app::{Backends, Options, start};
+use local_gateway::delivery::Delivery;
 use local_gateway::gateway::Limits;
 use local_gateway::migrate::{MigrateOptions, migrate};
 
@@ -84,6 +85,10 @@ struct RunArgs {
     /// Turn the maintenance timer off (`POST /sessions/{id}/compact` still works).
     #[arg(long)]
     no_compaction: bool,
+    /// How the handlers' frames reach the sockets: `in-process` (fastest), or `apigw` (posted
+    /// to the loopback `@connections` API with the AWS SDK, exactly as on AWS).
+    #[arg(long, value_enum, default_value_t = Delivery::InProcess)]
+    delivery: Delivery,
     /// HS256 secret for tokens, at least 32 bytes (random per run when unset).
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     jwt_secret: Option<String>,
@@ -140,6 +145,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         jwt_secret: cli.jwt_secret,
         maintenance_every: (!cli.no_compaction)
             .then(|| Duration::from_secs(cli.compaction_interval_secs)),
+        delivery: cli.delivery,
     })
     .await?;
     println!("{}", local_gateway::banner(&running));

@@ -23,6 +23,7 @@ fn options(dev_tokens: bool) -> Options {
         limits: Limits::default(),
         jwt_secret: Some(format!("app-security-{}", uuid::Uuid::new_v4().simple())),
         maintenance_every: None,
+        delivery: Default::default(),
     }
 }
 

@@ -41,6 +41,8 @@ pub struct Deps {
     pub settings: Settings,
     /// When this process last noted each session's activity in the archive index.
     pub activity: Arc<crate::pipeline::ActivityCache>,
+    /// Each session's connections as last read, under their audience token.
+    pub audiences: Arc<crate::audience::AudienceCache>,
 }
 
 impl std::fmt::Debug for Deps {
@@ -67,6 +69,7 @@ impl Deps {
             auth,
             settings,
             activity: Default::default(),
+            audiences: Default::default(),
         }
     }
 
@@ -110,6 +113,7 @@ impl Deps {
             },
             settings: config.settings.clone(),
             activity: Default::default(),
+            audiences: Default::default(),
         };
         #[cfg(feature = "redis")]
         {

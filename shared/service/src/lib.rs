@@ -3,6 +3,8 @@
 //!
 //! # Layout
 //! - [`access`]: the session → campaign lookup behind every membership check.
+//! - [`audience`]: each session's connections, cached under its audience token, so a broadcast
+//!   does not read the registry for every event.
 //! - [`config`]: typed configuration from the environment.
 //! - [`conflicts`]: the GM conflict report: blind-write races, escalations, resolution.
 //! - [`auth`]: JWT verification (HS256 or RS256 via JWKS) and connect tickets.
@@ -26,6 +28,7 @@
 //! links no Redis or MongoDB driver; see `shared/service/Cargo.toml`.
 
 pub mod access;
+pub mod audience;
 pub mod auth;
 pub mod config;
 pub mod conflicts;

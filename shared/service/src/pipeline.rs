@@ -412,7 +412,7 @@ pub async fn publish(
         Origin::Server => None,
     };
     let frame = ServerFrame::EventApplied(stored.clone());
-    if let Err(e) = broadcast(deps, &session, &frame, exclude).await {
+    if let Err(e) = broadcast_to(deps, &session, &frame, exclude, committed.audience).await {
         warn!(session = %session, seq = stored.sequence.get(), error = %e,
               "broadcast failed after the commit; subscribers catch up through replay");
     }
@@ -573,8 +573,15 @@ async fn post_bytes(deps: &Deps, connection: &ConnectionId, bytes: &[u8]) -> boo
         Ok(PostOutcome::Delivered) => false,
         Ok(PostOutcome::Gone) => {
             info!(connection = %connection, "connection gone; removing it");
-            if let Err(e) = deps.registry.remove_connection(connection).await {
-                warn!(connection = %connection, error = %e, "could not remove a gone connection");
+            match deps.registry.remove_connection(connection).await {
+                Ok(removed) => {
+                    for sub in removed {
+                        crate::audience::left(deps, &sub.session_id).await;
+                    }
+                }
+                Err(e) => {
+                    warn!(connection = %connection, error = %e, "could not remove a gone connection")
+                }
             }
             true
         }
@@ -586,21 +593,33 @@ async fn post_bytes(deps: &Deps, connection: &ConnectionId, bytes: &[u8]) -> boo
 }
 
 /// Posts one frame to every live connection of a session except `exclude`: serialized once,
-/// posted concurrently with a bounded number in flight.
+/// posted concurrently with a bounded number in flight. Reads the session's connections from
+/// the registry; a committed event uses [`broadcast_to`] with its audience token instead.
 pub async fn broadcast(
     deps: &Deps,
     session: &SessionId,
     frame: &ServerFrame,
     exclude: Option<&ConnectionId>,
 ) -> Result<usize, ServiceError> {
+    broadcast_to(deps, session, frame, exclude, None).await
+}
+
+/// [`broadcast`] of a frame about an event committed under the audience token `audience`:
+/// the session's connections come from this process's cache when they were read under the
+/// same token (see [`crate::audience`]).
+pub async fn broadcast_to(
+    deps: &Deps,
+    session: &SessionId,
+    frame: &ServerFrame,
+    exclude: Option<&ConnectionId>,
+    audience: Option<u64>,
+) -> Result<usize, ServiceError> {
     let bytes = frame.to_json().into_bytes();
-    let targets: Vec<ConnectionId> = deps
-        .registry
-        .session_connections(session)
-        .await?
-        .into_iter()
-        .map(|s| s.connection_id)
-        .filter(|c| Some(c) != exclude)
+    let listeners = crate::audience::connections(deps, session, audience).await?;
+    let targets: Vec<&ConnectionId> = listeners
+        .iter()
+        .map(|s| &s.connection_id)
+        .filter(|c| Some(*c) != exclude)
         .collect();
     let count = targets.len();
     let gone = std::sync::atomic::AtomicUsize::new(0);
@@ -608,7 +627,7 @@ pub async fn broadcast(
         .for_each_concurrent(deps.settings.broadcast_concurrency, |c| {
             let (bytes, gone) = (&bytes, &gone);
             async move {
-                if post_bytes(deps, &c, bytes).await {
+                if post_bytes(deps, c, bytes).await {
                     gone.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
             }

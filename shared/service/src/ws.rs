@@ -70,6 +70,7 @@ pub async fn connect(
 pub async fn disconnect(deps: &Deps, connection: &ConnectionId) -> Result<(), ServiceError> {
     let removed = deps.registry.remove_connection(connection).await?;
     for sub in removed {
+        crate::audience::left(deps, &sub.session_id).await;
         let frame = ServerFrame::Presence {
             session_id: sub.session_id.clone(),
             user_id: sub.user_id.clone(),
@@ -110,11 +111,19 @@ async fn apply(
     connection: &ConnectionId,
     request: &ClientRequest,
 ) -> Result<(), ServiceError> {
-    let conn = deps
-        .registry
-        .connection(connection)
-        .await?
-        .ok_or(ServiceError::Auth(crate::auth::AuthError::Missing))?;
+    // The session whose subscription the action needs is read with the connection record:
+    // one registry round trip for a submit, not two.
+    let (conn, subscribed) = match needs_subscription(&request.message) {
+        Some(session) => match deps.registry.connection_in(connection, &session).await? {
+            Some((conn, yes)) => (conn, Some(Subscribed { session, yes })),
+            None => return Err(ServiceError::Auth(crate::auth::AuthError::Missing)),
+        },
+        None => match deps.registry.connection(connection).await? {
+            Some(conn) => (conn, None),
+            None => return Err(ServiceError::Auth(crate::auth::AuthError::Missing)),
+        },
+    };
+    let known = subscribed.as_ref();
     let class = match &request.message {
         ClientMessage::Submit { .. } => RateClass::Submit,
         ClientMessage::Subscribe { .. } | ClientMessage::Replay { .. } => RateClass::Read,
@@ -127,12 +136,12 @@ async fn apply(
         ClientMessage::Subscribe { session_id, since } => {
             subscribe(deps, &conn, session_id, *since, rid).await
         }
-        ClientMessage::Submit { event } => submit(deps, &conn, event, rid).await,
+        ClientMessage::Submit { event } => submit(deps, &conn, known, event, rid).await,
         ClientMessage::Replay {
             session_id,
             from,
             to,
-        } => replay(deps, &conn, session_id, *from, *to, rid).await,
+        } => replay(deps, &conn, known, session_id, *from, *to, rid).await,
         ClientMessage::Unsubscribe { session_id } => {
             unsubscribe(deps, &conn, session_id, rid).await
         }
@@ -141,7 +150,31 @@ async fn apply(
             session_id,
             event_type,
             payload,
-        } => ephemeral(deps, &conn, session_id, event_type, payload).await,
+        } => ephemeral(deps, &conn, known, session_id, event_type, payload).await,
+    }
+}
+
+/// Whether a connection is subscribed to a session, as read with its record.
+#[derive(Debug)]
+struct Subscribed {
+    session: SessionId,
+    yes: bool,
+}
+
+/// The session an action must be subscribed to (checked after the rate limit, in PROTOCOL
+/// order): a submit's (when its event names one at all), a replay's, an ephemeral's.
+fn needs_subscription(message: &ClientMessage) -> Option<SessionId> {
+    match message {
+        ClientMessage::Submit { event } => event
+            .get("sessionId")
+            .and_then(Value::as_str)
+            .map(SessionId::new),
+        ClientMessage::Replay { session_id, .. } | ClientMessage::Ephemeral { session_id, .. } => {
+            Some(session_id.clone())
+        }
+        ClientMessage::Subscribe { .. }
+        | ClientMessage::Unsubscribe { .. }
+        | ClientMessage::Ping => None,
     }
 }
 
@@ -249,6 +282,15 @@ async fn subscribe(
             expires_at: conn.expires_at,
         })
         .await?;
+    // The new token orders this subscription with commits: every event committed under the old
+    // one is at most the head read below (see `audience`).
+    if let Err(e) = crate::audience::joined(deps, session).await {
+        if let Err(undo) = deps.registry.unsubscribe(&conn.id, session).await {
+            warn!(connection = %conn.id, session = %session, error = %dlab_store::Chain(&undo),
+                  "could not undo a subscription whose audience token failed");
+        }
+        return Err(e);
+    }
     // A member removed between the check and the registration must not keep the subscription.
     if let Err(e) = role_in_session(deps, &conn.user_id, session).await {
         deps.registry.unsubscribe(&conn.id, session).await?;
@@ -362,12 +404,19 @@ async fn catch_up(
     Ok(())
 }
 
+/// `not_subscribed` unless the connection is subscribed to `session`; uses what was read with
+/// the connection record when it is about the same session.
 async fn require_subscription(
     deps: &Deps,
     conn: &Connection,
+    known: Option<&Subscribed>,
     session: &SessionId,
 ) -> Result<(), ServiceError> {
-    if deps.registry.is_subscribed(&conn.id, session).await? {
+    let yes = match known {
+        Some(k) if &k.session == session => k.yes,
+        _ => deps.registry.is_subscribed(&conn.id, session).await?,
+    };
+    if yes {
         Ok(())
     } else {
         Err(ServiceError::NotSubscribed(session.clone()))
@@ -378,13 +427,14 @@ async fn require_subscription(
 async fn replay(
     deps: &Deps,
     conn: &Connection,
+    known: Option<&Subscribed>,
     session: &SessionId,
     from: Sequence,
     to: Option<Sequence>,
     rid: Option<&RequestId>,
 ) -> Result<(), ServiceError> {
     let started = Instant::now();
-    require_subscription(deps, conn, session).await?;
+    require_subscription(deps, conn, known, session).await?;
     let head = pipeline::head(deps, session).await?;
     let to = to.map_or(head, |t| t.min(head));
     if from < to && from.next() < pipeline::floor(deps, session).await? {
@@ -401,6 +451,9 @@ async fn unsubscribe(
     rid: Option<&RequestId>,
 ) -> Result<(), ServiceError> {
     let was = deps.registry.unsubscribe(&conn.id, session).await?;
+    if was {
+        crate::audience::left(deps, session).await;
+    }
     send(
         deps,
         &conn.id,
@@ -442,11 +495,12 @@ async fn ping(deps: &Deps, conn: &Connection, rid: Option<&RequestId>) -> Result
 async fn ephemeral(
     deps: &Deps,
     conn: &Connection,
+    known: Option<&Subscribed>,
     session: &SessionId,
     event_type: &str,
     payload: &Value,
 ) -> Result<(), ServiceError> {
-    require_subscription(deps, conn, session).await?;
+    require_subscription(deps, conn, known, session).await?;
     deps.settings.envelope_limits().check_payload(payload)?;
     let frame = ServerFrame::Ephemeral {
         session_id: session.clone(),
@@ -463,11 +517,12 @@ async fn ephemeral(
 async fn submit(
     deps: &Deps,
     conn: &Connection,
+    known: Option<&Subscribed>,
     raw: &Value,
     rid: Option<&RequestId>,
 ) -> Result<(), ServiceError> {
     if let Some(session) = raw.get("sessionId").and_then(Value::as_str) {
-        require_subscription(deps, conn, &SessionId::new(session)).await?;
+        require_subscription(deps, conn, known, &SessionId::new(session)).await?;
     }
     // A valid envelope's sessionId is a string, so the subscription was checked above.
     let submitted = validate_submission(raw, &deps.settings.envelope_limits())?;

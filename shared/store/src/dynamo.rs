@@ -53,8 +53,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, KeySchemaElement, KeyType,
-    ReturnValue, ScalarAttributeType, TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
-    WriteRequest,
+    KeysAndAttributes, ReturnValue, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
+    TimeToLiveStatus, WriteRequest,
 };
 use dlab_core::ids::{ConnectionId, SessionId, UserId};
 use thiserror::Error;
@@ -457,6 +457,66 @@ impl ConnectionRegistry for DynamoConnectionRegistry {
         };
         let connection = decode_connection(&item)?;
         Ok((connection.expires_at > now_ms()).then_some(connection))
+    }
+
+    /// One strongly consistent `BatchGetItem` of the connection record and the connection's
+    /// mirror of the subscription (the two items `connection` and `is_subscribed` read), so a
+    /// submit costs one DynamoDB read instead of two.
+    async fn connection_in(
+        &self,
+        id: &ConnectionId,
+        session: &SessionId,
+    ) -> Result<Option<(Connection, bool)>, StoreError> {
+        const OPERATION: &str = "connection_in";
+        let meta = key(conn_pk(id), META_SK.to_owned());
+        let sub = key(conn_pk(id), sub_sk(session));
+        let mut pending = KeysAndAttributes::builder()
+            .set_keys(Some(vec![meta, sub]))
+            .consistent_read(true)
+            .build()
+            .map_err(|e| StoreError::unavailable(BACKEND, OPERATION, e))?;
+        let mut items = Vec::with_capacity(2);
+        let mut attempt = 0;
+        loop {
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, pending)
+                .send()
+                .await
+                .map_err(|e| StoreError::unavailable(BACKEND, OPERATION, e))?;
+            if let Some(found) = out.responses.and_then(|mut r| r.remove(&self.table)) {
+                items.extend(found);
+            }
+            match out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)) {
+                Some(rest) if !rest.keys.is_empty() => pending = rest,
+                _ => break,
+            }
+            if attempt == BATCH_RETRIES {
+                return Err(StoreError::unavailable(
+                    BACKEND,
+                    OPERATION,
+                    UnprocessedItems {
+                        count: pending.keys.len(),
+                    },
+                ));
+            }
+            tokio::time::sleep(BATCH_BACKOFF * 2u32.pow(attempt)).await;
+            attempt += 1;
+        }
+        let now = now_ms();
+        let mut connection = None;
+        let mut subscribed = false;
+        for item in &items {
+            if item.get(SK).and_then(|v| v.as_s().ok()).map(String::as_str) == Some(META_SK) {
+                connection = Some(decode_connection(item)?);
+            } else {
+                subscribed = get_n(item, EXPIRES_AT)? > now;
+            }
+        }
+        Ok(connection
+            .filter(|c| c.expires_at > now)
+            .map(|c| (c, subscribed)))
     }
 
     async fn subscribe(&self, subscription: &Subscription) -> Result<(), StoreError> {

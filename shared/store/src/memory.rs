@@ -60,6 +60,10 @@ impl HotSession {
 #[derive(Debug, Default)]
 pub struct MemoryEventLog {
     sessions: Mutex<HashMap<SessionId, HotSession>>,
+    /// Audience tokens with when they were set. Written only while `sessions` is held and read
+    /// by commits while they hold it, so a commit and a change of audience are ordered as in
+    /// the Redis script.
+    audiences: std::sync::Mutex<HashMap<SessionId, (u64, std::time::Instant)>>,
     /// Markers and maintenance records that are not part of any hot state (they outlive a
     /// release, as the Redis keys outside a session's hot state do).
     side: Mutex<SideState>,
@@ -119,9 +123,25 @@ impl MemoryEventLog {
         Self::default()
     }
 
-    /// Drops every session's hot state, as a wiped Redis would (for tests of rehydration).
+    /// Drops every session's hot state and audience token, as a wiped Redis would (for tests
+    /// of rehydration).
     pub async fn wipe(&self) {
-        self.sessions.lock().await.clear();
+        let mut sessions = self.sessions.lock().await;
+        sessions.clear();
+        self.audiences
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    /// The session's unexpired audience token; called with `sessions` held.
+    fn audience(&self, session: &SessionId) -> Option<u64> {
+        self.audiences
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(session)
+            .filter(|(_, at)| at.elapsed() < crate::ports::AUDIENCE_TTL)
+            .map(|(token, _)| *token)
     }
 }
 
@@ -198,6 +218,7 @@ impl EventLog for MemoryEventLog {
                 duplicate: true,
                 event: hot.events.get(&sequence.get()).cloned(),
                 replaced: Vec::new(),
+                audience: None,
             });
         }
         let replaced = replaced_writes(&hot.state, &changes);
@@ -216,11 +237,13 @@ impl EventLog for MemoryEventLog {
         })?;
         hot.ids.insert(event.id.clone(), (event.sequence, hash));
         hot.events.insert(event.sequence.get(), event.clone());
+        let audience = self.audience(&session);
         Ok(Committed {
             sequence: event.sequence,
             duplicate: false,
             event: Some(event),
             replaced,
+            audience,
         })
     }
 
@@ -332,6 +355,15 @@ impl EventLog for MemoryEventLog {
 
     async fn release(&self, session: &SessionId) -> Result<(), StoreError> {
         self.sessions.lock().await.remove(session);
+        Ok(())
+    }
+
+    async fn set_audience(&self, session: &SessionId, token: u64) -> Result<(), StoreError> {
+        let _ordered_with_commits = self.sessions.lock().await;
+        self.audiences
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(session.clone(), (token, std::time::Instant::now()));
         Ok(())
     }
 
@@ -1140,6 +1172,24 @@ impl ConnectionRegistry for MemoryConnectionRegistry {
             .get(id)
             .filter(|c| c.expires_at > now)
             .cloned())
+    }
+
+    async fn connection_in(
+        &self,
+        id: &ConnectionId,
+        session: &SessionId,
+    ) -> Result<Option<(Connection, bool)>, StoreError> {
+        let now = now_ms();
+        let inner = self.inner.lock().await;
+        let Some(connection) = inner.connections.get(id).filter(|c| c.expires_at > now) else {
+            return Ok(None);
+        };
+        let subscribed = inner
+            .sessions
+            .get(session)
+            .and_then(|s| s.get(id))
+            .is_some_and(|s| s.expires_at > now);
+        Ok(Some((connection.clone(), subscribed)))
     }
 
     async fn subscribe(&self, subscription: &Subscription) -> Result<(), StoreError> {

@@ -35,6 +35,9 @@ pub struct CommitRequest {
     pub changes: ChangeSet,
 }
 
+/// How long an audience token ([`EventLog::set_audience`]) lives without a change.
+pub const AUDIENCE_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// A successful commit.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Committed {
@@ -49,6 +52,11 @@ pub struct Committed {
     /// override: the write it replaced, read in the same atomic step. The GM conflict report
     /// compares them (different users inside the window); empty for a duplicate.
     pub replaced: Vec<ReplacedWrite>,
+    /// The session's audience token ([`EventLog::set_audience`]) read in the same atomic step
+    /// as the sequence: a broadcaster whose cached list of the session's connections was read
+    /// under this token may use it. `None` when the session has none (never set, expired, or
+    /// the store lost it): read the registry. Always `None` for a duplicate.
+    pub audience: Option<u64>,
 }
 
 /// The override a blind write replaced.
@@ -126,6 +134,16 @@ pub trait EventLog: Send + Sync {
 
     /// The last committed sequence (0 for an empty session).
     async fn head(&self, session: &SessionId) -> Result<Sequence, StoreError>;
+
+    /// Records that the session's audience changed (a subscription was added or removed):
+    /// `token` (fresh and random) is what every later commit returns as
+    /// [`Committed::audience`], so a broadcaster can tell whether the list of connections it
+    /// cached is still current without reading the registry for every event. Ordered with
+    /// commits: a commit either returns the old token and precedes this call, or returns
+    /// `token`. The token outlives a release of the hot state and expires after
+    /// [`AUDIENCE_TTL`] without a change (a session with live subscribers sees one at least
+    /// every two hours, when API Gateway recycles connections).
+    async fn set_audience(&self, session: &SessionId, token: u64) -> Result<(), StoreError>;
 
     /// The lowest sequence still in the hot window (1 when nothing was trimmed).
     async fn floor(&self, session: &SessionId) -> Result<Sequence, StoreError>;
@@ -459,6 +477,20 @@ pub trait ConnectionRegistry: Send + Sync {
 
     /// A live (not expired) connection.
     async fn connection(&self, id: &ConnectionId) -> Result<Option<Connection>, StoreError>;
+    /// A live connection and whether it is subscribed to `session` (strongly consistent), in
+    /// one round trip where the store allows it: a submit or a replay needs both, and this is
+    /// the only registry read on their path. `None` when the connection is not live.
+    async fn connection_in(
+        &self,
+        id: &ConnectionId,
+        session: &SessionId,
+    ) -> Result<Option<(Connection, bool)>, StoreError> {
+        let Some(connection) = self.connection(id).await? else {
+            return Ok(None);
+        };
+        let subscribed = self.is_subscribed(id, session).await?;
+        Ok(Some((connection, subscribed)))
+    }
     /// Subscribes a connection to a session (idempotent).
     async fn subscribe(&self, subscription: &Subscription) -> Result<(), StoreError>;
     /// Unsubscribes; returns whether it was subscribed.

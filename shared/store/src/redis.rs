@@ -769,6 +769,7 @@ impl EventLog for RedisEventLog {
                 inv.arg("remove").arg(instance.as_str());
             }
         }
+        inv.key(keys.k("aud"));
         let mut conn = self.conn.connection().await?;
         let reply: RedisValue = inv
             .invoke_async(&mut conn)
@@ -779,7 +780,8 @@ impl EventLog for RedisEventLog {
             Some("ok") => {
                 let sequence = sequence_at(&reply, 1)?;
                 debug!(session = %session, seq = sequence.get(), "event committed");
-                let replaced = replaced_writes(&session, &changes, &reply[2..]);
+                let audience = reply.get(2).and_then(|t| t.parse::<u64>().ok());
+                let replaced = replaced_writes(&session, &changes, reply.get(3..).unwrap_or(&[]));
                 let mut event = event;
                 event.sequence = sequence;
                 Ok(Committed {
@@ -787,6 +789,7 @@ impl EventLog for RedisEventLog {
                     duplicate: false,
                     event: Some(event),
                     replaced,
+                    audience,
                 })
             }
             Some("dup") => {
@@ -806,6 +809,7 @@ impl EventLog for RedisEventLog {
                     duplicate: true,
                     event: original,
                     replaced: Vec::new(),
+                    audience: None,
                 })
             }
             Some("reused") => Err(CommitError::IdReused { id: event.id }),
@@ -890,6 +894,16 @@ impl EventLog for RedisEventLog {
             return Err(StoreError::HotStateMissing(session.clone()));
         }
         Ok(Sequence(seq.unwrap_or(0)))
+    }
+
+    async fn set_audience(&self, session: &SessionId, token: u64) -> Result<(), StoreError> {
+        let mut conn = self.conn.connection().await?;
+        let ttl = crate::ports::AUDIENCE_TTL.as_secs();
+        let () = conn
+            .set_ex(Keys::new(session).k("aud"), token, ttl)
+            .await
+            .map_err(Self::unavailable("set_audience"))?;
+        Ok(())
     }
 
     async fn floor(&self, session: &SessionId) -> Result<Sequence, StoreError> {

@@ -1367,6 +1367,7 @@ pub async fn run_all(h: &dyn LogHarness) {
     rejections_are_remembered_until_their_ttl(h).await;
     unarchived_marks_add_list_and_clear(h).await;
     blind_writes_report_the_override_they_replaced(h).await;
+    commits_return_the_audience_token(h).await;
 }
 
 /// An idle release drops the hot state only while the head is the one it checked: an event
@@ -1395,4 +1396,50 @@ pub async fn release_if_head_keeps_a_session_that_moved(h: &dyn LogHarness) {
         !log.release_if_head(&session, Sequence(3)).await.unwrap(),
         "nothing left to release"
     );
+}
+
+/// The audience token: none until set; a commit returns the token current at its sequence;
+/// a duplicate returns none; a new token replaces the old; the token outlives a release of
+/// the hot state (it is about the registry, not the log), and sessions do not share tokens.
+pub async fn commits_return_the_audience_token(h: &dyn LogHarness) {
+    let log = h.log();
+    let session = new_session(log.as_ref()).await;
+    let other = new_session(log.as_ref()).await;
+    let first = log
+        .commit(request(&session, "u1", "core:chat", json!({"i": 0})))
+        .await
+        .expect("commit");
+    assert_eq!(first.audience, None, "no token was ever set");
+    log.set_audience(&session, 41).await.unwrap();
+    let again = request(&session, "u1", "core:chat", json!({"i": 1}));
+    let second = log.commit(again.clone()).await.expect("commit");
+    assert_eq!(second.audience, Some(41));
+    let duplicate = log.commit(again).await.expect("duplicate");
+    assert!(duplicate.duplicate);
+    assert_eq!(
+        duplicate.audience, None,
+        "a duplicate is not broadcast from a cache"
+    );
+    log.set_audience(&session, u64::MAX).await.unwrap();
+    let third = log
+        .commit(request(&session, "u2", "core:chat", json!({"i": 2})))
+        .await
+        .expect("commit");
+    assert_eq!(
+        third.audience,
+        Some(u64::MAX),
+        "the newest token, at full width"
+    );
+    let elsewhere = log
+        .commit(request(&other, "u1", "core:chat", json!({"i": 0})))
+        .await
+        .expect("commit");
+    assert_eq!(elsewhere.audience, None, "tokens are per session");
+    assert!(log.release_if_head(&session, third.sequence).await.unwrap());
+    log.init_session(&session).await.unwrap();
+    let after = log
+        .commit(request(&session, "u1", "core:chat", json!({"i": 3})))
+        .await
+        .expect("commit");
+    assert_eq!(after.audience, Some(u64::MAX), "kept across a release");
 }

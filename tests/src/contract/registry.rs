@@ -523,6 +523,72 @@ pub async fn tickets_are_claimed_once(registry: &dyn ConnectionRegistry) {
     );
 }
 
+/// `connection_in` answers what `connection` and `is_subscribed` answer, together: `None` for
+/// an unknown or expired connection; the connection and `false` before subscribing, after
+/// unsubscribing, for another session, and when the subscription expired; `true` while it is
+/// live.
+pub async fn connection_in_reads_the_connection_and_its_subscription(
+    registry: &dyn ConnectionRegistry,
+) {
+    let (s, other, u) = (session_id(), session_id(), user_id());
+    let now = now_ms();
+    let connection = Connection {
+        id: connection_id(),
+        user_id: u.clone(),
+        connected_at: now,
+        expires_at: now + LIVE_FOR_MS,
+    };
+    assert_eq!(
+        registry.connection_in(&connection.id, &s).await.unwrap(),
+        None
+    );
+    registry.put_connection(&connection).await.unwrap();
+    assert_eq!(
+        registry.connection_in(&connection.id, &s).await.unwrap(),
+        Some((connection.clone(), false))
+    );
+    subscribe(registry, &connection.id, &s, &u).await;
+    assert_eq!(
+        registry.connection_in(&connection.id, &s).await.unwrap(),
+        Some((connection.clone(), true))
+    );
+    assert_eq!(
+        registry
+            .connection_in(&connection.id, &other)
+            .await
+            .unwrap(),
+        Some((connection.clone(), false)),
+        "a subscription to one session says nothing of another"
+    );
+    registry
+        .subscribe(&subscription(&connection.id, &other, &u, expired()))
+        .await
+        .unwrap();
+    assert_eq!(
+        registry
+            .connection_in(&connection.id, &other)
+            .await
+            .unwrap(),
+        Some((connection.clone(), false)),
+        "an expired subscription is not one"
+    );
+    registry.unsubscribe(&connection.id, &s).await.unwrap();
+    assert_eq!(
+        registry.connection_in(&connection.id, &s).await.unwrap(),
+        Some((connection.clone(), false))
+    );
+    // A live subscription of an expired connection is no connection at all.
+    let stale = Connection {
+        id: connection_id(),
+        user_id: u.clone(),
+        connected_at: now - LIVE_FOR_MS,
+        expires_at: expired(),
+    };
+    registry.put_connection(&stale).await.unwrap();
+    subscribe(registry, &stale.id, &s, &u).await;
+    assert_eq!(registry.connection_in(&stale.id, &s).await.unwrap(), None);
+}
+
 /// Runs every body against one registry, one after the other.
 pub async fn run_all(registry: &dyn ConnectionRegistry) {
     put_and_get_connection(registry).await;
@@ -538,4 +604,5 @@ pub async fn run_all(registry: &dyn ConnectionRegistry) {
     disconnect_frees_a_slot(registry).await;
     concurrent_connects_never_pass_the_limit(registry).await;
     tickets_are_claimed_once(registry).await;
+    connection_in_reads_the_connection_and_its_subscription(registry).await;
 }

@@ -178,6 +178,13 @@ pub async fn remove_member(
         .registry
         .remove_user_subscriptions(&member, &sessions)
         .await?;
+    for session in removed
+        .iter()
+        .map(|s| &s.session_id)
+        .collect::<BTreeSet<_>>()
+    {
+        crate::audience::left(deps, session).await;
+    }
     let mut left = BTreeSet::new();
     for sub in &removed {
         let frame = ServerFrame::SessionUnsubscribed {

@@ -7,7 +7,7 @@
 --
 -- KEYS: 1 epoch, 2 seq, 3 events (zset), 4 the event id's dedup bucket (hash), 5 inst (hash),
 --       6 ended (the end marker, outside the hot state), then 3 keys per touched instance j:
---       base, ovr, meta.
+--       base, ovr, meta; and last, the audience token (outside the hot state).
 -- ARGV: 1 the id's field in its bucket, 2 short content hash, 3 event JSON after its opening brace and without
 --       `sequence`, 4 override metadata JSON prefix ending in `"sequence":`, 5 kind
 --       (none|update|force|add|remove), then per kind:
@@ -16,7 +16,9 @@
 --   add:    6 instance, 7 instance record JSON, 8 n, then n × (path, value)  (base leaves)
 --   remove: 6 instance
 -- Returns: {'ended'} | {'nohot'} | {'dup', seq} | {'reused'} | {'invalid', reason, subject}
---        | {'conflict', path1, current1, …} | {'ok', seq, replaced…}
+--        | {'conflict', path1, current1, …} | {'ok', seq, audience, replaced…}
+--   audience: the audience token read in this step ('' when there is none), so a broadcaster
+--   knows whether its cached list of the session's connections is current.
 --   replaced: for each blind write (`set`) of an update over an existing override, the
 --   override it replaced, as (path, value, meta JSON), read before anything is written (the GM
 --   conflict report); base values are nobody's write and are not reported.
@@ -153,6 +155,6 @@ elseif kind == 'remove' then
   redis.call('DEL', KEYS[7], KEYS[8], KEYS[9])
 end
 
-local out = {'ok', tostring(seq)}
+local out = {'ok', tostring(seq), redis.call('GET', KEYS[#KEYS]) or ''}
 for _, v in ipairs(replaced) do out[#out + 1] = v end
 return out
