@@ -19,8 +19,9 @@
 # dependencies with the same features are compiled once and reused from target/.
 #
 # Environment:
-#   LAMBDA_TARGET     target triple (default x86_64-unknown-linux-gnu, the only std installed on the
-#                     project's machines; aarch64-unknown-linux-gnu needs `rustup target add`)
+#   LAMBDA_TARGET     target triple: x86_64-unknown-linux-gnu (default) or aarch64-unknown-linux-gnu
+#                     (the template's default architecture, Graviton; built with `--arm64`, and
+#                     needs `rustup target add aarch64-unknown-linux-gnu` once, which CI does)
 #   LAMBDA_COMPILER   cargo-lambda backend: cargo-zigbuild (default; links against the old glibc
 #                     that Lambda's provided.al2023 has, with the zig that the PyPI package
 #                     bundles, no download) or cargo (host linker; checked for glibc <= 2.34 below)
@@ -202,6 +203,17 @@ sys.exit(0 if pattern.search(data) else 1)
 PY
 }
 
+# The CPU an ELF binary is for (its header's e_machine): x86_64, aarch64, or the raw number.
+elf_machine() {
+    python3 - "$1" <<'PY'
+import struct, sys
+with open(sys.argv[1], "rb") as f:
+    header = f.read(20)
+machine = struct.unpack_from("<H", header, 18)[0] if header[:4] == b"\x7fELF" else -1
+print({62: "x86_64", 183: "aarch64"}.get(machine, str(machine)))
+PY
+}
+
 version_le() {
     [[ $(printf '%s\n%s\n' "$1" "$2" | sort -V | head -n1) == "$1" ]]
 }
@@ -217,7 +229,18 @@ cmd_build() {
     [[ -n $packages ]] || die "no function crates found under functions/"
     check_members "$packages"
 
-    local args=(lambda build --release --target "$TARGET" --compiler "$COMPILER")
+    local args=(lambda build --release --compiler "$COMPILER") machine
+    case $TARGET in
+        aarch64-unknown-linux-gnu)
+            args+=(--arm64)
+            machine=aarch64
+            ;;
+        x86_64-unknown-linux-gnu)
+            args+=(--target "$TARGET")
+            machine=x86_64
+            ;;
+        *) die "LAMBDA_TARGET must be x86_64-unknown-linux-gnu or aarch64-unknown-linux-gnu, not $TARGET" ;;
+    esac
     [[ -f $ROOT/Cargo.lock ]] && args+=(--locked)
 
     if [[ -n ${LAMBDA_LTO:-} ]]; then
@@ -234,8 +257,8 @@ cmd_build() {
     done <<<"$packages"
     log "build: every function compiled in $((SECONDS - t0))s"
 
-    local bootstrap bytes glibc crate rc=0
-    printf '%-16s %12s  %s\n' function bytes glibc >&2
+    local bootstrap bytes glibc crate arch rc=0
+    printf '%-16s %-8s %12s  %s\n' function arch bytes glibc >&2
     while read -r name; do
         bootstrap="${CARGO_TARGET_DIR:-$ROOT/target}/lambda/$name/bootstrap"
         if [[ ! -x $bootstrap ]]; then
@@ -245,7 +268,12 @@ cmd_build() {
         fi
         bytes="$(stat -c %s "$bootstrap")"
         glibc="$(max_glibc "$bootstrap")"
-        printf '%-16s %12s  %s\n' "$name" "$bytes" "${glibc:-static}" >&2
+        arch="$(elf_machine "$bootstrap")"
+        printf '%-16s %-8s %12s  %s\n' "$name" "$arch" "$bytes" "${glibc:-static}" >&2
+        if [[ $arch != "$machine" ]]; then
+            log "build: target/lambda/$name/bootstrap is a $arch binary, not $machine"
+            rc=1
+        fi
         if [[ -n $glibc ]] && ! version_le "$glibc" "$MAX_GLIBC"; then
             log "build: target/lambda/$name/bootstrap needs GLIBC_$glibc, newer than provided.al2023's $MAX_GLIBC"
             rc=1
