@@ -285,15 +285,20 @@ async fn subscribe(
     // The new token orders this subscription with commits: every event committed under the old
     // one is at most the head read below (see `audience`).
     if let Err(e) = crate::audience::joined(deps, session).await {
+        // A process may have cached the list with this subscription in it meanwhile, under the
+        // old token: undo, and replace the token (bounded by the cache's age if that fails).
         if let Err(undo) = deps.registry.unsubscribe(&conn.id, session).await {
             warn!(connection = %conn.id, session = %session, error = %dlab_store::Chain(&undo),
                   "could not undo a subscription whose audience token failed");
         }
+        crate::audience::left(deps, session).await;
         return Err(e);
     }
-    // A member removed between the check and the registration must not keep the subscription.
+    // A member removed between the check and the registration must not keep the subscription,
+    // nor stay in a list cached under the token just set.
     if let Err(e) = role_in_session(deps, &conn.user_id, session).await {
         deps.registry.unsubscribe(&conn.id, session).await?;
+        crate::audience::left(deps, session).await;
         return Err(e);
     }
     let head = pipeline::head(deps, session).await?;
