@@ -65,21 +65,31 @@ pub struct E2eRun {
 }
 
 impl E2eRun {
-    /// The metrics compared between the servers, with whether lower is better.
-    pub fn metrics(&self) -> Vec<(&'static str, f64, bool)> {
+    /// The metrics compared between the servers. A metric that does not exist in this run is
+    /// NaN (shown as `-`, `null` in JSON, and no ratio): "all seen" when something is missing,
+    /// a latency when no event was complete.
+    pub fn metrics(&self) -> Vec<(&'static str, f64)> {
+        let or_nan = |ok: bool, v: f64| if ok { v } else { f64::NAN };
+        let c = &self.confirmed;
+        let l = &self.last_receiver;
+        let (has_c, has_l) = (c.count > 0, l.count > 0);
         vec![
-            ("all seen (ms)", self.all_seen_ms, true),
-            ("deliveries/s", self.deliveries_per_sec, false),
-            ("confirmed p50 (ms)", self.confirmed.p50_ms, true),
-            ("confirmed p95 (ms)", self.confirmed.p95_ms, true),
-            ("confirmed p99 (ms)", self.confirmed.p99_ms, true),
-            ("confirmed max (ms)", self.confirmed.max_ms, true),
-            ("last receiver p50 (ms)", self.last_receiver.p50_ms, true),
-            ("last receiver p95 (ms)", self.last_receiver.p95_ms, true),
-            ("last receiver p99 (ms)", self.last_receiver.p99_ms, true),
-            ("last receiver max (ms)", self.last_receiver.max_ms, true),
-            ("missing deliveries", self.missing as f64, true),
-            ("errors", self.errors as f64, true),
+            ("all seen (ms)", or_nan(self.missing == 0, self.all_seen_ms)),
+            ("deliveries/s", self.deliveries_per_sec),
+            ("confirmed p50 (ms)", or_nan(has_c, c.p50_ms)),
+            ("confirmed p95 (ms)", or_nan(has_c, c.p95_ms)),
+            ("confirmed p99 (ms)", or_nan(has_c, c.p99_ms)),
+            ("confirmed max (ms)", or_nan(has_c, c.max_ms)),
+            ("last receiver p50 (ms)", or_nan(has_l, l.p50_ms)),
+            ("last receiver p95 (ms)", or_nan(has_l, l.p95_ms)),
+            ("last receiver p99 (ms)", or_nan(has_l, l.p99_ms)),
+            ("last receiver max (ms)", or_nan(has_l, l.max_ms)),
+            (
+                "complete events",
+                (self.events as u64 - self.incomplete_events) as f64,
+            ),
+            ("missing deliveries", self.missing as f64),
+            ("errors", self.errors as f64),
         ]
     }
 }

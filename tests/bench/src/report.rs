@@ -22,7 +22,7 @@ pub enum Measured {
 }
 
 impl Measured {
-    fn metrics(&self) -> Vec<(&'static str, f64, bool)> {
+    fn metrics(&self) -> Vec<(&'static str, f64)> {
         match self {
             Measured::E2e(r) => r.metrics(),
             Measured::Memory(r) => r.metrics(),
@@ -105,7 +105,7 @@ impl Case {
     pub fn new(name: &str, ours: Side, baseline: Side) -> Self {
         let mut ratios = BTreeMap::new();
         if let (Some(o), Some(b)) = (&ours.result, &baseline.result) {
-            for ((metric, ov, _), (_, bv, _)) in o.metrics().into_iter().zip(b.metrics()) {
+            for ((metric, ov), (_, bv)) in o.metrics().into_iter().zip(b.metrics()) {
                 if let Some(r) = ratio(ov, bv) {
                     ratios.insert(metric.to_owned(), r);
                 }
@@ -181,12 +181,14 @@ impl Report {
             let names: Vec<&str> = ours
                 .as_ref()
                 .or(base.as_ref())
-                .map(|m| m.iter().map(|(n, _, _)| *n).collect())
+                .map(|m| m.iter().map(|(n, _)| *n).collect())
                 .unwrap_or_default();
             for (i, name) in names.iter().enumerate() {
-                let cell = |m: &Option<Vec<(&str, f64, bool)>>| {
+                let cell = |m: &Option<Vec<(&str, f64)>>| {
                     m.as_ref()
-                        .map_or_else(|| "-".to_owned(), |m| format!("{:.1}", m[i].1))
+                        .map(|m| m[i].1)
+                        .filter(|v| v.is_finite())
+                        .map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"))
                 };
                 let r = case
                     .ratios

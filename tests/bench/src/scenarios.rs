@@ -93,16 +93,12 @@ pub struct MemoryRun {
 }
 
 impl MemoryRun {
-    /// Compared metrics (all lower-is-better).
-    pub fn metrics(&self) -> Vec<(&'static str, f64, bool)> {
+    /// Compared metrics.
+    pub fn metrics(&self) -> Vec<(&'static str, f64)> {
         vec![
-            ("idle RSS (MiB)", self.idle_kib as f64 / 1024.0, true),
-            (
-                "connected RSS (MiB)",
-                self.connected_kib as f64 / 1024.0,
-                true,
-            ),
-            ("per client (KiB)", self.per_client_kib, true),
+            ("idle RSS (MiB)", self.idle_kib as f64 / 1024.0),
+            ("connected RSS (MiB)", self.connected_kib as f64 / 1024.0),
+            ("per client (KiB)", self.per_client_kib),
         ]
     }
 }
