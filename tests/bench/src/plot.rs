@@ -1,4 +1,4 @@
-//! The latency histogram of a case: submit → last receiver of both servers on one axis, as
+//! The latency histogram of a case: submit → last receiver of both servers on one log axis, as
 //! fractions of events (the runs may have different event counts when one timed out).
 
 use std::path::{Path, PathBuf};
@@ -7,7 +7,7 @@ use plotters::prelude::*;
 
 use crate::error::{BenchError, Result};
 use crate::measure::E2eRun;
-use crate::stats::bin_fractions;
+use crate::stats::log_bins;
 
 /// Bins of a histogram.
 const BINS: usize = 40;
@@ -31,15 +31,12 @@ pub fn latency_histogram(
     if series.is_empty() {
         return Ok(None);
     }
-    // The axis ends a little past the larger p99: the tail beyond it is folded into the last bin.
-    let upper = series
-        .iter()
-        .map(|(r, _)| r.last_receiver.p99_ms)
-        .fold(0.0_f64, f64::max)
-        .max(0.1)
-        * 1.25;
+    // A log axis from just below the fastest to just above the slowest sample of either run.
+    let all = || series.iter().flat_map(|(r, _)| &r.last_receiver_samples_ms);
+    let lower = all().copied().fold(f64::INFINITY, f64::min).max(0.01) * 0.9;
+    let upper = all().copied().fold(0.0_f64, f64::max).max(lower * 2.0) * 1.1;
     let path = dir.join(format!("{scenario}-{case}.svg"));
-    draw(&path, scenario, case, upper, &series).map_err(|reason| BenchError::Plot {
+    draw(&path, scenario, case, (lower, upper), &series).map_err(|reason| BenchError::Plot {
         path: path.clone(),
         reason,
     })?;
@@ -50,16 +47,16 @@ fn draw(
     path: &Path,
     scenario: &str,
     case: &str,
-    upper: f64,
+    (lower, upper): (f64, f64),
     series: &[(&E2eRun, RGBColor)],
 ) -> Result<(), String> {
-    let binned: Vec<Vec<f64>> = series
+    let binned: Vec<(Vec<f64>, Vec<f64>)> = series
         .iter()
-        .map(|(r, _)| bin_fractions(&r.last_receiver_samples_ms, upper, BINS))
+        .map(|(r, _)| log_bins(&r.last_receiver_samples_ms, lower, upper, BINS))
         .collect();
     let top = binned
         .iter()
-        .flatten()
+        .flat_map(|(_, f)| f)
         .copied()
         .fold(0.0_f64, f64::max)
         .max(0.01)
@@ -74,24 +71,23 @@ fn draw(
         .margin(12)
         .x_label_area_size(44)
         .y_label_area_size(60)
-        .build_cartesian_2d(0.0..upper, 0.0..top)
+        .build_cartesian_2d((lower..upper).log_scale(), 0.0..top)
         .map_err(|e| e.to_string())?;
     chart
         .configure_mesh()
-        .x_desc(format!(
-            "latency (ms; the last bin also holds everything above {upper:.1})"
-        ))
+        .x_desc("latency (ms, log scale)")
         .y_desc("fraction of events")
         .draw()
         .map_err(|e| e.to_string())?;
-    let width = upper / BINS as f64;
-    for ((run, color), fractions) in series.iter().zip(&binned) {
+    for ((run, color), (edges, fractions)) in series.iter().zip(&binned) {
         let style = color.mix(0.45).filled();
         chart
-            .draw_series(fractions.iter().enumerate().map(|(i, f)| {
-                let x0 = i as f64 * width;
-                Rectangle::new([(x0, 0.0), (x0 + width, *f)], style)
-            }))
+            .draw_series(
+                fractions
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| Rectangle::new([(edges[i], 0.0), (edges[i + 1], *f)], style)),
+            )
             .map_err(|e| e.to_string())?
             .label(format!(
                 "{}: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} events)",
@@ -112,4 +108,64 @@ fn draw(
         .map_err(|e| e.to_string())?;
     root.present().map_err(|e| e.to_string())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::Summary;
+    use std::time::Duration;
+
+    fn run(server: &'static str, samples_ms: &[u64]) -> E2eRun {
+        let durations: Vec<Duration> = samples_ms
+            .iter()
+            .map(|&m| Duration::from_millis(m))
+            .collect();
+        E2eRun {
+            server,
+            clients: 2,
+            sessions: 1,
+            events: samples_ms.len(),
+            setup_ms: 1.0,
+            setup_settled: true,
+            expected_deliveries: 0,
+            deliveries: 0,
+            missing: 0,
+            incomplete_events: 0,
+            duplicates: 0,
+            errors: 0,
+            first_errors: Vec::new(),
+            closed_sockets: 0,
+            timed_out: false,
+            all_seen_ms: 0.0,
+            deliveries_per_sec: 0.0,
+            confirmed: Summary::of(&durations),
+            last_receiver: Summary::of(&durations),
+            server_rss_kib: None,
+            last_receiver_samples_ms: samples_ms.iter().map(|&m| m as f64).collect(),
+        }
+    }
+
+    #[test]
+    fn draws_both_runs_into_one_svg() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let (ours, base) = (run("gateway", &[1, 2, 3, 2_000]), run("relay", &[40, 41]));
+        let path = latency_histogram(dir.path(), "fanout", "fanout", Some(&ours), Some(&base))
+            .expect("drawn")
+            .expect("a picture");
+        let svg = std::fs::read_to_string(path).expect("the svg");
+        assert!(svg.starts_with("<svg"));
+        assert!(svg.contains("gateway: p50") && svg.contains("relay: p50"));
+    }
+
+    #[test]
+    fn no_samples_no_picture() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let empty = run("gateway", &[]);
+        assert!(
+            latency_histogram(dir.path(), "x", "y", Some(&empty), None)
+                .expect("no error")
+                .is_none()
+        );
+    }
 }

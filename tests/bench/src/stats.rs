@@ -54,21 +54,31 @@ impl Summary {
     }
 }
 
-/// Fractions of `samples_ms` falling into `bins` equal bins over `[0, upper)`; samples at or
-/// above `upper` go into the last bin, so the fractions always add up to 1 (or are all 0 without
-/// samples). Used to draw histograms of two runs with different sample counts on one axis.
-pub fn bin_fractions(samples_ms: &[f64], upper: f64, bins: usize) -> Vec<f64> {
+/// A histogram on a logarithmic axis: `bins + 1` edges spaced evenly in log10 from `lower` to
+/// `upper`, and the fraction of `samples_ms` in each bin (samples outside the range are clamped
+/// into the first or last bin, so the fractions add up to 1, or are all 0 without samples).
+/// Log bins let a 1 ms run and a 10 s run share one picture; fractions let runs with different
+/// event counts share one axis.
+pub fn log_bins(samples_ms: &[f64], lower: f64, upper: f64, bins: usize) -> (Vec<f64>, Vec<f64>) {
+    assert!(
+        bins > 0 && lower > 0.0 && upper > lower,
+        "a valid log range"
+    );
+    let (lo, hi) = (lower.log10(), upper.log10());
+    let step = (hi - lo) / bins as f64;
+    let edges = (0..=bins)
+        .map(|i| 10f64.powf(lo + step * i as f64))
+        .collect();
     let mut counts = vec![0u64; bins];
-    if bins == 0 || samples_ms.is_empty() || upper <= 0.0 {
-        return vec![0.0; bins];
-    }
-    let width = upper / bins as f64;
     for &s in samples_ms {
-        let i = ((s.max(0.0) / width) as usize).min(bins - 1);
-        counts[i] += 1;
+        let x = (s.max(lower).log10() - lo) / step;
+        counts[(x.max(0.0) as usize).min(bins - 1)] += 1;
     }
-    let total = samples_ms.len() as f64;
-    counts.into_iter().map(|c| c as f64 / total).collect()
+    let total = samples_ms.len().max(1) as f64;
+    (
+        edges,
+        counts.into_iter().map(|c| c as f64 / total).collect(),
+    )
 }
 
 /// `ours / baseline`, or `None` when the baseline is zero or either is not a number.
@@ -108,12 +118,14 @@ mod tests {
     }
 
     #[test]
-    fn bins_clamp_the_tail_and_sum_to_one() {
-        let f = bin_fractions(&[0.0, 0.5, 1.0, 1.9, 2.0, 50.0], 2.0, 2);
-        assert_eq!(f, vec![2.0 / 6.0, 4.0 / 6.0]);
-        assert!((f.iter().sum::<f64>() - 1.0).abs() < 1e-12);
-        assert_eq!(bin_fractions(&[], 2.0, 3), vec![0.0; 3]);
-        assert_eq!(bin_fractions(&[1.0], 0.0, 2), vec![0.0; 2]);
+    fn log_bins_split_decades_and_sum_to_one() {
+        let (edges, f) = log_bins(&[0.5, 2.0, 5.0, 20.0, 50.0, 500.0], 1.0, 100.0, 2);
+        assert_eq!(edges.len(), 3);
+        assert!((edges[1] - 10.0).abs() < 1e-9, "{edges:?}");
+        // 0.5 is clamped into the first bin, 500 into the last.
+        assert_eq!(f, vec![3.0 / 6.0, 3.0 / 6.0]);
+        let (_, none) = log_bins(&[], 1.0, 10.0, 3);
+        assert_eq!(none, vec![0.0; 3]);
     }
 
     #[test]
