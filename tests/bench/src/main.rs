@@ -1,0 +1,316 @@
+//! `dlab-bench`: the end-to-end benchmarks of issue 12 (seed-load, rooms, fanout, memory),
+//! each measured against a socket.io 4 room relay in the same run. See BENCHMARKS.md.
+//!
+//! The bench starts the servers itself (the release `local-gateway` next to this binary by
+//! default, and `node tests/bench/relay/relay.js`), talks to them on loopback only, and kills
+//! them when it ends, also on error or Ctrl-C.
+
+mod client;
+mod error;
+mod measure;
+mod plot;
+mod report;
+mod scenarios;
+mod servers;
+mod stats;
+mod target;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::error::{BenchError, Result};
+use crate::report::{Measured, Report};
+use crate::scenarios::{Ctx, Fanout, Memory, Rooms, SeedLoad};
+use crate::servers::{GatewayConfig, RelayConfig};
+
+/// End-to-end benchmarks of the Dungeon Lab local gateway against a socket.io 4 room relay.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    global: Global,
+}
+
+#[derive(Debug, Args)]
+struct Global {
+    /// The local-gateway binary (default: `local-gateway` next to this binary).
+    #[arg(long, global = true)]
+    gateway: Option<PathBuf>,
+    /// An extra argument for the gateway, e.g. `--gateway-arg=--delivery --gateway-arg=apigw`
+    /// (repeatable, passed through in order).
+    #[arg(long = "gateway-arg", global = true, allow_hyphen_values = true)]
+    gateway_args: Vec<String>,
+    /// `RUST_LOG` of the gateway.
+    #[arg(long, global = true, default_value = "warn")]
+    gateway_log: String,
+    /// The relay's folder (relay.js, package.json, package-lock.json).
+    #[arg(long, global = true, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/relay"))]
+    relay_dir: PathBuf,
+    /// The node program.
+    #[arg(long, global = true, default_value = "node")]
+    node: String,
+    /// The npm program (runs `npm ci` when the relay's node_modules is missing).
+    #[arg(long, global = true, default_value = "npm")]
+    npm: String,
+    /// Where results (JSON, SVG) go.
+    #[arg(long, global = true, default_value = "target/bench")]
+    out: PathBuf,
+    /// Tiny sizes (a few clients and events) that finish in seconds: for CI.
+    #[arg(long, global = true)]
+    smoke: bool,
+    /// Bound on each set-up wait, in seconds (default 120, smoke 20).
+    #[arg(long, global = true)]
+    setup_timeout_secs: Option<u64>,
+    /// Bound on waiting for deliveries after the last submit, in seconds (default 30, smoke 10).
+    #[arg(long, global = true)]
+    drain_timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// 100 clients in one session, 100 simultaneous attacks on 100 goblins: time until every
+    /// client has every result.
+    SeedLoad(SeedLoadArgs),
+    /// 100 clients in 10 sessions chatting, paced and saturated: latencies and deliveries/s.
+    Rooms(RoomsArgs),
+    /// One submitter, 1,000 subscribers in one session: last-receiver latency, nothing missing.
+    Fanout(FanoutArgs),
+    /// The server's RSS idle and with 1,000 connected and subscribed clients.
+    Memory(MemoryArgs),
+    /// Every scenario above, with their default sizes (or smoke sizes with --smoke).
+    All,
+}
+
+#[derive(Debug, Default, Args)]
+struct SeedLoadArgs {
+    /// Clients, goblins and attacks.
+    #[arg(long)]
+    clients: Option<usize>,
+}
+
+#[derive(Debug, Default, Args)]
+struct RoomsArgs {
+    /// Sessions.
+    #[arg(long)]
+    sessions: Option<usize>,
+    /// Clients per session.
+    #[arg(long)]
+    clients_per_session: Option<usize>,
+    /// Chat events per client, paced.
+    #[arg(long)]
+    paced_events: Option<usize>,
+    /// Chat events per client, saturated.
+    #[arg(long)]
+    saturated_events: Option<usize>,
+}
+
+#[derive(Debug, Default, Args)]
+struct FanoutArgs {
+    /// Subscribers besides the submitter.
+    #[arg(long)]
+    subscribers: Option<usize>,
+    /// Events.
+    #[arg(long)]
+    events: Option<usize>,
+    /// Milliseconds between submits.
+    #[arg(long)]
+    interval_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Args)]
+struct MemoryArgs {
+    /// Connected clients.
+    #[arg(long)]
+    clients: Option<usize>,
+}
+
+/// Default sizes: issue 12's, or tiny ones for `--smoke`.
+fn seed_load(smoke: bool, a: &SeedLoadArgs) -> SeedLoad {
+    SeedLoad {
+        clients: a.clients.unwrap_or(if smoke { 5 } else { 100 }),
+    }
+}
+
+fn rooms(smoke: bool, a: &RoomsArgs) -> Rooms {
+    Rooms {
+        sessions: a.sessions.unwrap_or(if smoke { 2 } else { 10 }),
+        clients_per_session: a.clients_per_session.unwrap_or(if smoke { 3 } else { 10 }),
+        paced_events: a.paced_events.unwrap_or(if smoke { 3 } else { 20 }),
+        paced_max_gap_ms: 5,
+        saturated_events: a.saturated_events.unwrap_or(if smoke { 3 } else { 50 }),
+    }
+}
+
+fn fanout(smoke: bool, a: &FanoutArgs) -> Fanout {
+    Fanout {
+        subscribers: a.subscribers.unwrap_or(if smoke { 20 } else { 1000 }),
+        events: a.events.unwrap_or(if smoke { 3 } else { 200 }),
+        interval_ms: a.interval_ms.unwrap_or(if smoke { 20 } else { 50 }),
+    }
+}
+
+fn memory(smoke: bool, a: &MemoryArgs) -> Memory {
+    Memory {
+        clients: a.clients.unwrap_or(if smoke { 20 } else { 1000 }),
+    }
+}
+
+fn ctx(g: &Global) -> Result<Ctx> {
+    let program = match &g.gateway {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()
+            .map_err(|source| BenchError::Io {
+                what: "locate this binary".to_owned(),
+                source,
+            })?
+            .with_file_name("local-gateway"),
+    };
+    Ok(Ctx {
+        gateway: GatewayConfig {
+            program,
+            extra_args: g.gateway_args.clone(),
+            log: g.gateway_log.clone(),
+        },
+        relay: RelayConfig {
+            dir: g.relay_dir.clone(),
+            node: g.node.clone(),
+            npm: g.npm.clone(),
+        },
+        smoke: g.smoke,
+        setup_wait: Duration::from_secs(g.setup_timeout_secs.unwrap_or(if g.smoke {
+            20
+        } else {
+            120
+        })),
+        drain_wait: Duration::from_secs(g.drain_timeout_secs.unwrap_or(if g.smoke {
+            10
+        } else {
+            30
+        })),
+    })
+}
+
+/// One scenario with its sizes.
+#[derive(Debug, Clone, Copy)]
+enum Pick {
+    SeedLoad(SeedLoad),
+    Rooms(Rooms),
+    Fanout(Fanout),
+    Memory(Memory),
+}
+
+fn picks(command: &Command, smoke: bool) -> Vec<Pick> {
+    match command {
+        Command::SeedLoad(a) => vec![Pick::SeedLoad(seed_load(smoke, a))],
+        Command::Rooms(a) => vec![Pick::Rooms(rooms(smoke, a))],
+        Command::Fanout(a) => vec![Pick::Fanout(fanout(smoke, a))],
+        Command::Memory(a) => vec![Pick::Memory(memory(smoke, a))],
+        Command::All => vec![
+            Pick::SeedLoad(seed_load(smoke, &SeedLoadArgs::default())),
+            Pick::Rooms(rooms(smoke, &RoomsArgs::default())),
+            Pick::Fanout(fanout(smoke, &FanoutArgs::default())),
+            Pick::Memory(memory(smoke, &MemoryArgs::default())),
+        ],
+    }
+}
+
+/// Runs the chosen scenarios; prints and writes each report as soon as it is done.
+async fn run(cli: &Cli) -> Result<Vec<Report>> {
+    let ctx = ctx(&cli.global)?;
+    let out = &cli.global.out;
+    std::fs::create_dir_all(out).map_err(|source| BenchError::Io {
+        what: format!("create {}", out.display()),
+        source,
+    })?;
+    let mut reports = Vec::new();
+    for pick in picks(&cli.command, cli.global.smoke) {
+        let report = match pick {
+            Pick::SeedLoad(p) => {
+                eprintln!("seed-load ...");
+                scenarios::seed_load(&ctx, p).await
+            }
+            Pick::Rooms(p) => {
+                eprintln!("rooms ...");
+                scenarios::rooms(&ctx, p).await
+            }
+            Pick::Fanout(p) => {
+                eprintln!("fanout ...");
+                scenarios::fanout(&ctx, p).await
+            }
+            Pick::Memory(p) => {
+                eprintln!("memory ...");
+                scenarios::memory(&ctx, p).await
+            }
+        };
+        emit(&report, out)?;
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
+/// Prints a report's table and writes its JSON and histograms.
+fn emit(report: &Report, out: &Path) -> Result<()> {
+    print!("{}", report.table());
+    report.write_json(out)?;
+    for case in &report.cases {
+        let (ours, base) = case.e2e_pair();
+        if let Some(path) = plot::latency_histogram(out, report.scenario, &case.name, ours, base)? {
+            println!("histogram: {}", path.display());
+        }
+    }
+    println!(
+        "results: {}",
+        out.join(format!("{}.json", report.scenario)).display()
+    );
+    Ok(())
+}
+
+/// Whether the run should fail: a server that could not be measured, or (in smoke runs, which
+/// check that the bench still works) a delivery that never arrived.
+fn failed(reports: &[Report], smoke: bool) -> bool {
+    reports.iter().flat_map(|r| &r.cases).any(|c| {
+        [&c.ours, &c.baseline].into_iter().any(|s| {
+            s.error.is_some()
+                || (smoke && matches!(&s.result, Some(Measured::E2e(r)) if r.missing > 0))
+        })
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("dlab-bench: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            r = run(&cli) => r,
+            // Dropping the run drops every server guard, which kills the children.
+            _ = tokio::signal::ctrl_c() => Err(BenchError::Interrupted),
+        }
+    });
+    // Let aborted reader tasks go before the process exits.
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    match outcome {
+        Ok(reports) if failed(&reports, cli.global.smoke) => {
+            eprintln!("dlab-bench: some runs failed or missed deliveries (see above)");
+            ExitCode::FAILURE
+        }
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dlab-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
