@@ -46,6 +46,10 @@ pub const MAX_FRAME_BYTES: usize = 32 * 1024;
 pub const STAGE: &str = "local";
 /// The API id the gateway reports in events.
 pub const API_ID: &str = "local";
+/// The initial read buffer of a socket. tungstenite's default (128 KiB) is allocated for every
+/// connection up front, most of a connection's memory; a player's messages are small, and
+/// the buffer grows for the rare large one (up to [`MAX_MESSAGE_BYTES`]).
+pub const READ_BUFFER_BYTES: usize = 4 * 1024;
 /// How long writing one frame to a socket may take before the client counts as gone (it stopped
 /// reading and its TCP buffers are full). API Gateway never lets a post wait on one client.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -334,6 +338,7 @@ async fn upgrade(
     let failed = (gw.clone(), connection.clone(), work.clone());
     ws.max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
+        .read_buffer_size(READ_BUFFER_BYTES)
         .on_failed_upgrade(move |error| {
             let (gw, connection, work) = failed;
             debug!(connection = %connection.id, %error, "websocket upgrade failed");
@@ -353,12 +358,48 @@ async fn upgrade(
         })
 }
 
+/// Frames one write gathers from a socket's queue before it flushes.
+const WRITE_BATCH: usize = 64;
+
 /// Writes one frame, giving up after [`WRITE_TIMEOUT`] (the client stopped reading).
 async fn write(
     sink: &mut futures::stream::SplitSink<WebSocket, Message>,
     message: Message,
 ) -> Result<(), &'static str> {
     match tokio::time::timeout(WRITE_TIMEOUT, sink.send(message)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err("send failed"),
+        Err(_) => Err("write timed out: the client stopped reading"),
+    }
+}
+
+fn message(frame: Outbound) -> Message {
+    match frame {
+        Outbound::Text(text) => Message::Text(text.into()),
+        Outbound::Binary(bytes) => Message::Binary(bytes.into()),
+    }
+}
+
+/// Writes `first` and whatever else is already queued (up to [`WRITE_BATCH`] frames), then
+/// flushes once: under a burst a socket gets one write (and one timer) for many frames instead
+/// of one each. Gives up after [`WRITE_TIMEOUT`] like [`write`]. Order is the queue's.
+async fn write_queued(
+    sink: &mut futures::stream::SplitSink<WebSocket, Message>,
+    first: Outbound,
+    queue: &mut mpsc::Receiver<Outbound>,
+) -> Result<(), &'static str> {
+    let batch = async {
+        sink.feed(message(first)).await?;
+        for _ in 1..WRITE_BATCH {
+            match queue.try_recv() {
+                Ok(frame) => sink.feed(message(frame)).await?,
+                // Empty, or closed: the caller's next `recv` sees the close.
+                Err(_) => break,
+            }
+        }
+        sink.flush().await
+    };
+    match tokio::time::timeout(WRITE_TIMEOUT, batch).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) => Err("send failed"),
         Err(_) => Err("write timed out: the client stopped reading"),
@@ -376,8 +417,11 @@ async fn run(
     let id = &connection.id;
     let (mut sink, mut stream) = socket.split();
     let opened = tokio::time::Instant::now();
-    let max_end = opened + gw.limits.max_connection;
-    let mut idle_end = opened + gw.limits.idle_timeout;
+    // Both deadlines are timers registered once (the idle one is moved on each client
+    // message), not new timers on every loop turn: a busy socket turns once per frame.
+    let max_end = tokio::time::sleep_until(opened + gw.limits.max_connection);
+    let idle_end = tokio::time::sleep_until(opened + gw.limits.idle_timeout);
+    tokio::pin!(max_end, idle_end);
     let mut shutdown = gw.shutdown.clone();
     let close = |code: u16, reason: &str| {
         Message::Close(Some(CloseFrame {
@@ -389,11 +433,7 @@ async fn run(
         tokio::select! {
             frame = outbound.recv() => match frame {
                 Some(frame) => {
-                    let message = match frame {
-                        Outbound::Text(text) => Message::Text(text.into()),
-                        Outbound::Binary(bytes) => Message::Binary(bytes.into()),
-                    };
-                    if let Err(why) = write(&mut sink, message).await {
+                    if let Err(why) = write_queued(&mut sink, frame, &mut outbound).await {
                         info!(connection = %id, why, "closing a connection that cannot be written to");
                         return (1006, why.into());
                     }
@@ -405,7 +445,7 @@ async fn run(
             },
             inbound = stream.next() => match inbound {
                 Some(Ok(Message::Text(text))) => {
-                    idle_end = tokio::time::Instant::now() + gw.limits.idle_timeout;
+                    idle_end.as_mut().reset(tokio::time::Instant::now() + gw.limits.idle_timeout);
                     gw.hub.touch(id);
                     if text.len() > MAX_MESSAGE_BYTES {
                         let _ = write(&mut sink, close(close_code::SIZE, "Message too big")).await;
@@ -441,11 +481,11 @@ async fn run(
                 }
                 None => return (1006, "socket ended".into()),
             },
-            _ = tokio::time::sleep_until(idle_end) => {
+            _ = &mut idle_end => {
                 let _ = write(&mut sink, close(close_code::AWAY, "Going away: idle timeout")).await;
                 return (1001, "idle timeout".into());
             }
-            _ = tokio::time::sleep_until(max_end) => {
+            _ = &mut max_end => {
                 let _ = write(&mut sink, close(close_code::AWAY, "Going away: maximum connection duration")).await;
                 return (1001, "maximum connection duration".into());
             }

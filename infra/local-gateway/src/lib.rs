@@ -62,27 +62,6 @@ pub fn no_delay(listener: TcpListener) -> TapIo<TcpListener, fn(&mut TcpStream)>
     listener.tap_io(set as fn(&mut TcpStream))
 }
 
-#[cfg(test)]
-mod tests {
-    use axum::serve::Listener;
-
-    use super::*;
-
-    #[tokio::test]
-    async fn accepted_sockets_have_no_delay() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut listener = no_delay(listener);
-        let client = tokio::spawn(tokio::net::TcpStream::connect(addr));
-        let (io, _) = listener.accept().await;
-        let _client = client.await.unwrap().unwrap();
-        assert!(
-            io.nodelay().unwrap(),
-            "TCP_NODELAY is set on accepted sockets"
-        );
-    }
-}
-
 /// What the gateway prints at start: URLs and how to get tokens.
 pub fn banner(running: &app::Running) -> String {
     let mut out = format!(
@@ -139,4 +118,25 @@ pub fn banner(running: &app::Running) -> String {
     }
     out.push_str("Press Ctrl-C to stop.");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::serve::Listener;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_sockets_have_no_delay() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut listener = no_delay(listener);
+        let client = tokio::spawn(tokio::net::TcpStream::connect(addr));
+        let (io, _) = listener.accept().await;
+        let _client = client.await.unwrap().unwrap();
+        assert!(
+            io.nodelay().unwrap(),
+            "TCP_NODELAY is set on accepted sockets"
+        );
+    }
 }
