@@ -141,7 +141,12 @@ async fn start_once(bootstrap: &Path, name: &str, api: &Arc<Api>, addr: &str) ->
         if let Some(at) = *api.first_poll.lock().unwrap_or_else(|e| e.into_inner()) {
             break Ok(at.saturating_duration_since(spawned));
         }
-        if let Some(e) = api.init_error.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(e) = api
+            .init_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
             break Err(BenchError::NotReady {
                 what: "Lambda bootstrap",
                 reason: format!("{name} reported an init error: {e}"),
@@ -187,8 +192,14 @@ fn side(name: &str, bootstrap: &Path, starts: &[Duration]) -> Result<StoreRun> {
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     Ok(StoreRun::new(name)
         .with("init median (ms)", ms(median(starts.to_vec())))
-        .with("init min (ms)", ms(*starts.iter().min().unwrap_or(&Duration::ZERO)))
-        .with("init max (ms)", ms(*starts.iter().max().unwrap_or(&Duration::ZERO)))
+        .with(
+            "init min (ms)",
+            ms(*starts.iter().min().unwrap_or(&Duration::ZERO)),
+        )
+        .with(
+            "init max (ms)",
+            ms(*starts.iter().max().unwrap_or(&Duration::ZERO)),
+        )
         .with("bootstrap (MiB)", size as f64 / (1024.0 * 1024.0)))
 }
 
@@ -197,7 +208,11 @@ fn side(name: &str, bootstrap: &Path, starts: &[Duration]) -> Result<StoreRun> {
 pub async fn cold_start(smoke: bool, p: ColdStart) -> Result<Report> {
     let path = |name: &str| p.lambda_dir.join(name).join("bootstrap");
     let hello = path(HELLO);
-    let present: Vec<&str> = FUNCTIONS.iter().copied().filter(|f| path(f).is_file()).collect();
+    let present: Vec<&str> = FUNCTIONS
+        .iter()
+        .copied()
+        .filter(|f| path(f).is_file())
+        .collect();
     if !hello.is_file() || present.is_empty() {
         let reason = format!(
             "build the functions first: {BUILD} (looked in {})",
@@ -233,8 +248,15 @@ pub async fn cold_start(smoke: bool, p: ColdStart) -> Result<Report> {
     let mut notes = Vec::new();
     for name in FUNCTIONS {
         if !present.contains(&name) {
-            let reason = format!("no {}: build the functions first: {BUILD}", path(name).display());
-            cases.push(Case::new(name, Side::skipped(&reason), Side::skipped(reason)));
+            let reason = format!(
+                "no {}: build the functions first: {BUILD}",
+                path(name).display()
+            );
+            cases.push(Case::new(
+                name,
+                Side::skipped(&reason),
+                Side::skipped(reason),
+            ));
             continue;
         }
         eprintln!("  {name} ...");

@@ -113,7 +113,6 @@ impl Side {
     /// A run that did not happen, for `reason` (not a failure).
     pub fn skipped(reason: impl Into<String>) -> Self {
         let reason = reason.into();
-        eprintln!("    skipped: {reason}");
         Self {
             result: None,
             error: None,
@@ -173,6 +172,16 @@ impl Case {
             }
         }
         (pick(&self.ours), pick(&self.baseline))
+    }
+}
+
+/// A table cell: one decimal, or three significant digits below 10 (sub-millisecond
+/// latencies of the store-level scenarios would otherwise all print as 0.0).
+fn fmt_value(v: f64) -> String {
+    if v != 0.0 && v.abs() < 10.0 {
+        format!("{v:.3}")
+    } else {
+        format!("{v:.1}")
     }
 }
 
@@ -246,7 +255,7 @@ impl Report {
                     m.as_ref()
                         .map(|m| m[i].1)
                         .filter(|v| v.is_finite())
-                        .map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"))
+                        .map_or_else(|| "-".to_owned(), fmt_value)
                 };
                 let r = case
                     .ratios
@@ -261,11 +270,14 @@ impl Report {
                     r
                 );
             }
-            for side in [&case.ours, &case.baseline] {
+            for (i, side) in [&case.ours, &case.baseline].into_iter().enumerate() {
                 if let Some(e) = &side.error {
                     let _ = writeln!(out, "!! failed: {e}");
                 }
-                if let Some(r) = &side.skipped {
+                // Both sides usually skip for the same reason: say it once.
+                if let Some(r) = &side.skipped
+                    && (i == 0 || case.ours.skipped.as_ref() != Some(r))
+                {
                     let _ = writeln!(out, "skipped: {r}");
                 }
                 for w in side.result.iter().flat_map(Measured::warnings) {

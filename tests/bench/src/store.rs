@@ -79,7 +79,9 @@ fn fresh_session(prefix: &str) -> SessionId {
 }
 
 /// The Redis event log and a raw multiplexed connection, or why they are not there.
-async fn reach_redis(url: Option<&str>) -> std::result::Result<(RedisEventLog, MultiplexedConnection), String> {
+async fn reach_redis(
+    url: Option<&str>,
+) -> std::result::Result<(RedisEventLog, MultiplexedConnection), String> {
     let url = url.ok_or("no Redis (set REDIS_URL or pass --redis URL)")?;
     let connect = async {
         let conn = RedisConfig::new(url)
@@ -108,10 +110,12 @@ async fn reach_redis(url: Option<&str>) -> std::result::Result<(RedisEventLog, M
 /// nothing behind. Only the keys a chat-only session has (no instances besides `$session`).
 async fn drop_session(conn: &mut MultiplexedConnection, session: &SessionId) {
     let keys = Keys::new(session);
-    let mut names: Vec<String> = ["epoch", "seq", "floor", "events", "inst", "ended", "aud", "maint", "lease"]
-        .iter()
-        .map(|n| keys.k(n))
-        .collect();
+    let mut names: Vec<String> = [
+        "epoch", "seq", "floor", "events", "inst", "ended", "aud", "maint", "lease",
+    ]
+    .iter()
+    .map(|n| keys.k(n))
+    .collect();
     names.extend((0..=255u8).map(|b| keys.k(&format!("ids:{b:02x}"))));
     names.push(keys.k("ids:xx"));
     for n in ["base", "ovr", "meta"] {
@@ -169,8 +173,9 @@ fn raw_commit(sha: &str, event: &GameEvent) -> Result<redis::Cmd> {
         map.remove("sequence");
     }
     let tail = value.to_string()[1..].to_owned();
-    let partial = json!({"eventId": event.id, "timestamp": event.timestamp, "userId": event.user_id})
-        .to_string();
+    let partial =
+        json!({"eventId": event.id, "timestamp": event.timestamp, "userId": event.user_id})
+            .to_string();
     let meta_prefix = format!("{},\"sequence\":", &partial[..partial.len() - 1]);
     let mut cmd = redis::cmd("EVALSHA");
     cmd.arg(sha)
@@ -249,7 +254,12 @@ async fn commit_ours(log: &RedisEventLog, events: usize, tasks: usize) -> Result
         latencies.extend(done.map_err(|e| fail("commit task", e))??);
     }
     let elapsed = start.elapsed();
-    Ok(throughput("RedisEventLog::commit", events, elapsed, &latencies))
+    Ok(throughput(
+        "RedisEventLog::commit",
+        events,
+        elapsed,
+        &latencies,
+    ))
 }
 
 async fn commit_raw(
@@ -292,7 +302,8 @@ async fn commit_raw(
                         .await
                         .map_err(|e| fail("EVALSHA commit.lua", e))?;
                     lat.push(t.elapsed());
-                    let ok = matches!(reply.first(), Some(redis::Value::BulkString(b)) if b == b"ok");
+                    let ok =
+                        matches!(reply.first(), Some(redis::Value::BulkString(b)) if b == b"ok");
                     if !ok {
                         return Err(fail(
                             "EVALSHA commit.lua",
@@ -311,7 +322,12 @@ async fn commit_raw(
     let elapsed = start.elapsed();
     let mut c = conn.clone();
     drop_session(&mut c, &session).await;
-    Ok(throughput("EVALSHA commit.lua", events, elapsed, &latencies))
+    Ok(throughput(
+        "EVALSHA commit.lua",
+        events,
+        elapsed,
+        &latencies,
+    ))
 }
 
 /// `commit`: the adapter's commit against the bare script, with 1 and with `tasks` tasks.
@@ -423,7 +439,9 @@ pub async fn replay(b: &Backends, smoke: bool, p: Replay) -> Report {
                 })
                 .await
                 .map_err(|e| fail("memory commit", e))?;
-            let event = c.event.ok_or_else(|| fail("memory commit", "no event back"))?;
+            let event = c
+                .event
+                .ok_or_else(|| fail("memory commit", "no event back"))?;
             memory_archive
                 .insert(&event)
                 .await
@@ -502,7 +520,11 @@ pub async fn replay(b: &Backends, smoke: bool, p: Replay) -> Report {
             }
         }
     };
-    cases.push(Case::new("hot log: Redis", redis_side, memory_log_side().await));
+    cases.push(Case::new(
+        "hot log: Redis",
+        redis_side,
+        memory_log_side().await,
+    ));
 
     // The archive.
     eprintln!("  archive ...");
@@ -688,10 +710,19 @@ async fn combat(deps: &Deps, session: &SessionId, events: usize) -> Result<u64> 
 /// The hot log's events and their bytes (the serialized events, as the lifecycle test counts).
 async fn hot_log(deps: &Deps, session: &SessionId) -> Result<(Vec<GameEvent>, u64)> {
     let head = deps.log.head(session).await.map_err(|e| fail("head", e))?;
-    let floor = deps.log.floor(session).await.map_err(|e| fail("floor", e))?;
+    let floor = deps
+        .log
+        .floor(session)
+        .await
+        .map_err(|e| fail("floor", e))?;
     let hot = deps
         .log
-        .read(session, Sequence(floor.get().saturating_sub(1)), Some(head), 1 << 24)
+        .read(
+            session,
+            Sequence(floor.get().saturating_sub(1)),
+            Some(head),
+            1 << 24,
+        )
         .await
         .map_err(|e| fail("read", e))?;
     let mut bytes = 0u64;
