@@ -843,3 +843,39 @@ pub async fn compaction(smoke: bool, p: Compaction) -> Report {
     r.notes = notes;
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deal_spreads_round_robin_and_keeps_everything() {
+        let piles = deal((0..7).collect(), 3);
+        assert_eq!(piles, vec![vec![0, 3, 6], vec![1, 4], vec![2, 5]]);
+        assert_eq!(deal(vec![1, 2], 0), vec![vec![1, 2]]);
+    }
+
+    #[test]
+    fn the_raw_commit_sends_seven_keys_with_the_audience_last() {
+        let session = SessionId::new("s1");
+        let event = chat(&session, 0);
+        let cmd = raw_commit("0123", &event).unwrap();
+        let args: Vec<String> = cmd
+            .args_iter()
+            .map(|a| match a {
+                redis::Arg::Simple(b) => String::from_utf8_lossy(b).into_owned(),
+                _ => String::new(),
+            })
+            .collect();
+        assert_eq!(args[0], "EVALSHA");
+        assert_eq!(args[2], "7");
+        assert_eq!(args[3], "dl:{s1}:epoch");
+        assert!(args[6].starts_with("dl:{s1}:ids:"), "{args:?}");
+        assert_eq!(args[9], "dl:{s1}:aud");
+        // ARGV: id field, short hash, event tail, meta prefix, kind.
+        assert_eq!(args[11].len(), 16);
+        assert!(!args[12].contains("\"sequence\""), "{}", args[12]);
+        assert!(args[13].ends_with("\"sequence\":"), "{}", args[13]);
+        assert_eq!(args.last().map(String::as_str), Some("none"));
+    }
+}
