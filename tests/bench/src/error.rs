@@ -52,6 +52,9 @@ pub enum BenchError {
     /// The histogram picture could not be drawn.
     #[error("plot {path}: {reason}")]
     Plot { path: PathBuf, reason: String },
+    /// A store-level call failed or answered something unexpected.
+    #[error("{what}: {reason}")]
+    Store { what: String, reason: String },
     /// Ctrl-C.
     #[error("interrupted")]
     Interrupted,

@@ -1,11 +1,13 @@
-//! `dlab-bench`: the end-to-end benchmarks of issue 12 (seed-load, rooms, fanout, memory),
-//! each measured against a socket.io 4 room relay in the same run. See BENCHMARKS.md.
+//! `dlab-bench`: the benchmarks of issue 12. End to end (seed-load, rooms, fanout, memory),
+//! each measured against a socket.io 4 room relay in the same run; store level (commit, replay,
+//! compaction, cold-start), each against its raw baseline in the same run. See BENCHMARKS.md.
 //!
 //! The bench starts the servers itself (the release `local-gateway` next to this binary by
 //! default, and `node tests/bench/relay/relay.js`), talks to them on loopback only, and kills
 //! them when it ends, also on error or Ctrl-C.
 
 mod client;
+mod cold;
 mod error;
 mod measure;
 mod plot;
@@ -13,6 +15,7 @@ mod report;
 mod scenarios;
 mod servers;
 mod stats;
+mod store;
 mod target;
 
 use std::path::{Path, PathBuf};
@@ -25,6 +28,7 @@ use crate::error::{BenchError, Result};
 use crate::report::{Measured, Report};
 use crate::scenarios::{Ctx, Fanout, Memory, Rooms, SeedLoad};
 use crate::servers::{GatewayConfig, RelayConfig};
+use crate::store::Backends;
 
 /// End-to-end benchmarks of the Dungeon Lab local gateway against a socket.io 4 room relay.
 #[derive(Debug, Parser)]
@@ -69,6 +73,15 @@ struct Global {
     /// Bound on waiting for deliveries after the last submit, in seconds (default 30, smoke 10).
     #[arg(long, global = true)]
     drain_timeout_secs: Option<u64>,
+    /// Redis for `commit` and `replay` (without it they report "skipped: no Redis").
+    #[arg(long, global = true, env = "REDIS_URL")]
+    redis: Option<String>,
+    /// MongoDB for `replay`'s archive (a fresh database per run, dropped at the end).
+    #[arg(long, global = true, env = "MONGODB_URI")]
+    mongodb: Option<String>,
+    /// Where cargo-lambda put the bootstraps, `<dir>/<function>/bootstrap` (`cold-start`).
+    #[arg(long, global = true, default_value = "target/lambda")]
+    lambda_dir: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -82,8 +95,47 @@ enum Command {
     Fanout(FanoutArgs),
     /// The server's RSS idle and with 1,000 connected and subscribed clients.
     Memory(MemoryArgs),
+    /// The Redis event log's commit against commit.lua called raw with EVALSHA, 1 and 50 tasks.
+    Commit(CommitArgs),
+    /// A whole session read back from Redis and from MongoDB, against the memory adapters.
+    Replay(ReplayArgs),
+    /// A combat session's hot log before and after compaction, with a state hash check.
+    Compaction(CompactionArgs),
+    /// Each Lambda bootstrap's start-up to its first Runtime API poll, against a hello world.
+    ColdStart(ColdStartArgs),
     /// Every scenario above, with their default sizes (or smoke sizes with --smoke).
     All,
+}
+
+#[derive(Debug, Default, Args)]
+struct CommitArgs {
+    /// Commits per case and side.
+    #[arg(long)]
+    events: Option<usize>,
+    /// Concurrent tasks of the concurrent case.
+    #[arg(long)]
+    tasks: Option<usize>,
+}
+
+#[derive(Debug, Default, Args)]
+struct ReplayArgs {
+    /// Events in the session.
+    #[arg(long)]
+    events: Option<usize>,
+}
+
+#[derive(Debug, Default, Args)]
+struct CompactionArgs {
+    /// Combat events.
+    #[arg(long)]
+    events: Option<usize>,
+}
+
+#[derive(Debug, Default, Args)]
+struct ColdStartArgs {
+    /// Starts per function (median reported).
+    #[arg(long)]
+    starts: Option<usize>,
 }
 
 #[derive(Debug, Default, Args)]
@@ -160,6 +212,33 @@ fn memory(smoke: bool, a: &MemoryArgs) -> Memory {
     }
 }
 
+fn commit(smoke: bool, a: &CommitArgs) -> store::Commit {
+    store::Commit {
+        events: a.events.unwrap_or(if smoke { 200 } else { 20_000 }),
+        tasks: a.tasks.unwrap_or(50),
+    }
+}
+
+fn replay(smoke: bool, a: &ReplayArgs) -> store::Replay {
+    store::Replay {
+        events: a.events.unwrap_or(if smoke { 1_000 } else { 100_000 }),
+        page: dlab_service::config::Settings::default().read_page,
+    }
+}
+
+fn compaction(smoke: bool, a: &CompactionArgs) -> store::Compaction {
+    store::Compaction {
+        events: a.events.unwrap_or(if smoke { 1_000 } else { 10_000 }),
+    }
+}
+
+fn cold_start(smoke: bool, a: &ColdStartArgs, g: &Global) -> cold::ColdStart {
+    cold::ColdStart {
+        starts: a.starts.unwrap_or(if smoke { 1 } else { 5 }),
+        lambda_dir: g.lambda_dir.clone(),
+    }
+}
+
 fn ctx(g: &Global) -> Result<Ctx> {
     let program = match &g.gateway {
         Some(p) => p.clone(),
@@ -196,25 +275,38 @@ fn ctx(g: &Global) -> Result<Ctx> {
 }
 
 /// One scenario with its sizes.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Pick {
     SeedLoad(SeedLoad),
     Rooms(Rooms),
     Fanout(Fanout),
     Memory(Memory),
+    Commit(store::Commit),
+    Replay(store::Replay),
+    Compaction(store::Compaction),
+    ColdStart(cold::ColdStart),
 }
 
-fn picks(command: &Command, smoke: bool) -> Vec<Pick> {
+fn picks(command: &Command, g: &Global) -> Vec<Pick> {
+    let smoke = g.smoke;
     match command {
         Command::SeedLoad(a) => vec![Pick::SeedLoad(seed_load(smoke, a))],
         Command::Rooms(a) => vec![Pick::Rooms(rooms(smoke, a))],
         Command::Fanout(a) => vec![Pick::Fanout(fanout(smoke, a))],
         Command::Memory(a) => vec![Pick::Memory(memory(smoke, a))],
+        Command::Commit(a) => vec![Pick::Commit(commit(smoke, a))],
+        Command::Replay(a) => vec![Pick::Replay(replay(smoke, a))],
+        Command::Compaction(a) => vec![Pick::Compaction(compaction(smoke, a))],
+        Command::ColdStart(a) => vec![Pick::ColdStart(cold_start(smoke, a, g))],
         Command::All => vec![
             Pick::SeedLoad(seed_load(smoke, &SeedLoadArgs::default())),
             Pick::Rooms(rooms(smoke, &RoomsArgs::default())),
             Pick::Fanout(fanout(smoke, &FanoutArgs::default())),
             Pick::Memory(memory(smoke, &MemoryArgs::default())),
+            Pick::Commit(commit(smoke, &CommitArgs::default())),
+            Pick::Replay(replay(smoke, &ReplayArgs::default())),
+            Pick::Compaction(compaction(smoke, &CompactionArgs::default())),
+            Pick::ColdStart(cold_start(smoke, &ColdStartArgs::default(), g)),
         ],
     }
 }
@@ -227,8 +319,13 @@ async fn run(cli: &Cli) -> Result<Vec<Report>> {
         what: format!("create {}", out.display()),
         source,
     })?;
+    let backends = Backends {
+        redis: cli.global.redis.clone(),
+        mongodb: cli.global.mongodb.clone(),
+    };
+    let smoke = cli.global.smoke;
     let mut reports = Vec::new();
-    for pick in picks(&cli.command, cli.global.smoke) {
+    for pick in picks(&cli.command, &cli.global) {
         let report = match pick {
             Pick::SeedLoad(p) => {
                 eprintln!("seed-load ...");
@@ -245,6 +342,22 @@ async fn run(cli: &Cli) -> Result<Vec<Report>> {
             Pick::Memory(p) => {
                 eprintln!("memory ...");
                 scenarios::memory(&ctx, p).await
+            }
+            Pick::Commit(p) => {
+                eprintln!("commit ...");
+                store::commit(&backends, smoke, p).await
+            }
+            Pick::Replay(p) => {
+                eprintln!("replay ...");
+                store::replay(&backends, smoke, p).await
+            }
+            Pick::Compaction(p) => {
+                eprintln!("compaction ...");
+                store::compaction(smoke, p).await
+            }
+            Pick::ColdStart(p) => {
+                eprintln!("cold-start ...");
+                cold::cold_start(smoke, p).await?
             }
         };
         emit(&report, out)?;

@@ -19,6 +19,33 @@ pub enum Measured {
     E2e(Box<E2eRun>),
     /// A memory reading.
     Memory(MemoryRun),
+    /// A store-level run (commit, replay, compaction, cold start).
+    Store(StoreRun),
+}
+
+/// One side of a store-level case: named numbers, in table order.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StoreRun {
+    /// What ran (e.g. `RedisEventLog::commit`, `EVALSHA commit.lua`).
+    pub what: String,
+    /// `(metric, value)` in the order the table prints them; both sides list the same metrics.
+    pub metrics: Vec<(&'static str, f64)>,
+}
+
+impl StoreRun {
+    /// A run of `what` with no numbers yet.
+    pub fn new(what: impl Into<String>) -> Self {
+        Self {
+            what: what.into(),
+            metrics: Vec::new(),
+        }
+    }
+
+    /// Adds a metric.
+    pub fn with(mut self, metric: &'static str, value: f64) -> Self {
+        self.metrics.push((metric, value));
+        self
+    }
 }
 
 impl Measured {
@@ -26,6 +53,7 @@ impl Measured {
         match self {
             Measured::E2e(r) => r.metrics(),
             Measured::Memory(r) => r.metrics(),
+            Measured::Store(r) => r.metrics.clone(),
         }
     }
 
@@ -66,6 +94,10 @@ pub struct Side {
     /// What stopped the run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Why the run did not happen, when that is not a failure (no Redis, bootstraps not
+    /// built): a smoke run on a machine without the backend still passes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
 }
 
 impl Side {
@@ -74,6 +106,17 @@ impl Side {
         Self {
             result: Some(m),
             error: None,
+            skipped: None,
+        }
+    }
+
+    /// A run that did not happen, for `reason` (not a failure).
+    pub fn skipped(reason: impl Into<String>) -> Self {
+        let reason = reason.into();
+        Self {
+            result: None,
+            error: None,
+            skipped: Some(reason),
         }
     }
 
@@ -83,6 +126,7 @@ impl Side {
         Self {
             result: None,
             error: Some(e.to_string()),
+            skipped: None,
         }
     }
 }
@@ -131,6 +175,16 @@ impl Case {
     }
 }
 
+/// A table cell: one decimal, or three significant digits below 10 (sub-millisecond
+/// latencies of the store-level scenarios would otherwise all print as 0.0).
+fn fmt_value(v: f64) -> String {
+    if v != 0.0 && v.abs() < 10.0 {
+        format!("{v:.3}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
 /// One scenario's results.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -142,6 +196,11 @@ pub struct Report {
     pub params: serde_json::Value,
     /// The cases.
     pub cases: Vec<Case>,
+    /// The column headers of both sides: ours, then the baseline.
+    pub sides: [&'static str; 2],
+    /// Verdicts and remarks printed under the table (e.g. a goal met or missed).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl Report {
@@ -157,7 +216,15 @@ impl Report {
             smoke,
             params: serde_json::to_value(params).unwrap_or_default(),
             cases,
+            sides: ["gateway", "socket.io relay"],
+            notes: Vec::new(),
         }
+    }
+
+    /// The same report with other column headers (store-level scenarios).
+    pub fn sides(mut self, ours: &'static str, baseline: &'static str) -> Self {
+        self.sides = [ours, baseline];
+        self
     }
 
     /// The stdout table: one block per case, a row per metric with both servers and the ratio.
@@ -174,7 +241,7 @@ impl Report {
             let _ = writeln!(
                 out,
                 "-- {}\n{:<26} {:>14} {:>16} {:>8}",
-                case.name, "metric", "gateway", "socket.io relay", "ratio"
+                case.name, "metric", self.sides[0], self.sides[1], "ratio"
             );
             let ours = case.ours.result.as_ref().map(Measured::metrics);
             let base = case.baseline.result.as_ref().map(Measured::metrics);
@@ -188,7 +255,7 @@ impl Report {
                     m.as_ref()
                         .map(|m| m[i].1)
                         .filter(|v| v.is_finite())
-                        .map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"))
+                        .map_or_else(|| "-".to_owned(), fmt_value)
                 };
                 let r = case
                     .ratios
@@ -203,14 +270,23 @@ impl Report {
                     r
                 );
             }
-            for side in [&case.ours, &case.baseline] {
+            for (i, side) in [&case.ours, &case.baseline].into_iter().enumerate() {
                 if let Some(e) = &side.error {
                     let _ = writeln!(out, "!! failed: {e}");
+                }
+                // Both sides usually skip for the same reason: say it once.
+                if let Some(r) = &side.skipped
+                    && (i == 0 || case.ours.skipped.as_ref() != Some(r))
+                {
+                    let _ = writeln!(out, "skipped: {r}");
                 }
                 for w in side.result.iter().flat_map(Measured::warnings) {
                     let _ = writeln!(out, "!! {w}");
                 }
             }
+        }
+        for note in &self.notes {
+            let _ = writeln!(out, "{note}");
         }
         out
     }
