@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one test command: installs and starts the local servers, runs the whole workspace's tests
-# against them, and stops the servers again however the run ends.
+# against them, fuzzes the HTTP API with schemathesis (infra/schemathesis.sh), and stops the
+# servers again however the run ends.
 #
 #   bash infra/test.sh [extra cargo test args...]     e.g. bash infra/test.sh -- --nocapture
 set -euo pipefail
@@ -37,5 +38,15 @@ cargo_args=(test --workspace)
 [[ -f Cargo.lock ]] && cargo_args+=(--locked)
 section "cargo ${cargo_args[*]}${*:+ $*}"
 rc=0
+t0=$SECONDS
 cargo "${cargo_args[@]}" "$@" || rc=$?
+section "cargo test: exit $rc in $((SECONDS - t0))s"
+
+# HTTP API fuzzing against a gateway of its own (memory backend, 127.0.0.1, stopped by pid).
+section "schemathesis (infra/schemathesis.sh)"
+t0=$SECONDS
+st_rc=0
+bash "$ROOT/infra/schemathesis.sh" || st_rc=$?
+section "schemathesis: exit $st_rc in $((SECONDS - t0))s"
+((rc != 0)) || rc=$st_rc
 exit "$rc"

@@ -252,6 +252,37 @@ impl Http {
         (status, value)
     }
 
+    /// Any request with a raw `Authorization` header value and raw body bytes (sent as
+    /// `application/json`), for inputs [`Self::call`] cannot express: other schemes, bodies
+    /// that are not JSON. Returns the status and the JSON body (`null` when empty or not JSON).
+    pub async fn raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        authorization: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .client
+            .request(method.clone(), format!("{}{path}", self.base));
+        if let Some(value) = authorization {
+            request = request.header(reqwest::header::AUTHORIZATION, value);
+        }
+        if let Some(body) = body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body);
+        }
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.unwrap_or_default();
+        let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, value)
+    }
+
     /// A request that must succeed (2xx); returns the body.
     pub async fn ok(
         &self,

@@ -11,6 +11,8 @@
 //!   GM conflict flow over HTTP and WebSocket on one set of dependencies.
 //! - [`e2e`]: the local gateway driven from outside — WebSocket clients over TCP with their own
 //!   projections, the HTTP API over HTTP — and the end-to-end cases of issue 6.
+//! - [`bad_input`]: the reliability suite's table of malformed WebSocket and HTTP inputs, each
+//!   checked for its answer, no state change and a connection still usable.
 //! - [`contract`]: one generic contract body per port, run against the memory adapter and the
 //!   real one by the files in `tests/tests/`.
 //!
@@ -18,6 +20,7 @@
 //! moto (DynamoDB) on loopback and sets `DLAB_TEST_SERVERS=1`. With it set, a real-server test
 //! that cannot reach its server fails; without it, such a test skips and says how to run it.
 
+pub mod bad_input;
 pub mod contract;
 pub mod counting;
 pub mod e2e;

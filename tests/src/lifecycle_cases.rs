@@ -703,6 +703,101 @@ pub async fn an_ended_session_is_readable_and_refuses_submits(w: &LifeWorld) {
         .ok(200);
 }
 
+/// An ended session stays readable over HTTP when ending made no usable snapshot: one that
+/// never had an event (schemathesis found `GET /sessions/{id}` answering 409 `session_ended`
+/// for it), and one whose latest snapshot is damaged, whose state is then folded from the
+/// archive in memory. Neither brings the hot state back.
+pub async fn an_ended_session_without_a_snapshot_is_readable(w: &LifeWorld) {
+    // Never had an event: ending it makes no snapshot.
+    let seeded = w.http.seed().await;
+    let (gm, player) = (&seeded.people.gm, &seeded.people.player);
+    let empty = SessionId::new(seeded.session.as_str());
+    w.http
+        .post(&format!("/sessions/{empty}/end"), gm, json!({}))
+        .await
+        .ok(200);
+    assert!(w.deps().snapshots.latest(&empty).await.unwrap().is_none());
+    for user in [gm, player] {
+        let state = w
+            .http
+            .get(&format!("/sessions/{empty}"), user)
+            .await
+            .ok(200)
+            .clone();
+        assert_eq!(state["sessionId"], empty.as_str(), "{state}");
+        assert_eq!(state["campaignId"], seeded.campaign.as_str(), "{state}");
+        assert_eq!(state["lastEventSequence"], 0, "{state}");
+        assert_eq!(state["activeActors"], json!({}), "{state}");
+    }
+    w.http
+        .get(&format!("/sessions/{empty}/actors/goblin"), gm)
+        .await
+        .error(404, "not_found");
+    assert!(w.deps().log.state(&empty).await.unwrap().is_none());
+
+    // Events, and a damaged latest snapshot: the state comes from the archive.
+    let t = w.table().await;
+    let mut p1 = w.joined(&t.players[0], &t.session).await;
+    chats(&mut p1, &t.session, 3).await;
+    let (_, hit) = submit(
+        &t.session,
+        "plugin:dnd5e:attack",
+        json!({"target": {"instanceId": "goblin"},
+               "stateChanges": {"attributes.hp.value": {"from": 15, "to": 9}}}),
+    );
+    p1.send(hit).await;
+    p1.expect("event:confirmed").await;
+    let before = w
+        .http
+        .get(&format!("/sessions/{}", t.session), &t.gm)
+        .await
+        .ok(200)
+        .clone();
+    w.http
+        .post(&format!("/sessions/{}/end", t.session), &t.gm, json!({}))
+        .await
+        .ok(200);
+    let mut damaged = w
+        .deps()
+        .snapshots
+        .latest(&t.session)
+        .await
+        .unwrap()
+        .expect("final snapshot");
+    damaged.checksum = dlab_core::compaction::state_checksum(
+        &dlab_core::state::GameSessionState::new(t.session.clone(), None),
+    );
+    damaged.created_at += 1;
+    w.deps().snapshots.put(&damaged).await.unwrap();
+    assert!(
+        !w.deps()
+            .snapshots
+            .latest(&t.session)
+            .await
+            .unwrap()
+            .unwrap()
+            .verify()
+    );
+    let after = w
+        .http
+        .get(&format!("/sessions/{}", t.session), &t.gm)
+        .await
+        .ok(200)
+        .clone();
+    assert_eq!(after, before, "the state folded from the archive");
+    let goblin = w
+        .http
+        .get(
+            &format!("/sessions/{}/actors/goblin", t.session),
+            &t.players[1],
+        )
+        .await
+        .ok(200)
+        .clone();
+    assert_eq!(goblin["attributes"]["hp"]["value"], 9, "{goblin}");
+    assert!(w.deps().log.state(&t.session).await.unwrap().is_none());
+}
+
 /// An idle session's hot state is released (after a final snapshot); the next submit rebuilds
 /// it and continues at head + 1, and dedup still answers an old id.
 pub async fn idle_sessions_are_released_and_come_back(w: &LifeWorld) {

@@ -56,6 +56,11 @@ async fn an_ended_session_is_readable_and_refuses_submits() {
 }
 
 #[tokio::test]
+async fn an_ended_session_without_a_snapshot_is_readable() {
+    cases::an_ended_session_without_a_snapshot_is_readable(&world()).await;
+}
+
+#[tokio::test]
 async fn idle_sessions_are_released_and_come_back() {
     cases::idle_sessions_are_released_and_come_back(&world()).await;
 }

@@ -235,6 +235,12 @@ mod on_the_real_servers {
     }
 
     #[tokio::test]
+    async fn an_ended_session_without_a_snapshot_is_readable() {
+        let Some(w) = real(|_| {}).await else { return };
+        cases::an_ended_session_without_a_snapshot_is_readable(&w).await;
+    }
+
+    #[tokio::test]
     async fn idle_sessions_are_released_and_come_back() {
         let Some(w) = real(|_| {}).await else { return };
         cases::idle_sessions_are_released_and_come_back(&w).await;
