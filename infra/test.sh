@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one test command: installs and starts the local servers, runs the whole workspace's tests
-# against them, fuzzes the HTTP API with schemathesis (infra/schemathesis.sh), and stops the
-# servers again however the run ends.
+# against them, fuzzes the HTTP API with schemathesis (infra/schemathesis.sh), runs every
+# benchmark scenario at smoke size, and stops the servers again however the run ends.
 #
 #   bash infra/test.sh [extra cargo test args...]     e.g. bash infra/test.sh -- --nocapture
 set -euo pipefail
@@ -49,4 +49,26 @@ st_rc=0
 bash "$ROOT/infra/schemathesis.sh" || st_rc=$?
 section "schemathesis: exit $st_rc in $((SECONDS - t0))s"
 ((rc != 0)) || rc=$st_rc
+
+# Every benchmark scenario at a tiny size (BENCHMARKS.md): it proves they still run, it measures
+# nothing. The socket.io baseline needs Node.js and npm.
+section "benchmark smoke run (dlab-bench all --smoke)"
+t0=$SECONDS
+bench_rc=0
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nodejs npm >/dev/null
+    fi
+fi
+build_args=(build -p local-gateway -p dlab-bench)
+[[ -f Cargo.lock ]] && build_args+=(--locked)
+target_dir="${CARGO_TARGET_DIR:-$ROOT/target}"
+if cargo "${build_args[@]}"; then
+    "$target_dir/debug/dlab-bench" --gateway "$target_dir/debug/local-gateway" \
+        --out "$target_dir/bench-smoke" all --smoke || bench_rc=$?
+else
+    bench_rc=$?
+fi
+section "benchmark smoke run: exit $bench_rc in $((SECONDS - t0))s"
+((rc != 0)) || rc=$bench_rc
 exit "$rc"
