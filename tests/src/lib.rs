@@ -11,6 +11,9 @@
 //!   GM conflict flow over HTTP and WebSocket on one set of dependencies.
 //! - [`e2e`]: the local gateway driven from outside — WebSocket clients over TCP with their own
 //!   projections, the HTTP API over HTTP — and the end-to-end cases of issue 6.
+//! - [`reliability`]: the reliability suite of issue 12 — chaos (duplicates, drops,
+//!   reconnects), Redis killed or wiped, the archive down, and frames that never arrive — over
+//!   the local gateway, with invariants checked afterwards.
 //! - [`contract`]: one generic contract body per port, run against the memory adapter and the
 //!   real one by the files in `tests/tests/`.
 //!
@@ -25,6 +28,7 @@ pub mod http_cases;
 pub mod lifecycle_cases;
 pub mod metrics_probe;
 pub mod private;
+pub mod reliability;
 pub mod servers;
 pub mod ws_cases;
 pub mod ws_world;
