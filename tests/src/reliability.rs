@@ -172,9 +172,8 @@ impl Notifier for LosingNotifier {
 /// Whether a frame is one of a publish's own: `event:confirmed` or `event:applied` (a replay's
 /// `events:batch` is another handler's work, and is how a client heals).
 fn publish_frame(data: &[u8]) -> bool {
-    serde_json::from_slice::<Value>(data).is_ok_and(|f| {
-        f["event"] == "event:confirmed" || f["event"] == "event:applied"
-    })
+    serde_json::from_slice::<Value>(data)
+        .is_ok_and(|f| f["event"] == "event:confirmed" || f["event"] == "event:applied")
 }
 
 /// Rate limits out of the way: the suite is about faults, and its clients reconnect and replay
@@ -549,8 +548,10 @@ pub async fn resubscribe(client: &mut WsClient, session: &str) {
         let since = client.projection.last();
         let rid = format!("resub-{}-{attempt}", e2e::tag());
         client
-            .send(json!({"action": "subscribe", "sessionId": session, "since": since,
-                         "requestId": rid}))
+            .send(
+                json!({"action": "subscribe", "sessionId": session, "since": since,
+                         "requestId": rid}),
+            )
             .await;
         let answer = client
             .expect_frame(&format!("the answer to {rid}"), |f| {
@@ -846,7 +847,10 @@ pub async fn scenario(backend: Backend, load: Load, fault: Fault, seed: u64) {
         s.retryable_errors,
         t0.elapsed().as_millis()
     );
-    assert!(s.drops > 0 || load.drop_percent == 0, "the run dropped sockets");
+    assert!(
+        s.drops > 0 || load.drop_percent == 0,
+        "the run dropped sockets"
+    );
     outcome.running.shutdown().await;
 }
 
@@ -889,7 +893,12 @@ async fn strike(
         Fault::None => {}
         Fault::RedisKilled { redis, times } => {
             for k in 0..*times {
-                progress(shared, total * (k as u64 + 1) / (*times as u64 + 2), deadline).await;
+                progress(
+                    shared,
+                    total * (k as u64 + 1) / (*times as u64 + 2),
+                    deadline,
+                )
+                .await;
                 let head = running.deps.log.head(&session).await.expect("head").get();
                 if k == 0 {
                     struck.head_before = head;
@@ -905,7 +914,12 @@ async fn strike(
         }
         Fault::RedisWiped { redis, times } => {
             for k in 0..*times {
-                progress(shared, total * (k as u64 + 1) / (*times as u64 + 2), deadline).await;
+                progress(
+                    shared,
+                    total * (k as u64 + 1) / (*times as u64 + 2),
+                    deadline,
+                )
+                .await;
                 shared.hold.store(true, Ordering::SeqCst);
                 let head = caught_up(running, &session, shared, load, deadline).await;
                 if k == 0 {
@@ -1023,7 +1037,11 @@ async fn complete_archive_after_outage(
 ) {
     let session = table.session_id();
     let head = running.deps.log.head(&session).await.expect("head");
-    let before = archive.inner.archived_through(&session).await.expect("archived");
+    let before = archive
+        .inner
+        .archived_through(&session)
+        .await
+        .expect("archived");
     assert!(
         before.get() < head.get() || struck.confirmed_during == 0,
         "the outage left the archive behind ({before} < {head})"
@@ -1035,7 +1053,11 @@ async fn complete_archive_after_outage(
         "the sweep copied the missing events: {report:?}"
     );
     assert_eq!(
-        archive.inner.archived_through(&session).await.expect("archived"),
+        archive
+            .inner
+            .archived_through(&session)
+            .await
+            .expect("archived"),
         head,
         "the archive is complete"
     );
@@ -1043,7 +1065,11 @@ async fn complete_archive_after_outage(
     // servers may still have work: its report is not this session's).
     sweep(running).await;
     assert_eq!(
-        archive.inner.archived_through(&session).await.expect("archived"),
+        archive
+            .inner
+            .archived_through(&session)
+            .await
+            .expect("archived"),
         head,
         "the archive is still complete"
     );
@@ -1123,12 +1149,8 @@ pub async fn dropped_mid_stream_and_a_handler_that_stops_after_commit(backend: B
     let t = setup_table(&http, 3, 1).await;
     let s = t.session.as_str();
     let session = t.session_id();
-    let mut clients = e2e::join_session(
-        &running,
-        &[&t.players[0], &t.players[1], &t.players[2]],
-        s,
-    )
-    .await;
+    let mut clients =
+        e2e::join_session(&running, &[&t.players[0], &t.players[1], &t.players[2]], s).await;
     let [sender, reader, quiet] = clients.as_mut_slice() else {
         unreachable!()
     };
@@ -1177,9 +1199,12 @@ pub async fn dropped_mid_stream_and_a_handler_that_stops_after_commit(backend: B
     losing.lose(Some(&lost_id));
     sender.submit(&lost, None).await;
     head += 1;
-    e2e::eventually("the lost event is committed and its frames lost", async || {
-        running.deps.log.head(&session).await.ok() == Some(Sequence(head)) && losing.lost() >= 3
-    })
+    e2e::eventually(
+        "the lost event is committed and its frames lost",
+        async || {
+            running.deps.log.head(&session).await.ok() == Some(Sequence(head)) && losing.lost() >= 3
+        },
+    )
     .await;
     assert!(
         !reader.projection.has_applied(&lost_id),
