@@ -209,7 +209,12 @@ pub enum Fault {
     },
     /// Archive writes fail (MongoDB unreachable) for the middle third of the load; afterwards a
     /// maintenance sweep completes the archive.
-    ArchiveDown,
+    ArchiveDown {
+        /// A private Redis for the gateway on the real servers: the sweep backfills every
+        /// session marked in its Redis, and on the shared one that would copy (and unmark)
+        /// other tests' sessions.
+        redis: Option<PrivateRedis>,
+    },
 }
 
 impl Fault {
@@ -218,7 +223,7 @@ impl Fault {
             Fault::None => "chaos",
             Fault::RedisKilled { .. } => "redis-sigkill",
             Fault::RedisWiped { .. } => "redis-wiped",
-            Fault::ArchiveDown => "archive-down",
+            Fault::ArchiveDown { .. } => "archive-down",
         }
     }
 }
@@ -292,6 +297,10 @@ struct Shared {
     outcomes: AtomicU64,
     /// Players whose run is over.
     finished: AtomicUsize,
+    /// While the archive is down: the head when it went down (`u64::MAX` otherwise).
+    down_from: AtomicU64,
+    /// Events committed after the archive went down and confirmed while it was still down.
+    confirmed_while_down: AtomicU64,
 }
 
 /// One submit waiting for its outcome.
@@ -396,6 +405,11 @@ impl Player {
                             self.client.user.id
                         ),
                         None => {
+                            if sequence > self.shared.down_from.load(Ordering::SeqCst) {
+                                self.shared
+                                    .confirmed_while_down
+                                    .fetch_add(1, Ordering::SeqCst);
+                            }
                             self.shared.confirmed.fetch_add(1, Ordering::SeqCst);
                             self.shared.outcomes.fetch_add(1, Ordering::SeqCst);
                         }
@@ -734,11 +748,13 @@ pub async fn scenario(backend: Backend, load: Load, fault: Fault, seed: u64) {
     let name = fault.name();
     let mut options = backend.options(Limits::default());
     match &fault {
-        Fault::RedisKilled { redis, .. } | Fault::RedisWiped { redis, .. } => {
+        Fault::RedisKilled { redis, .. }
+        | Fault::RedisWiped { redis, .. }
+        | Fault::ArchiveDown { redis: Some(redis) } => {
             options.backends.redis = Some(redis.url());
             options.backends.redis_cluster = false;
         }
-        Fault::None | Fault::ArchiveDown => {}
+        Fault::None | Fault::ArchiveDown { redis: None } => {}
     }
     // Every scenario's archive can be taken down; only `ArchiveDown` does.
     let mut archive = None;
@@ -757,7 +773,10 @@ pub async fn scenario(backend: Backend, load: Load, fault: Fault, seed: u64) {
     let http = Http::new(&running);
     let table = setup_table(&http, load.clients, load.goblins).await;
     let url = running.ws_url();
-    let shared = Arc::new(Shared::default());
+    let shared = Arc::new(Shared {
+        down_from: AtomicU64::new(u64::MAX),
+        ..Shared::default()
+    });
     let mut clients: Vec<WsClient> = futures::stream::iter(table.players.iter())
         .map(|u| WsClient::connect(&url, u))
         .buffered(10)
@@ -813,7 +832,7 @@ pub async fn scenario(backend: Backend, load: Load, fault: Fault, seed: u64) {
         );
     }
     let played_ms = t0.elapsed().as_millis();
-    if let Fault::ArchiveDown = &fault {
+    if let Fault::ArchiveDown { .. } = &fault {
         complete_archive_after_outage(&running, &table, &archive, struck).await;
     }
     let mut outcome = Outcome {
@@ -861,7 +880,7 @@ pub struct Struck {
     pub times: usize,
     /// The head when it first struck.
     pub head_before: u64,
-    /// Events confirmed while the archive was down.
+    /// Events committed after the archive went down and confirmed before it came back.
     pub confirmed_during: u64,
 }
 
@@ -930,18 +949,20 @@ async fn strike(
                 struck.times += 1;
             }
         }
-        Fault::ArchiveDown => {
+        Fault::ArchiveDown { .. } => {
             progress(shared, total / 3, deadline).await;
             archive.down.store(true, Ordering::SeqCst);
-            let at = shared.confirmed.load(Ordering::SeqCst);
             struck.head_before = running.deps.log.head(&session).await.expect("head").get();
+            shared.down_from.store(struck.head_before, Ordering::SeqCst);
             struck.times = 1;
             progress(shared, total * 2 / 3, deadline).await;
-            struck.confirmed_during = shared.confirmed.load(Ordering::SeqCst) - at;
             archive.down.store(false, Ordering::SeqCst);
+            shared.down_from.store(u64::MAX, Ordering::SeqCst);
+            struck.confirmed_during = shared.confirmed_while_down.load(Ordering::SeqCst);
             assert!(
                 struck.confirmed_during > 0,
-                "commits continued while the archive was down"
+                "commits continued while the archive was down: events committed after it went \
+                 down were confirmed before it came back"
             );
         }
     }

@@ -162,7 +162,7 @@ async fn archive_down_under_load() {
     scenario(
         Backend::MEMORY,
         fault_load(),
-        Fault::ArchiveDown,
+        Fault::ArchiveDown { redis: None },
         seed("archive_down_under_load"),
     )
     .await;
@@ -171,15 +171,19 @@ async fn archive_down_under_load() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn archive_down_under_load_real_servers() {
     let backend = Backend::REAL;
-    if backend.available() {
-        scenario(
-            backend,
-            fault_load(),
-            Fault::ArchiveDown,
-            seed("archive_down_under_load_real_servers"),
-        )
-        .await;
+    if !backend.available() {
+        return;
     }
+    let Some(redis) = private_redis(false) else {
+        return;
+    };
+    scenario(
+        backend,
+        fault_load(),
+        Fault::ArchiveDown { redis: Some(redis) },
+        seed("archive_down_under_load_real_servers"),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
