@@ -1154,6 +1154,7 @@ async fn archive_matches_log(outcome: &Outcome, head: u64) {
 ///    the original sequence and re-broadcast, which heals a client that never asked.
 pub async fn dropped_mid_stream_and_a_handler_that_stops_after_commit(backend: Backend) {
     let _turn = e2e::shared().await;
+    let t0 = Instant::now();
     let mut wrapped = None;
     let running = start_with(backend.options(Limits::default()), |mut deps| {
         generous_limits(&mut deps);
@@ -1270,6 +1271,11 @@ pub async fn dropped_mid_stream_and_a_handler_that_stops_after_commit(backend: B
         ids_of(&stored).iter().filter(|i| **i == lost_id).count(),
         1,
         "the re-submitted event is stored once"
+    );
+    println!(
+        "lost frames ({backend:?}): converged at {head} after {} frames lost, total {} ms",
+        losing.lost(),
+        t0.elapsed().as_millis()
     );
     running.shutdown().await;
 }
