@@ -567,12 +567,18 @@ pub async fn resubscribe(client: &mut WsClient, session: &str) {
                          "requestId": rid}),
             )
             .await;
-        let answer = client
-            .expect_frame(&format!("the answer to {rid}"), |f| {
-                (f["event"] == "session:subscribed" || f["event"] == "error")
-                    && f["data"]["requestId"] == rid.as_str()
+        // A loaded gateway (the long variants) may take longer than a single wait's bound.
+        let mut answer = None;
+        client
+            .wait_until_within(&format!("the answer to {rid}"), RESUBSCRIBE_FOR, |c| {
+                answer = c.take(|f| {
+                    (f["event"] == "session:subscribed" || f["event"] == "error")
+                        && f["data"]["requestId"] == rid.as_str()
+                });
+                answer.is_some()
             })
             .await;
+        let answer = answer.expect("found");
         if answer["event"] == "session:subscribed" {
             // The catch-up batches feed the projection as they arrive.
             return;
@@ -918,7 +924,7 @@ async fn strike(
                     deadline,
                 )
                 .await;
-                let head = running.deps.log.head(&session).await.expect("head").get();
+                let head = service_head(running, &session).await;
                 if k == 0 {
                     struck.head_before = head;
                 }
@@ -952,10 +958,20 @@ async fn strike(
         Fault::ArchiveDown { .. } => {
             progress(shared, total / 3, deadline).await;
             archive.down.store(true, Ordering::SeqCst);
-            struck.head_before = running.deps.log.head(&session).await.expect("head").get();
+            struck.head_before = service_head(running, &session).await;
             shared.down_from.store(struck.head_before, Ordering::SeqCst);
             struck.times = 1;
             progress(shared, total * 2 / 3, deadline).await;
+            let head = service_head(running, &session).await;
+            let archived = archive
+                .inner
+                .archived_through(&session)
+                .await
+                .expect("archived");
+            assert!(
+                archived.get() < head,
+                "the outage left the archive behind ({archived} < {head})"
+            );
             archive.down.store(false, Ordering::SeqCst);
             shared.down_from.store(u64::MAX, Ordering::SeqCst);
             struck.confirmed_during = shared.confirmed_while_down.load(Ordering::SeqCst);
@@ -983,10 +999,31 @@ async fn kill_and_restart(redis: &mut PrivateRedis, session: &SessionId) -> u64 
             .expect("the restarted redis"),
     );
     use dlab_store::EventLog;
-    log.head(session)
-        .await
-        .unwrap_or_else(|e| panic!("the restarted redis lost the session's hot state: {e}"))
-        .get()
+    // A restarted Redis answers `LOADING` while it replays a long append-only file.
+    for _ in 0..400 {
+        match log.head(session).await {
+            Ok(head) => return head.get(),
+            Err(e @ dlab_store::StoreError::HotStateMissing(_)) => {
+                panic!("the restarted redis lost the session's hot state: {e}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    panic!("the restarted redis did not answer within 20 s");
+}
+
+/// The session's head through the service (which rebuilds a wiped hot state, as a subscriber's
+/// ping would), retried while the store is briefly unavailable (a loaded machine).
+async fn service_head(running: &Running, session: &SessionId) -> u64 {
+    let mut last = None;
+    for _ in 0..100 {
+        match dlab_service::pipeline::head(&running.deps, session).await {
+            Ok(head) => return head.get(),
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no head for {session}: {last:?}");
 }
 
 /// With every player parked, waits until nothing is in flight and the archive holds every
@@ -1009,7 +1046,7 @@ async fn caught_up(
     let mut last = None;
     loop {
         assert!(Instant::now() < deadline, "the archive never caught up");
-        let head = running.deps.log.head(session).await.expect("head");
+        let head = Sequence(service_head(running, session).await);
         let archived = running
             .deps
             .archive
@@ -1057,21 +1094,13 @@ async fn complete_archive_after_outage(
     struck: Struck,
 ) {
     let session = table.session_id();
-    let head = running.deps.log.head(&session).await.expect("head");
-    let before = archive
-        .inner
-        .archived_through(&session)
-        .await
-        .expect("archived");
-    assert!(
-        before.get() < head.get() || struck.confirmed_during == 0,
-        "the outage left the archive behind ({before} < {head})"
-    );
+    let head = Sequence(service_head(running, &session).await);
+    // The strike saw the archive behind when it came back; an inline compaction (every
+    // `DLAB_COMPACTION_THRESHOLD` events) may have backfilled part of it since.
     let report = sweep(running).await;
-    println!("archive-down: sweep after the outage: {report:?}");
-    assert!(
-        report.copied > 0,
-        "the sweep copied the missing events: {report:?}"
+    println!(
+        "archive-down: sweep after the outage ({} confirmed during it): {report:?}",
+        struck.confirmed_during
     );
     assert_eq!(
         archive

@@ -6,39 +6,35 @@
 
 use std::time::Duration;
 
-use dlab_tests::e2e::Backend;
+use dlab_tests::e2e::{Backend, Stores};
 use dlab_tests::reliability::{self, Fault, Load, long, private_redis, scenario, seed};
 use local_gateway::delivery::Delivery;
 
-/// The chaos load: 20 clients × 15 events on memory with in-process delivery, 12 × 15 through
-/// `@connections` or on the real servers, where every frame or registry call costs a loopback
-/// HTTP request (moto answers DynamoDB from one Python process); 100 × 40 everywhere with the
-/// long flag.
+/// The chaos load. Short: 20 clients × 15 events on memory with in-process delivery, 12 × 15
+/// through `@connections` or on the real servers, where every frame or registry call costs a
+/// loopback HTTP request (moto answers DynamoDB from one Python process). Long: 100 × 40 on
+/// memory, 40 × 30 on the others.
 fn chaos_load(backend: Backend) -> Load {
     let memory = backend == Backend::MEMORY;
-    let within = if memory {
-        Duration::from_secs(120)
-    } else {
-        Duration::from_secs(300)
-    };
-    if long() {
-        Load::new(100, 40, within * 5)
-    } else if memory {
-        Load::new(20, 15, within)
-    } else {
-        Load::new(12, 15, within)
+    match (long(), memory) {
+        (false, true) => Load::new(20, 15, Duration::from_secs(120)),
+        (false, false) => Load::new(12, 15, Duration::from_secs(300)),
+        (true, true) => Load::new(100, 40, Duration::from_secs(600)),
+        (true, false) => Load::new(40, 30, Duration::from_secs(900)),
     }
 }
 
-/// The load of the fault scenarios: 8 clients × 24 events (30 × 60 with the long flag).
-fn fault_load() -> Load {
-    if long() {
-        Load::new(30, 60, Duration::from_secs(900))
-    } else {
-        Load::new(8, 24, Duration::from_secs(180))
+/// The load of the fault scenarios. Short: 8 clients × 24 events. Long: 30 × 60 on memory
+/// stores, 16 × 40 with the real archive.
+fn fault_load(backend: Backend) -> Load {
+    match (long(), backend.stores) {
+        (false, _) => Load::new(8, 24, Duration::from_secs(180)),
+        (true, Stores::Memory) => Load::new(30, 60, Duration::from_secs(900)),
+        (true, Stores::Real) => Load::new(16, 40, Duration::from_secs(900)),
     }
 }
 
+/// Kills or wipes per fault scenario: one, three with the long flag.
 fn fault_times() -> usize {
     if long() { 3 } else { 1 }
 }
@@ -88,7 +84,7 @@ async fn redis_sigkill_mid_load() {
     };
     scenario(
         Backend::MEMORY,
-        fault_load(),
+        fault_load(Backend::MEMORY),
         Fault::RedisKilled {
             redis,
             times: fault_times(),
@@ -109,7 +105,7 @@ async fn redis_sigkill_mid_load_real_archive() {
     };
     scenario(
         backend,
-        fault_load(),
+        fault_load(backend),
         Fault::RedisKilled {
             redis,
             times: fault_times(),
@@ -126,7 +122,7 @@ async fn redis_wiped_mid_load() {
     };
     scenario(
         Backend::MEMORY,
-        fault_load(),
+        fault_load(Backend::MEMORY),
         Fault::RedisWiped {
             redis,
             times: fault_times(),
@@ -147,7 +143,7 @@ async fn redis_wiped_mid_load_real_archive() {
     };
     scenario(
         backend,
-        fault_load(),
+        fault_load(backend),
         Fault::RedisWiped {
             redis,
             times: fault_times(),
@@ -161,7 +157,7 @@ async fn redis_wiped_mid_load_real_archive() {
 async fn archive_down_under_load() {
     scenario(
         Backend::MEMORY,
-        fault_load(),
+        fault_load(Backend::MEMORY),
         Fault::ArchiveDown { redis: None },
         seed("archive_down_under_load"),
     )
@@ -179,7 +175,7 @@ async fn archive_down_under_load_real_servers() {
     };
     scenario(
         backend,
-        fault_load(),
+        fault_load(backend),
         Fault::ArchiveDown { redis: Some(redis) },
         seed("archive_down_under_load_real_servers"),
     )
