@@ -1193,6 +1193,21 @@ impl WsClient {
     pub fn inbox(&self) -> &VecDeque<Value> {
         &self.inbox
     }
+
+    /// Takes every frame received and not taken yet (the projection has seen them already).
+    pub fn drain_inbox(&mut self) -> Vec<Value> {
+        self.inbox.drain(..).collect()
+    }
+
+    /// Whether the socket is open as far as this client knows (connected, not ended).
+    pub fn is_open(&self) -> bool {
+        self.sink.is_some() && self.ended.is_none()
+    }
+
+    /// Keepalive pings sent by [`Self::tick`].
+    pub fn keepalives(&self) -> usize {
+        self.keepalives
+    }
 }
 
 /// Connects `user` and learns the connection id from the hub (connections of one gateway must
@@ -1302,14 +1317,16 @@ fn code_is(code: &'static str) -> impl Fn(&Value) -> bool {
     move |f: &Value| f["data"]["code"] == code
 }
 
-fn ids_of(events: &[Value]) -> Vec<String> {
+/// The `id`s of events (JSON), in order.
+pub fn ids_of(events: &[Value]) -> Vec<String> {
     events
         .iter()
         .map(|e| e["id"].as_str().unwrap_or_default().to_owned())
         .collect()
 }
 
-fn sequences_of(events: &[Value]) -> Vec<u64> {
+/// The `sequence`s of events (JSON), in order.
+pub fn sequences_of(events: &[Value]) -> Vec<u64> {
     events
         .iter()
         .map(|e| e["sequence"].as_u64().expect("a sequence"))

@@ -13,6 +13,9 @@
 //!   projections, the HTTP API over HTTP — and the end-to-end cases of issue 6.
 //! - [`bad_input`]: the reliability suite's table of malformed WebSocket and HTTP inputs, each
 //!   checked for its answer, no state change and a connection still usable.
+//! - [`reliability`]: the reliability suite of issue 12 — chaos (duplicates, drops,
+//!   reconnects), Redis killed or wiped, the archive down, and frames that never arrive — over
+//!   the local gateway, with invariants checked afterwards.
 //! - [`contract`]: one generic contract body per port, run against the memory adapter and the
 //!   real one by the files in `tests/tests/`.
 //!
@@ -28,6 +31,7 @@ pub mod http_cases;
 pub mod lifecycle_cases;
 pub mod metrics_probe;
 pub mod private;
+pub mod reliability;
 pub mod servers;
 pub mod ws_cases;
 pub mod ws_world;

@@ -411,6 +411,19 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// Binds, builds and serves the gateway.
 pub async fn start(options: Options) -> Result<Running, StartError> {
+    start_with(options, |deps| deps).await
+}
+
+/// [`start`], with `wrap` given the built dependencies before any handler or route gets them.
+///
+/// Fault tests use it to put a port behind a wrapper that fails on command (an archive that is
+/// "down", a notifier that loses the frames of one event, a log that fails after committing):
+/// faults that cannot be caused from outside the process, and that the gateway must survive
+/// exactly as the Lambdas on AWS do. The gateway itself never wraps anything.
+pub async fn start_with(
+    options: Options,
+    wrap: impl FnOnce(Deps) -> Deps,
+) -> Result<Running, StartError> {
     let dev_tokens = options.dev_tokens && options.listen.ip().is_loopback();
     if !dev_tokens && options.jwt_secret.is_none() {
         return Err(StartError::NoTokenSource {
@@ -456,7 +469,7 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
     let auth = Authenticator::new(&JwtConfig::secret(secret), settings.ticket_ttl, connect);
     let hub = ConnectionHub::new();
     let notifier = notifier(options.delivery, &hub, management_addr).await;
-    let deps = build_deps(&options, notifier, auth.clone(), settings).await?;
+    let deps = wrap(build_deps(&options, notifier, auth.clone(), settings).await?);
     if options.dev_tokens && !dev_tokens {
         warn!(%addr, "dev tokens are refused on a non-loopback address");
     }
