@@ -59,7 +59,11 @@ async fn connections_api_is_served_only_on_its_loopback_port() {
     let path = |base: &str, stage: &str| {
         format!(
             "{base}{stage}/@connections/{}",
-            id.as_str().replace('=', "%3D")
+            // As the AWS SDK sends it: an id may hold `+` and `/` as well as `=`.
+            id.as_str()
+                .replace('+', "%2B")
+                .replace('/', "%2F")
+                .replace('=', "%3D")
         )
     };
     let http = reqwest::Client::new();
