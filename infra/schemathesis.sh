@@ -104,6 +104,9 @@ run() {
     trap stop_gateway EXIT
     trap 'exit 130' INT
     trap 'exit 143' TERM
+    # The log exists before the gateway starts: the wait below reads it at once, and the child
+    # opens its redirection only when it gets to run (a race that `set -e` turned into an exit).
+    : >"$gw_log"
     # Memory backend whatever the caller's environment says; port 0 picks a free port.
     env -u REDIS_URL -u REDIS_CLUSTER -u MONGODB_URI -u AWS_ENDPOINT_URL -u JWT_SECRET \
         RUST_LOG="${RUST_LOG:-warn}" \
