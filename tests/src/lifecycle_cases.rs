@@ -1064,52 +1064,20 @@ pub async fn combat_session_shrinks_the_hot_log(w: &LifeWorld, events: usize) ->
             .ok(201);
     }
     let users = [t.players[0].clone(), t.players[1].clone(), t.gm.clone()];
-    let mut rng: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut next = || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let mut next = combat::rng();
     let mut all_bytes = 0u64;
     let mut committed = 0usize;
     while committed < events {
         let r = next();
         let user = users[(r % 3) as usize].clone();
         let target = &monsters[((r >> 8) % 12) as usize];
-        let (event_type, payload) = match (r >> 16) % 10 {
-            0..=3 => {
-                let state = deps.log.state(&t.session).await.unwrap().unwrap();
-                let hp = state
-                    .current(&target.as_str().into(), "attributes.hp.value")
-                    .and_then(|v| v.as_i64())
-                    .unwrap_or(1000);
-                let dmg = ((r >> 24) % 8 + 1) as i64;
-                (
-                    "plugin:dnd5e:attack",
-                    json!({"target": {"instanceId": target}, "attackRoll": (r >> 32) % 20 + 1,
-                           "stateChanges": {"attributes.hp.value": {"from": hp, "to": hp - dmg}}}),
-                )
-            }
-            4 => (
-                "plugin:dnd5e:heal",
-                json!({"target": {"instanceId": target},
-                       "stateChanges": {"attributes.hp.value": {"op": "inc", "by": (r >> 24) % 6 + 1}}}),
-            ),
-            5 | 6 => (
-                "core:token:move",
-                json!({"target": {"instanceId": target},
-                       "stateChanges": {"position.x": {"to": (r >> 24) % 40}, "position.y": {"to": (r >> 32) % 40}}}),
-            ),
-            7 | 8 => (
-                "core:chat",
-                json!({"text": format!("{user} shouts at {target} (round {})", committed / 30)}),
-            ),
-            _ => (
-                "core:dice:roll",
-                json!({"formula": "1d20+5", "purpose": format!("initiative for {target}")}),
-            ),
+        let hp = if combat::attacks(r) {
+            let state = deps.log.state(&t.session).await.unwrap().unwrap();
+            combat::hp(&state, target)
+        } else {
+            0
         };
+        let (event_type, payload) = combat::action(r, committed, user.as_str(), target, hp);
         let event = GameEvent {
             id: EventId::new(uuid::Uuid::new_v4().to_string()),
             sequence: Sequence::ZERO,
@@ -1363,4 +1331,75 @@ pub async fn compact_is_409_while_another_run_holds_the_lease(w: &LifeWorld) {
         )
         .await;
     assert_eq!(done.ok(200)["snapshotCreated"], true, "{}", done.body);
+}
+
+/// The long combat's workload, shared by the lifecycle tests and the `compaction` benchmark so
+/// both measure the same session: a seeded random draw per event picks the user, the monster
+/// and the kind of move (40 % attacks, 10 % heals, 20 % moves, 20 % chat, 10 % dice).
+pub mod combat {
+    use dlab_core::state::GameSessionState;
+    use serde_json::{Value, json};
+
+    /// The draws: a fixed-seed xorshift, so every run makes the same session.
+    pub fn rng() -> impl FnMut() -> u64 {
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        }
+    }
+
+    /// Whether draw `r` is an attack, which needs the target's current hit points.
+    pub fn attacks(r: u64) -> bool {
+        (r >> 16) % 10 <= 3
+    }
+
+    /// The target's current hit points (1000 when it has none).
+    pub fn hp(state: &GameSessionState, target: &str) -> i64 {
+        state
+            .current(&target.into(), "attributes.hp.value")
+            .and_then(|v| v.as_i64())
+            .unwrap_or(1000)
+    }
+
+    /// The event of draw `r`, the `committed`-th of the combat, by `user` on `target` (whose hit
+    /// points are `hp` for an attack).
+    pub fn action(
+        r: u64,
+        committed: usize,
+        user: &str,
+        target: &str,
+        hp: i64,
+    ) -> (&'static str, Value) {
+        match (r >> 16) % 10 {
+            0..=3 => {
+                let dmg = ((r >> 24) % 8 + 1) as i64;
+                (
+                    "plugin:dnd5e:attack",
+                    json!({"target": {"instanceId": target}, "attackRoll": (r >> 32) % 20 + 1,
+                           "stateChanges": {"attributes.hp.value": {"from": hp, "to": hp - dmg}}}),
+                )
+            }
+            4 => (
+                "plugin:dnd5e:heal",
+                json!({"target": {"instanceId": target},
+                       "stateChanges": {"attributes.hp.value": {"op": "inc", "by": (r >> 24) % 6 + 1}}}),
+            ),
+            5 | 6 => (
+                "core:token:move",
+                json!({"target": {"instanceId": target},
+                       "stateChanges": {"position.x": {"to": (r >> 24) % 40}, "position.y": {"to": (r >> 32) % 40}}}),
+            ),
+            7 | 8 => (
+                "core:chat",
+                json!({"text": format!("{user} shouts at {target} (round {})", committed / 30)}),
+            ),
+            _ => (
+                "core:dice:roll",
+                json!({"formula": "1d20+5", "purpose": format!("initiative for {target}")}),
+            ),
+        }
+    }
 }

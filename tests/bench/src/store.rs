@@ -23,6 +23,7 @@ use dlab_store::model::now_ms;
 use dlab_store::mongo::{MongoConfig, MongoStores};
 use dlab_store::redis::{RedisConfig, RedisEventLog};
 use dlab_store::{CommitError, CommitRequest, EventArchive, EventLog};
+use dlab_tests::lifecycle_cases::combat;
 use futures::StreamExt as _;
 use futures::stream::FuturesUnordered;
 use redis::aio::MultiplexedConnection;
@@ -647,13 +648,7 @@ async fn combat(deps: &Deps, session: &SessionId, events: usize) -> Result<u64> 
         )
         .await?;
     }
-    let mut rng: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut next = || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let mut next = combat::rng();
     // Bounded: a conflict cannot happen with one writer, but the loop stops anyway.
     for _ in 0..events * 2 {
         if committed >= events as u64 {
@@ -662,44 +657,18 @@ async fn combat(deps: &Deps, session: &SessionId, events: usize) -> Result<u64> 
         let r = next();
         let user = users[(r % 3) as usize];
         let target = &monsters[((r >> 8) % 12) as usize];
-        let (event_type, payload) = match (r >> 16) % 10 {
-            0..=3 => {
-                let state = deps
-                    .log
-                    .state(session)
-                    .await
-                    .map_err(|e| fail("state", e))?
-                    .ok_or_else(|| fail("state", "no hot state"))?;
-                let hp = state
-                    .current(&target.as_str().into(), "attributes.hp.value")
-                    .and_then(|v| v.as_i64())
-                    .unwrap_or(1000);
-                let dmg = ((r >> 24) % 8 + 1) as i64;
-                (
-                    "plugin:dnd5e:attack",
-                    json!({"target": {"instanceId": target}, "attackRoll": (r >> 32) % 20 + 1,
-                           "stateChanges": {"attributes.hp.value": {"from": hp, "to": hp - dmg}}}),
-                )
-            }
-            4 => (
-                "plugin:dnd5e:heal",
-                json!({"target": {"instanceId": target},
-                       "stateChanges": {"attributes.hp.value": {"op": "inc", "by": (r >> 24) % 6 + 1}}}),
-            ),
-            5 | 6 => (
-                "core:token:move",
-                json!({"target": {"instanceId": target},
-                       "stateChanges": {"position.x": {"to": (r >> 24) % 40}, "position.y": {"to": (r >> 32) % 40}}}),
-            ),
-            7 | 8 => (
-                "core:chat",
-                json!({"text": format!("{user} shouts at {target} (round {})", committed / 30)}),
-            ),
-            _ => (
-                "core:dice:roll",
-                json!({"formula": "1d20+5", "purpose": format!("initiative for {target}")}),
-            ),
+        let hp = if combat::attacks(r) {
+            let state = deps
+                .log
+                .state(session)
+                .await
+                .map_err(|e| fail("state", e))?
+                .ok_or_else(|| fail("state", "no hot state"))?;
+            combat::hp(&state, target)
+        } else {
+            0
         };
+        let (event_type, payload) = combat::action(r, committed as usize, user, target, hp);
         if commit(event_type, payload, user).await? {
             committed += 1;
         }
