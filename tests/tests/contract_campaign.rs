@@ -36,6 +36,7 @@ against_both!(
     campaigns_and_membership,
     actors_round_trip_exactly,
     compendium_lookup_and_search,
+    compendium_filters_by_challenge_rating_and_level,
     compendium_pages_by_cursor,
     sessions_newest_first_and_updated,
     campaigns_page_by_id,

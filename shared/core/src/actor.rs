@@ -324,6 +324,24 @@ impl CompendiumEntry {
     pub fn is_actor_template(&self) -> bool {
         self.data.get("attributes").is_some_and(Value::is_object)
     }
+
+    /// The challenge rating of a monster template (`data.attributes.challengeRating`, a number:
+    /// `0.25` for CR 1/4), which the compendium search filters on; `None` for anything else.
+    pub fn challenge_rating(&self) -> Option<f64> {
+        self.data
+            .pointer("/attributes/challengeRating")
+            .and_then(Value::as_f64)
+            .filter(|cr| cr.is_finite())
+    }
+
+    /// The level of a spell template (`data.level`, 0 for a cantrip), which the compendium
+    /// search filters on; `None` for anything that is not in the `spells` category.
+    pub fn spell_level(&self) -> Option<i64> {
+        if self.category != "spells" {
+            return None;
+        }
+        self.data.get("level").and_then(Value::as_i64)
+    }
 }
 
 /// `POST /campaigns/{id}/actors` with a template: `{compendiumRef, name?, customizations?}`.

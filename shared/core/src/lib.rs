@@ -16,6 +16,7 @@
 //! - [`conflict`]: the GM conflict report (blind writes racing on one path).
 //! - [`compaction`]: the snapshot fold and its counts.
 //! - [`protocol`]: client actions and server frames of the WebSocket contract.
+//! - [`srd`]: the mapping of SRD 5.1 monsters, spells and equipment to compendium templates.
 
 pub mod actor;
 pub mod canonical;
@@ -27,4 +28,5 @@ pub mod event;
 pub mod ids;
 pub mod paths;
 pub mod protocol;
+pub mod srd;
 pub mod state;

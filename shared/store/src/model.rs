@@ -122,7 +122,7 @@ pub struct Subscription {
 }
 
 /// A compendium search.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CompendiumQuery {
     /// Case-insensitive substring of the name.
     pub q: Option<String>,
@@ -130,6 +130,13 @@ pub struct CompendiumQuery {
     pub category: Option<String>,
     /// Game system (`dnd5e`).
     pub system: Option<String>,
+    /// Lowest challenge rating, inclusive ([`CompendiumEntry::challenge_rating`]); entries
+    /// without one are left out when this or `cr_max` is set.
+    pub cr_min: Option<f64>,
+    /// Highest challenge rating, inclusive.
+    pub cr_max: Option<f64>,
+    /// Spell level ([`CompendiumEntry::spell_level`]); entries without one are left out.
+    pub level: Option<i64>,
     /// Page size (1..=100).
     pub limit: usize,
     /// Exclusive start: the last reference of the previous page.
@@ -144,10 +151,30 @@ impl Default for CompendiumQuery {
             q: None,
             category: None,
             system: None,
+            cr_min: None,
+            cr_max: None,
+            level: None,
             limit: 20,
             cursor: None,
             max_bytes: DEFAULT_MAX_PAGE_BYTES,
         }
+    }
+}
+
+impl CompendiumQuery {
+    /// Whether an entry passes the challenge-rating and level filters (the memory and SQLite
+    /// adapters filter with this; MongoDB filters on the fields it stores beside the entry).
+    pub fn matches_numbers(&self, entry: &CompendiumEntry) -> bool {
+        if self.cr_min.is_some() || self.cr_max.is_some() {
+            let Some(cr) = entry.challenge_rating() else {
+                return false;
+            };
+            if self.cr_min.is_some_and(|min| cr < min) || self.cr_max.is_some_and(|max| cr > max) {
+                return false;
+            }
+        }
+        self.level
+            .is_none_or(|level| entry.spell_level() == Some(level))
     }
 }
 

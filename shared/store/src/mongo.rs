@@ -1215,13 +1215,20 @@ impl MongoCampaignStore {
     }
 
     async fn put_entry(&self, entry: &CompendiumEntry) -> Result<(), StoreError> {
-        let document = doc! {
+        let mut document = doc! {
             "_id": entry.reference.as_str(),
             "system": entry.system.as_str(),
             "category": entry.category.as_str(),
             "name": entry.name.as_str(),
             "json": to_json(entry, "compendium entry")?,
         };
+        // The search filters' fields, beside the opaque JSON.
+        if let Some(cr) = entry.challenge_rating() {
+            document.insert("cr", cr);
+        }
+        if let Some(level) = entry.spell_level() {
+            document.insert("level", level);
+        }
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -1499,6 +1506,19 @@ impl CampaignStore for MongoCampaignStore {
         }
         if let Some(q) = query.q.as_deref().filter(|q| !q.is_empty()) {
             filter.insert("name", doc! {"$regex": escape_regex(q), "$options": "i"});
+        }
+        if query.cr_min.is_some() || query.cr_max.is_some() {
+            let mut range = doc! {"$exists": true};
+            if let Some(min) = query.cr_min {
+                range.insert("$gte", min);
+            }
+            if let Some(max) = query.cr_max {
+                range.insert("$lte", max);
+            }
+            filter.insert("cr", range);
+        }
+        if let Some(level) = query.level {
+            filter.insert("level", level);
         }
         let (fetch, batch) = look_ahead(limit);
         let cursor = self

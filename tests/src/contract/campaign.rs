@@ -444,6 +444,144 @@ async fn refs(store: &dyn CampaignStore, q: &CompendiumQuery) -> Vec<String> {
     page.items.into_iter().map(|e| e.reference).collect()
 }
 
+/// Compendium filters: challenge rating as an inclusive range over monsters
+/// (`data.attributes.challengeRating`, fractions included), spell level as an exact match; an
+/// entry without the number is left out by its filter, and filters combine with name search.
+pub async fn compendium_filters_by_challenge_rating_and_level(store: &dyn CampaignStore) {
+    let system = unique_system();
+    let monster = |slug: &str, name: &str, cr: Value| {
+        entry(
+            &system,
+            "monsters",
+            slug,
+            name,
+            json!({"attributes": {"hp": {"value": 7, "max": 7}, "ac": 12, "speed": 30,
+                   "challengeRating": cr}}),
+        )
+    };
+    let rat = monster("rat", "Rat", json!(0));
+    let kobold = monster("kobold", "Kobold", json!(0.125));
+    let goblin = monster("goblin", "Goblin", json!(0.25));
+    let bugbear = monster("bugbear", "Bugbear", json!(1));
+    let dragon = monster("red-dragon", "Adult Red Dragon", json!(17));
+    let odd = monster("odd", "Odd Goblin", json!("1/4"));
+    let spell = |slug: &str, name: &str, level: i64| {
+        entry(&system, "spells", slug, name, json!({"level": level}))
+    };
+    let light = spell("light", "Light", 0);
+    let fireball = spell("fireball", "Fireball", 3);
+    let counter = spell("counterspell", "Counterspell", 3);
+    // A level outside `spells` is not a spell level.
+    let item = entry(
+        &system,
+        "equipment",
+        "scroll",
+        "Scroll",
+        json!({"level": 3}),
+    );
+    store
+        .put_compendium(&[
+            rat.clone(),
+            kobold.clone(),
+            goblin.clone(),
+            bugbear.clone(),
+            dragon.clone(),
+            odd.clone(),
+            light.clone(),
+            fireball.clone(),
+            counter.clone(),
+            item.clone(),
+        ])
+        .await
+        .expect("put");
+    let q = |f: &dyn Fn(&mut CompendiumQuery)| {
+        let mut q = query(&system);
+        f(&mut q);
+        q
+    };
+    assert_eq!(
+        refs(store, &q(&|q| q.cr_max = Some(0.25))).await,
+        vec![
+            goblin.reference.clone(),
+            kobold.reference.clone(),
+            rat.reference.clone()
+        ],
+        "CR at most 1/4, inclusive; the string CR is not a number"
+    );
+    assert_eq!(
+        refs(
+            store,
+            &q(&|q| {
+                q.cr_min = Some(0.125);
+                q.cr_max = Some(1.0);
+            })
+        )
+        .await,
+        vec![
+            bugbear.reference.clone(),
+            goblin.reference.clone(),
+            kobold.reference.clone()
+        ]
+    );
+    assert_eq!(
+        refs(store, &q(&|q| q.cr_min = Some(5.0))).await,
+        vec![dragon.reference.clone()]
+    );
+    assert_eq!(
+        refs(
+            store,
+            &q(&|q| {
+                q.cr_max = Some(1.0);
+                q.q = Some("gob".into());
+            })
+        )
+        .await,
+        vec![goblin.reference.clone()],
+        "filters combine with the name search"
+    );
+    assert_eq!(
+        refs(store, &q(&|q| q.level = Some(3))).await,
+        vec![counter.reference.clone(), fireball.reference.clone()],
+        "level 3 spells only, not the item with a level"
+    );
+    assert_eq!(
+        refs(store, &q(&|q| q.level = Some(0))).await,
+        vec![light.reference.clone()]
+    );
+    assert_eq!(
+        refs(store, &q(&|q| q.level = Some(9))).await,
+        Vec::<String>::new()
+    );
+    // Filters page like any search: one entry per page, every page filtered.
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .search_compendium(&q(&|q| {
+                q.cr_max = Some(1.0);
+                q.limit = 1;
+                q.cursor = cursor.clone();
+            }))
+            .await
+            .expect("search");
+        seen.extend(page.items.into_iter().map(|e| e.reference));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+        assert!(seen.len() <= 10, "paging must end");
+    }
+    assert_eq!(
+        seen,
+        vec![
+            bugbear.reference.clone(),
+            goblin.reference.clone(),
+            kobold.reference.clone(),
+            rat.reference.clone()
+        ]
+    );
+}
+
 /// Compendium: entries read back exactly, re-put replaces, search by case-insensitive name
 /// substring (regex metacharacters taken literally), category and system, ordered by reference.
 pub async fn compendium_lookup_and_search(store: &dyn CampaignStore) {

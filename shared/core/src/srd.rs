@@ -1,0 +1,1 @@
+//! SRD 5.1 to compendium templates (placeholder: being written).

@@ -1,0 +1,1 @@
+//! The embedded SQLite adapters (placeholder: being written).

@@ -1,0 +1,1 @@
+//! Reading the SRD 5.1 package (placeholder: being written).
