@@ -127,6 +127,7 @@ impl Backend {
         let backends = match self.stores {
             Stores::Memory => Backends::default(),
             Stores::Real => Backends {
+                data_dir: None,
                 redis: Some(Server::Redis.url()),
                 redis_cluster: false,
                 mongo: Some(Server::Mongo.url()),
@@ -144,6 +145,7 @@ impl Backend {
             jwt_secret: Some(format!("e2e-{}", uuid::Uuid::new_v4().simple())),
             maintenance_every: None,
             delivery: self.delivery,
+            compendium: Default::default(),
         }
     }
 

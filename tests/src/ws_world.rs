@@ -523,6 +523,7 @@ pub async fn real_world() -> Option<(World, local_gateway::ConnectionHub)> {
         settings: dlab_service::config::Settings::default(),
         activity: Default::default(),
         audiences: Default::default(),
+        commit_locks: Default::default(),
     };
     let world = World::new(deps, Arc::new(HubTransport { hub: hub.clone() }));
     Some((world, hub))

@@ -35,9 +35,14 @@ use crate::connections::{ConnectionHub, management};
 use crate::delivery::{Delivery, HubNotifier};
 use crate::gateway::{Limits, STAGE, WsGateway};
 
-/// Which real server backs each port (`None`: memory).
+/// What backs each port: the embedded SQLite database under `data_dir` (or memory when it is
+/// `None`), with any real server named here swapped in for its ports.
 #[derive(Debug, Clone, Default)]
 pub struct Backends {
+    /// The directory of the embedded database (`dlab.sqlite3`): archive, campaigns, actors,
+    /// compendium, sessions, snapshots and conflicts, kept across restarts. `None`: memory,
+    /// gone when the gateway stops (`--ephemeral`, and the tests' default).
+    pub data_dir: Option<std::path::PathBuf>,
     /// Redis URL for the event log and rate limiter.
     pub redis: Option<String>,
     /// Speak the Redis Cluster protocol to `redis`.
@@ -73,6 +78,22 @@ pub struct Options {
     pub maintenance_every: Option<Duration>,
     /// How the hosted handlers' frames reach the sockets (in-process by default).
     pub delivery: Delivery,
+    /// Fill an empty compendium at start ([`crate::storage::load_compendium`]).
+    pub compendium: CompendiumLoad,
+}
+
+/// How the gateway fills an empty compendium when it starts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum CompendiumLoad {
+    /// Leave it as it is (tests, and `--no-compendium`).
+    #[default]
+    Off,
+    /// Import the SRD 5.1 package from this cache directory, fetching it there first when it
+    /// is missing; when it cannot be had, write the project's own few templates instead.
+    Srd {
+        /// Where the package is kept (`./.dlab/srd`).
+        cache_dir: std::path::PathBuf,
+    },
 }
 
 /// The default of [`Options::maintenance_every`]: the schedule of the `compaction` Lambda.
@@ -132,6 +153,10 @@ pub struct Running {
     pub maintenance_every: Option<Duration>,
     /// How the hosted handlers' frames reach the sockets.
     pub delivery: Delivery,
+    /// Where the data lives (for the banner).
+    pub storage: crate::storage::StorageSummary,
+    /// What the start-up compendium load did (`None`: it was off).
+    pub compendium: Option<crate::storage::CompendiumLoaded>,
     work: crate::gateway::Work,
     shutdown: watch::Sender<bool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -301,8 +326,16 @@ async fn build_deps(
         settings,
         activity: Default::default(),
         audiences: Default::default(),
+        commit_locks: Default::default(),
     };
     let b = &options.backends;
+    if let Some(dir) = &b.data_dir {
+        let sqlite = crate::storage::open_embedded(dir).await?;
+        deps.archive = Arc::new(sqlite.archive());
+        deps.campaigns = Arc::new(sqlite.campaigns());
+        deps.snapshots = Arc::new(sqlite.snapshots());
+        deps.conflicts = Arc::new(sqlite.conflicts());
+    }
     if let Some(url) = &b.redis {
         let conn = dlab_store::redis::RedisConfig {
             cluster: b.redis_cluster,
@@ -333,6 +366,11 @@ async fn build_deps(
             client,
             b.connections_table.clone(),
         ));
+    }
+    // A hot log in this process's memory dies with it: over a durable archive, confirm only
+    // what the archive holds (see `ArchiveMode`).
+    if b.redis.is_none() && (b.data_dir.is_some() || b.mongo.is_some()) {
+        deps.settings.archive_mode = dlab_service::config::ArchiveMode::ConfirmAfterArchive;
     }
     Ok(deps)
 }
@@ -470,6 +508,13 @@ pub async fn start_with(
     let hub = ConnectionHub::new();
     let notifier = notifier(options.delivery, &hub, management_addr).await;
     let deps = wrap(build_deps(&options, notifier, auth.clone(), settings).await?);
+    let storage = crate::storage::StorageSummary::of(&options.backends, &deps);
+    let compendium = match &options.compendium {
+        CompendiumLoad::Off => None,
+        CompendiumLoad::Srd { cache_dir } => {
+            Some(crate::storage::load_compendium(deps.campaigns.as_ref(), cache_dir).await?)
+        }
+    };
     if options.dev_tokens && !dev_tokens {
         warn!(%addr, "dev tokens are refused on a non-loopback address");
     }
@@ -532,6 +577,8 @@ pub async fn start_with(
         hub,
         maintenance_every: options.maintenance_every.map(|d| d.max(MAINTENANCE_MIN)),
         delivery: options.delivery,
+        storage,
+        compendium,
         work,
         shutdown,
         server,
@@ -620,6 +667,7 @@ mod tests {
             jwt_secret: None,
             maintenance_every: None,
             delivery: Default::default(),
+            compendium: Default::default(),
         };
         match start(options.clone()).await {
             Err(StartError::NoTokenSource { addr }) => assert_eq!(addr, options.listen),
@@ -648,6 +696,7 @@ mod tests {
             jwt_secret: Some("31-bytes-are-one-byte-too-short".into()),
             maintenance_every: None,
             delivery: Default::default(),
+            compendium: Default::default(),
         };
         match start(options).await {
             Err(StartError::Config(dlab_store::error::ConfigError::Invalid { name, reason })) => {

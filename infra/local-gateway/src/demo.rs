@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use dlab_core::actor::create_custom;
+use dlab_core::actor::{CreateFromTemplate, create_custom, create_from_template};
 use dlab_core::changes::ACTOR_ADDED;
 use dlab_core::event::GameEvent;
 use dlab_core::ids::{ActorId, CampaignId, EventId, Sequence, SessionId, UserId};
@@ -108,15 +108,31 @@ pub async fn seed(deps: &Deps) -> Result<Demo, StoreError> {
             json!({"type": "npc", "attributes": {"hp": {"value": 27, "max": 27}, "ac": 16, "speed": 30}}),
         ),
     ];
-    for (instance, name, mut data) in actors {
+    // With the SRD imported, the encounter is real stat blocks: goblins with their scimitars
+    // and a veteran for Sildar, copied from the compendium with the back-link.
+    let templates = [
+        "dnd5e:monsters:goblin",
+        "dnd5e:monsters:goblin",
+        "dnd5e:monsters:veteran",
+    ];
+    for ((instance, name, mut data), template) in actors.into_iter().zip(templates) {
         data["name"] = json!(name);
-        let actor = create_custom(
-            &data,
-            &campaign,
-            ActorId::new(format!("actor-{instance}")),
-            &gm,
-            now,
-        )
+        let id = ActorId::new(format!("actor-{instance}"));
+        let actor = match deps.campaigns.compendium_entry(template).await? {
+            Some(entry) => create_from_template(
+                Some(&entry),
+                &CreateFromTemplate {
+                    compendium_ref: entry.reference.clone(),
+                    name: Some(name.into()),
+                    customizations: None,
+                },
+                &campaign,
+                id,
+                &gm,
+                now,
+            ),
+            None => create_custom(&data, &campaign, id, &gm, now),
+        }
         .map_err(|e| StoreError::corrupt("demo", "actor", e))?;
         deps.campaigns
             .create_actor(&actor, &quotas)

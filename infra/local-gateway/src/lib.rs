@@ -28,6 +28,7 @@ pub mod delivery;
 pub mod demo;
 pub mod gateway;
 pub mod migrate;
+pub mod storage;
 
 use std::net::SocketAddr;
 
@@ -92,6 +93,10 @@ pub fn banner(running: &app::Running) -> String {
         out.push_str(
             "  Tokens:    dev tokens are off; sign HS256 user tokens with JWT_SECRET and trade them for tickets\n",
         );
+    }
+    out.push_str(&running.storage.describe());
+    if let Some(loaded) = &running.compendium {
+        out.push_str(&loaded.describe());
     }
     match running.maintenance_every {
         Some(every) => out.push_str(&format!(

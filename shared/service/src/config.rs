@@ -88,8 +88,10 @@ pub struct Settings {
     /// Events put back into the hot window when a session is rebuilt from the archive (older
     /// ones are served from the archive), so a rebuild's memory does not grow with the session.
     pub rehydrate_window: usize,
-    /// Bound on the archive write on the submit path.
+    /// Bound on the archive write on the submit path ([`ArchiveMode::BestEffort`] only).
     pub archive_timeout: Duration,
+    /// Whether an event is confirmed before or only after its archive write.
+    pub archive_mode: ArchiveMode,
     /// A catch-up stops early (`complete: false`) when this budget runs out, well inside API
     /// Gateway's 29 s integration timeout.
     pub catchup_budget: Duration,
@@ -187,6 +189,23 @@ impl Lifecycle {
     }
 }
 
+/// When an event counts as confirmed, relative to its archive write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ArchiveMode {
+    /// The deployment: the hot log (Redis, replicated) holds every commit, so a commit stands
+    /// even when its archive write fails or outlasts [`Settings::archive_timeout`], and backfill
+    /// copies it to the archive later.
+    #[default]
+    BestEffort,
+    /// The embedded local run: the hot log is in the process's memory and dies with it, so the
+    /// archive is the only durable copy. Commits of one session are serialized with their
+    /// archive write, an event is confirmed only after that write has committed, and a failed
+    /// write undoes the commit (the hot state is dropped and rebuilt from the archive) and is
+    /// an error to the sender: nothing unarchived is ever confirmed, and no later event of the
+    /// session can land above a hole.
+    ConfirmAfterArchive,
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Self {
@@ -195,6 +214,7 @@ impl Default for Settings {
             rates: RateLimits::default(),
             rehydrate_window: 1200,
             archive_timeout: Duration::from_millis(300),
+            archive_mode: ArchiveMode::BestEffort,
             catchup_budget: Duration::from_secs(20),
             connection_ttl: Duration::from_secs(2 * 3600 + 600),
             ticket_ttl: Duration::from_secs(60),

@@ -43,6 +43,9 @@ pub struct Deps {
     pub activity: Arc<crate::pipeline::ActivityCache>,
     /// Each session's connections as last read, under their audience token.
     pub audiences: Arc<crate::audience::AudienceCache>,
+    /// Serializes a session's commit with its archive write under
+    /// [`crate::config::ArchiveMode::ConfirmAfterArchive`].
+    pub commit_locks: Arc<crate::pipeline::CommitLocks>,
 }
 
 impl std::fmt::Debug for Deps {
@@ -70,6 +73,7 @@ impl Deps {
             settings,
             activity: Default::default(),
             audiences: Default::default(),
+            commit_locks: Default::default(),
         }
     }
 
@@ -114,6 +118,7 @@ impl Deps {
             settings: config.settings.clone(),
             activity: Default::default(),
             audiences: Default::default(),
+            commit_locks: Default::default(),
         };
         #[cfg(feature = "redis")]
         {

@@ -5,7 +5,9 @@
 //!
 //! Order inside a publish (invariant 3): commit (hot log) → archive write (bounded wait) →
 //! confirm → broadcast. The archive write is awaited, never spawned: a Lambda freezes after it
-//! returns. If the write fails or times out the commit stands and backfill copies it later.
+//! returns. If the write fails or times out the commit stands and backfill copies it later —
+//! unless the hot log is not durable ([`ArchiveMode::ConfirmAfterArchive`], the embedded local
+//! run): then the commit waits for the archive, and a failed write undoes it.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -21,6 +23,7 @@ use dlab_store::{
 use futures::StreamExt;
 use tracing::{error, info, warn};
 
+use crate::config::ArchiveMode;
 use crate::deps::Deps;
 use crate::error::ServiceError;
 use crate::metrics;
@@ -263,6 +266,48 @@ pub async fn floor(deps: &Deps, session: &SessionId) -> Result<Sequence, Service
 /// fences the session: its hot state is dropped so the next commit rebuilds it from the
 /// archive.
 pub async fn commit(deps: &Deps, request: CommitRequest) -> Result<Committed, ServiceError> {
+    if deps.settings.archive_mode == ArchiveMode::ConfirmAfterArchive {
+        // Held across the commit and its archive write: the session's next commit waits, so a
+        // failed write can be undone without leaving a later event above a hole.
+        let _turn = deps.commit_locks.lock(&request.event.session_id).await;
+        return commit_unlocked(deps, request).await;
+    }
+    commit_unlocked(deps, request).await
+}
+
+/// Per-session turns of [`ArchiveMode::ConfirmAfterArchive`]: a fixed array of async mutexes,
+/// a session hashed to one of them, so memory stays bounded however many sessions exist (two
+/// sessions sharing a shard only wait for each other's archive write).
+#[derive(Debug)]
+pub struct CommitLocks {
+    shards: Vec<tokio::sync::Mutex<()>>,
+}
+
+/// Shards of [`CommitLocks`].
+const COMMIT_LOCK_SHARDS: usize = 256;
+
+impl Default for CommitLocks {
+    fn default() -> Self {
+        Self {
+            shards: (0..COMMIT_LOCK_SHARDS)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+        }
+    }
+}
+
+impl CommitLocks {
+    /// Waits for the session's turn.
+    pub async fn lock(&self, session: &SessionId) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        session.hash(&mut hasher);
+        let shard = usize::try_from(hasher.finish() % COMMIT_LOCK_SHARDS as u64).unwrap_or(0);
+        self.shards[shard].lock().await
+    }
+}
+
+async fn commit_unlocked(deps: &Deps, request: CommitRequest) -> Result<Committed, ServiceError> {
     let started = Instant::now();
     let session = request.event.session_id.clone();
     let committed = match deps.log.commit(request.clone()).await {
@@ -287,6 +332,9 @@ pub async fn commit(deps: &Deps, request: CommitRequest) -> Result<Committed, Se
 }
 
 async fn archive(deps: &Deps, event: &GameEvent) -> Result<(), ServiceError> {
+    if deps.settings.archive_mode == ArchiveMode::ConfirmAfterArchive {
+        return archive_before_confirm(deps, event).await;
+    }
     let started = Instant::now();
     match tokio::time::timeout(deps.settings.archive_timeout, deps.archive.insert(event)).await {
         Ok(Ok(())) => Ok(()),
@@ -318,6 +366,25 @@ async fn archive(deps: &Deps, event: &GameEvent) -> Result<(), ServiceError> {
             Ok(())
         }
     }
+}
+
+/// [`ArchiveMode::ConfirmAfterArchive`]: the write is awaited without a time bound (the
+/// embedded store answers once its transaction has committed or failed; giving up early could
+/// leave a write that lands after the session was rebuilt without it). On failure the commit is
+/// undone: the hot state is dropped, so the next call rebuilds it from the archive, where the
+/// event is not, and its sequence is issued again. The caller holds the session's turn, so no
+/// later event was committed meanwhile.
+async fn archive_before_confirm(deps: &Deps, event: &GameEvent) -> Result<(), ServiceError> {
+    let Err(failure) = deps.archive.insert(event).await else {
+        return Ok(());
+    };
+    error!(session = %event.session_id, seq = event.sequence.get(), error = %dlab_store::Chain(&failure),
+           "archive write failed; undoing the commit, nothing is confirmed");
+    if let Err(e) = deps.log.release(&event.session_id).await {
+        error!(session = %event.session_id, error = %dlab_store::Chain(&e),
+               "could not drop the hot state of the undone commit");
+    }
+    Err(archive_error(failure))
 }
 
 /// Marks the session for the next backfill (in Redis, which is up: the commit just succeeded);

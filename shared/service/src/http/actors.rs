@@ -4,13 +4,15 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use dlab_core::actor::{
-    Actor, CompendiumRef, CreateActorRequest, CreateFromTemplate, apply_patch, create_custom,
-    create_from_template,
+    Actor, ActorError, CompendiumRef, CreateActorRequest, CreateFromTemplate, apply_patch,
+    create_custom, create_from_template,
 };
 use dlab_core::ids::{ActorId, CampaignId};
 use dlab_store::model::{ActorKey, now_ms};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tracing::info;
+use tracing::{info, warn};
+use utoipa::ToSchema;
 
 use super::AppState;
 use super::access::campaign_access;
@@ -56,6 +58,128 @@ pub async fn create(
         .await?;
     info!(campaign = %campaign, actor = %actor.id, user = %user, "actor created");
     Ok((StatusCode::CREATED, Json(actor)))
+}
+
+/// Most actors one bulk call creates: an encounter, not a data load.
+pub const MAX_BULK_ACTORS: u32 = 100;
+
+/// The placeholder of [`BulkCreate::name_pattern`] replaced by the actor's number.
+pub const NUMBER_PLACEHOLDER: &str = "{n}";
+
+/// `POST /campaigns/{id}/actors/bulk`: `count` copies of one template, named by a pattern.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BulkCreate {
+    /// `<system>:<category>:<slug>`.
+    #[schema(example = "dnd5e:monsters:goblin")]
+    pub compendium_ref: String,
+    /// How many actors, 1 to 100.
+    #[schema(minimum = 1, maximum = 100, example = 4)]
+    pub count: u32,
+    /// The names, with `{n}` replaced by 1..=count (default: `<template name> {n}`).
+    #[schema(example = "Goblin {n}")]
+    pub name_pattern: Option<String>,
+    /// Deep-merged over every copy (editable fields only), as for a single create.
+    #[schema(value_type = Option<Object>)]
+    pub customizations: Option<Value>,
+}
+
+/// The actors a bulk create made, in number order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BulkCreated {
+    /// The new actors: `{n}` = 1 first.
+    #[schema(value_type = Vec<doc::Actor>)]
+    pub items: Vec<Actor>,
+}
+
+/// Creates `count` actors from one template for encounter building ("Goblin 1" … "Goblin n"),
+/// any member. All or nothing: when the campaign's actor quota runs out part-way, the ones
+/// already made are deleted again and the answer is 409.
+#[utoipa::path(post, operation_id = "createActorsInBulk", path = "/campaigns/{id}/actors/bulk", tag = "actors", request_body = BulkCreate,
+    params(("id" = String, Path, description = "Campaign id")),
+    responses(
+        (status = 201, description = "The new actors", body = BulkCreated),
+        (status = 400, description = "Invalid body (count outside 1..=100, a pattern without `{n}` or giving a blank or too long name, bad reference, not an actor template, invalid customizations)", body = ErrorBody),
+        (status = 401, description = "Missing, expired or invalid token", body = ErrorBody),
+        (status = 403, description = "Not a member of the campaign", body = ErrorBody),
+        (status = 404, description = "No such campaign, or `Compendium entry not found: <ref>`", body = ErrorBody),
+        (status = 409, description = "The campaign's actor quota cannot take them all; none was created", body = ErrorBody),
+        (status = 413, description = "The body is over the limit, or an actor over its size quota", body = ErrorBody),
+    ))]
+pub async fn create_bulk(
+    State(app): State<AppState>,
+    Caller(user): Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<BulkCreate>,
+) -> Result<(StatusCode, Json<BulkCreated>), ApiError> {
+    let deps = app.deps();
+    if !(1..=MAX_BULK_ACTORS).contains(&body.count) {
+        return Err(ApiError::bad_request(format!(
+            "count must be between 1 and {MAX_BULK_ACTORS}"
+        )));
+    }
+    if let Some(pattern) = &body.name_pattern
+        && !pattern.contains(NUMBER_PLACEHOLDER)
+    {
+        return Err(ApiError::bad_request(format!(
+            "namePattern must contain {NUMBER_PLACEHOLDER}, which each actor's number replaces"
+        )));
+    }
+    let access = campaign_access(deps, &user, &CampaignId::new(id)).await?;
+    let campaign = &access.campaign.id;
+    let reference = CompendiumRef::parse(&body.compendium_ref)?;
+    let template = deps
+        .campaigns
+        .compendium_entry(reference.as_str())
+        .await?
+        .ok_or_else(|| ActorError::CompendiumNotFound(reference.to_string()))?;
+    let pattern = body
+        .name_pattern
+        .clone()
+        .unwrap_or_else(|| format!("{} {NUMBER_PLACEHOLDER}", template.name));
+    let now = now_ms();
+    // Every actor is built and checked before the first is stored: bad input changes nothing.
+    let mut actors = Vec::with_capacity(body.count as usize);
+    for n in 1..=body.count {
+        let name = pattern.replace(NUMBER_PLACEHOLDER, &n.to_string());
+        if name.trim().is_empty() {
+            return Err(ApiError::bad_request("namePattern gives a blank name"));
+        }
+        let request = CreateFromTemplate {
+            compendium_ref: reference.to_string(),
+            name: Some(name),
+            customizations: body.customizations.clone(),
+        };
+        let actor = create_from_template(
+            Some(&template),
+            &request,
+            campaign,
+            ActorId::new(uuid::Uuid::new_v4().to_string()),
+            &user,
+            now,
+        )?;
+        check_name(&actor).map_err(|_| {
+            ApiError::bad_request(format!(
+                "namePattern gives a name longer than {MAX_NAME_CHARS} characters"
+            ))
+        })?;
+        actors.push(actor);
+    }
+    let quotas = &app.settings().quotas;
+    for (made, actor) in actors.iter().enumerate() {
+        if let Err(e) = deps.campaigns.create_actor(actor, quotas).await {
+            for earlier in &actors[..made] {
+                if let Err(undo) = deps.campaigns.delete_actor(campaign, &earlier.id).await {
+                    warn!(campaign = %campaign, actor = %earlier.id, error = %dlab_store::Chain(&undo),
+                          "could not delete an actor of a failed bulk create");
+                }
+            }
+            return Err(e.into());
+        }
+    }
+    info!(campaign = %campaign, template = %reference, count = actors.len(), user = %user,
+          "actors created in bulk");
+    Ok((StatusCode::CREATED, Json(BulkCreated { items: actors })))
 }
 
 /// `CreateActorRequest::from_body`, with a template body read through the JSON extractor's

@@ -298,6 +298,7 @@ pub fn router_with(deps: Deps, settings: HttpSettings) -> Router {
             "/campaigns/{id}/actors",
             get(actors::list).post(actors::create),
         )
+        .route("/campaigns/{id}/actors/bulk", post(actors::create_bulk))
         .route(
             "/campaigns/{id}/actors/{actorId}",
             get(actors::get_one)
