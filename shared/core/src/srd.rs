@@ -3,12 +3,12 @@
 //!
 //! # Why structured fields
 //!
-//! The SRD database describes an attack twice: as prose (`"+4 to hit … Hit: 5 (1d6 + 2)
-//! slashing damage"`) and as data (`attack_bonus`, `damage[].damage_dice`, `dc`). The 5e plugin
-//! rolls attacks, damage and saves from data, never from prose, so the mapping lifts every
-//! number the database carries into camelCase fields (`attackBonus`, `damage: [{dice, type}]`,
-//! `save: {ability, dc, onSuccess}`, `usage`, `multiattack`) and keeps the prose only as
-//! `description`, for people. A monster becomes a complete actor template (`type`,
+//! The SRD database describes an attack twice: as prose (the to-hit bonus, the average and the
+//! dice written out in a sentence) and as data (`attack_bonus`, `damage[].damage_dice`, `dc`).
+//! The 5e plugin rolls attacks, damage and saves from data, never from prose, so the mapping
+//! lifts every number the database carries into camelCase fields (`attackBonus`,
+//! `damage: [{dice, type}]`, `save: {ability, dc, onSuccess}`, `usage`, `multiattack`) and keeps
+//! the prose only as `description`, for people. A monster becomes a complete actor template (`type`,
 //! `attributes` with `hp`, `ac` and `speed`, `features`, `spells`, `equipment`), so
 //! [`create_from_template`](crate::actor::create_from_template) makes a playable actor with no
 //! further lookups.
@@ -35,6 +35,10 @@
 //!   (a shark, a floating mist) has `speed: 0`, and `movement` lists every mode it has.
 //! - Whole numbers stored as floats by the database (weights, challenge ratings) become
 //!   integers; `challengeRating` is `0.25` for CR 1/4.
+//! - `languages` stays the SRD's one string (`"Common, Goblin"`; free text with qualifiers and
+//!   parentheses does not split cleanly into a list) and is omitted when empty. Damage
+//!   vulnerabilities, resistances and immunities and condition immunities are string lists.
+//! - A legendary action has `cost`: the `N` of a name ending `(Costs N Actions)`, else 1.
 //! - Choices the database models as `{choose, from: {options}}` become a list of the options
 //!   (`damageOptions`, `options`, `multiattack.options`); every choice in the SRD is "choose
 //!   one", and a different count is kept as `…Choose`.
@@ -677,13 +681,17 @@ fn proficiencies(rec: &Node) -> Res<(Map<String, Value>, Map<String, Value>, Vec
 /// One trait, action, legendary action or reaction, and the spells it lets the monster cast.
 fn feature(node: &Node, kind: &str) -> Res<(Value, Vec<Value>)> {
     let mut out = Map::new();
-    out.insert("name".into(), json!(node.req("name")?.as_str()?));
+    let name = node.req("name")?.as_str()?;
+    out.insert("name".into(), json!(name));
     out.insert("kind".into(), json!(kind));
     out.insert(
         "description".into(),
         json!(node.text_of("desc")?.unwrap_or_default()),
     );
     effects(node, &mut out)?;
+    if kind == "legendary" {
+        out.insert("cost".into(), json!(legendary_cost(name)));
+    }
 
     if let Some(usage) = node.get("usage")? {
         out.insert("usage".into(), usage_of(&usage)?);
@@ -709,6 +717,17 @@ fn feature(node: &Node, kind: &str) -> Res<(Value, Vec<Value>)> {
         spells = list;
     }
     Ok((Value::Object(out), spells))
+}
+
+/// The legendary actions a legendary action spends: `N` for a name ending in
+/// `(Costs N Actions)`, else 1.
+fn legendary_cost(name: &str) -> i64 {
+    name.split_once("(Costs ")
+        .and_then(|(_, rest)| {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .unwrap_or(1)
 }
 
 /// A named alternative of a feature (a breath weapon, one of several roars): its name and the
@@ -1671,7 +1690,8 @@ mod tests {
         let record = minimal_monster(json!({
             "special_abilities": [{"name": "A", "desc": "x"}],
             "actions": [{"name": "B", "desc": "x"}],
-            "legendary_actions": [{"name": "C", "desc": "x"}],
+            "legendary_actions": [{"name": "C", "desc": "x"},
+                                  {"name": "E (Costs 2 Actions)", "desc": "x"}],
             "reactions": [{"name": "D", "desc": "x"}]
         }));
 
@@ -1689,9 +1709,15 @@ mod tests {
                 ("A", "trait"),
                 ("B", "action"),
                 ("C", "legendary"),
+                ("E (Costs 2 Actions)", "legendary"),
                 ("D", "reaction")
             ]
         );
+        assert_eq!(
+            (features[2]["cost"].clone(), features[3]["cost"].clone()),
+            (json!(1), json!(2))
+        );
+        assert!(features[1].get("cost").is_none());
     }
 
     #[test]
