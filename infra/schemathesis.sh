@@ -110,7 +110,7 @@ run() {
     # Memory backend whatever the caller's environment says; port 0 picks a free port.
     env -u REDIS_URL -u REDIS_CLUSTER -u MONGODB_URI -u AWS_ENDPOINT_URL -u JWT_SECRET \
         RUST_LOG="${RUST_LOG:-warn}" \
-        "$bin" --listen 127.0.0.1:0 --no-compaction >"$gw_log" 2>&1 &
+        "$bin" --listen 127.0.0.1:0 --no-compaction --ephemeral --no-compendium >"$gw_log" 2>&1 &
     GATEWAY_PID=$!
 
     local base="" waited=0

@@ -42,7 +42,13 @@ impl Gateway {
     fn start(args: &[&str], vars: &[(&str, &str)]) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_local-gateway"));
         command
-            .args(["--listen", "127.0.0.1:0", "--demo"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--demo",
+                "--ephemeral",
+                "--no-compendium",
+            ])
             .args(args)
             .env("NO_COLOR", "1")
             .env("RUST_LOG", "info")

@@ -63,6 +63,11 @@ pub const SYSTEM: &str = "dnd5e";
 /// The slug prefix of the templates written for this project (see [`builtin_templates`]).
 pub const BUILTIN_PREFIX: &str = "dlab-";
 
+/// The attribution the SRD 5.1's license (CC-BY-4.0) asks for, exactly as the package's
+/// `metadata` table states it. Every compendium search answers it, and NOTICE and the README
+/// repeat it; the importer checks the package still says the same.
+pub const ATTRIBUTION: &str = "This work includes material taken from the System Reference Document 5.1 (\"SRD 5.1\") by Wizards of the Coast LLC, available at https://dnd.wizards.com/resources/systems-reference-document. The SRD 5.1 is licensed under the Creative Commons Attribution 4.0 International License, available at https://creativecommons.org/licenses/by/4.0/legalcode.";
+
 /// The SRD tables this project imports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SrdCategory {

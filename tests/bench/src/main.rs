@@ -27,7 +27,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::error::{BenchError, Result};
 use crate::report::{Measured, Report};
 use crate::scenarios::{Ctx, Fanout, Memory, Rooms, SeedLoad};
-use crate::servers::{GatewayConfig, RelayConfig};
+use crate::servers::{GatewayConfig, GatewayStore, RelayConfig};
 use crate::store::Backends;
 
 /// End-to-end benchmarks of the Dungeon Lab local gateway against a socket.io 4 room relay.
@@ -52,6 +52,10 @@ struct Global {
     /// `RUST_LOG` of the gateway.
     #[arg(long, global = true, default_value = "warn")]
     gateway_log: String,
+    /// The gateway's storage: `memory` (`--ephemeral`) or `sqlite` (the persistent default,
+    /// in a fresh temporary data directory).
+    #[arg(long, global = true, value_enum, default_value_t = GatewayStore::Memory)]
+    store: GatewayStore,
     /// The relay's folder (relay.js, package.json, package-lock.json).
     #[arg(long, global = true, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/relay"))]
     relay_dir: PathBuf,
@@ -254,6 +258,7 @@ fn ctx(g: &Global) -> Result<Ctx> {
             program,
             extra_args: g.gateway_args.clone(),
             log: g.gateway_log.clone(),
+            store: g.store,
         },
         relay: RelayConfig {
             dir: g.relay_dir.clone(),

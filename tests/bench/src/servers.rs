@@ -32,6 +32,19 @@ pub struct GatewayConfig {
     /// `RUST_LOG` of the gateway: `warn` by default, so its logging does not weigh on the
     /// measurement.
     pub log: String,
+    /// Where the gateway keeps its data.
+    pub store: GatewayStore,
+}
+
+/// The gateway's storage under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum GatewayStore {
+    /// Everything in memory (`--ephemeral`): the figures of the protocol path alone.
+    #[default]
+    Memory,
+    /// The persistent embedded default (SQLite in a fresh temporary data directory): every
+    /// event confirmed only after its archive transaction has committed.
+    Sqlite,
 }
 
 /// How to start the relay.
@@ -51,6 +64,8 @@ pub struct Server {
     child: Child,
     /// Its process id (for RSS).
     pub pid: u32,
+    /// The gateway's data directory ([`GatewayStore::Sqlite`]), removed with the server.
+    data: Option<tempfile::TempDir>,
     /// The loopback port it listens on.
     pub port: u16,
 }
@@ -63,22 +78,42 @@ impl Server {
             return Err(BenchError::NoGateway(cfg.program.clone()));
         }
         let mut cmd = Command::new(&cfg.program);
-        cmd.args(["--listen", "127.0.0.1:0", "--no-compaction"])
-            .args(&cfg.extra_args)
-            .env("RUST_LOG", &cfg.log);
+        cmd.args([
+            "--listen",
+            "127.0.0.1:0",
+            "--no-compaction",
+            "--no-compendium",
+        ]);
+        let data = match cfg.store {
+            GatewayStore::Memory => {
+                cmd.arg("--ephemeral");
+                None
+            }
+            GatewayStore::Sqlite => {
+                let dir = tempfile::tempdir().map_err(|source| BenchError::Io {
+                    what: "create the gateway's data directory".to_owned(),
+                    source,
+                })?;
+                cmd.arg("--data-dir").arg(dir.path());
+                Some(dir)
+            }
+        };
+        cmd.args(&cfg.extra_args).env("RUST_LOG", &cfg.log);
         for class in ["SUBMIT", "CONNECTION", "READ", "CONTROL", "EPHEMERAL"] {
             cmd.env(format!("DLAB_RATE_{class}_PER_SECOND"), UNLIMITED_RATE)
                 .env(format!("DLAB_RATE_{class}_BURST"), UNLIMITED_RATE);
         }
         // The banner line `  WebSocket: ws://127.0.0.1:PORT/?token=…`.
-        Self::spawn("the local gateway", cmd, |line| {
+        let mut server = Self::spawn("the local gateway", cmd, |line| {
             let rest = line.trim().strip_prefix("WebSocket: ws://127.0.0.1:")?;
             rest.split(|c: char| !c.is_ascii_digit())
                 .next()?
                 .parse()
                 .ok()
         })
-        .await
+        .await?;
+        server.data = data;
+        Ok(server)
     }
 
     /// The socket.io relay on `127.0.0.1:0`; runs `npm ci` first when `node_modules` is missing.
@@ -147,7 +182,12 @@ impl Server {
         };
         // Keep reading its output so the pipe never fills and blocks the server.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Self { child, pid, port })
+        Ok(Self {
+            child,
+            pid,
+            port,
+            data: None,
+        })
     }
 
     /// `http://127.0.0.1:PORT`.

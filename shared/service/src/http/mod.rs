@@ -52,9 +52,9 @@ pub const CORS_ALLOWED_ORIGINS: &str = "CORS_ALLOWED_ORIGINS";
 /// Attribution sentence answered with every compendium search (overrides
 /// [`DEFAULT_ATTRIBUTION`] until the importer stores one with the data).
 pub const COMPENDIUM_ATTRIBUTION: &str = "DLAB_COMPENDIUM_ATTRIBUTION";
-/// What `GET /compendium` answers as `attribution` when nothing else is configured.
-pub const DEFAULT_ATTRIBUTION: &str =
-    "Compendium data: see the importer's attribution (NOTICE) for its source and license.";
+/// What `GET /compendium` answers as `attribution` when nothing else is configured: the SRD
+/// 5.1's, the source of the compendium the importer loads.
+pub const DEFAULT_ATTRIBUTION: &str = dlab_core::srd::ATTRIBUTION;
 /// Largest accepted request body: an actor document is a few KiB, and an actor added to a
 /// session must fit one event payload anyway.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
