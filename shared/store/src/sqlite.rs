@@ -78,6 +78,8 @@ pub use campaign::SqliteCampaignStore;
 pub use conflicts::SqliteConflictStore;
 pub use snapshot::SqliteSnapshotStore;
 
+pub use engine::WriteStats;
+
 use engine::Handle;
 
 const BACKEND: &str = "sqlite";
@@ -111,6 +113,12 @@ impl SqliteStores {
     /// The database file.
     pub fn path(&self) -> &Path {
         self.handle.path()
+    }
+
+    /// What this handle's writer thread has committed since it was opened: how many
+    /// transactions, and how many writes they carried (group commit puts many in one).
+    pub fn write_stats(&self) -> WriteStats {
+        self.handle.stats()
     }
 
     /// The event archive.

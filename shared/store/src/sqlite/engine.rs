@@ -3,6 +3,7 @@
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Instant;
 
@@ -110,6 +111,25 @@ struct Shared {
     path: PathBuf,
     jobs: mpsc::Sender<Box<dyn Job>>,
     readers: Arc<Readers>,
+    stats: Arc<Counters>,
+}
+
+/// What the writer thread has committed, counted as it goes.
+#[derive(Debug, Default)]
+struct Counters {
+    batches: AtomicU64,
+    writes: AtomicU64,
+}
+
+/// What one handle's writer thread has committed since it was opened (for tests and
+/// diagnostics: `writes / batches` is how many writes shared each fsync).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WriteStats {
+    /// Transactions committed.
+    pub batches: u64,
+    /// Write jobs answered from committed transactions (failed jobs included: they were
+    /// answered only after their batch committed).
+    pub writes: u64,
 }
 
 impl fmt::Debug for Handle {
@@ -152,9 +172,11 @@ impl Handle {
         schema::migrate(&mut conn)?;
         let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
         let thread_path = path.clone();
+        let stats = Arc::new(Counters::default());
+        let counters = Arc::clone(&stats);
         std::thread::Builder::new()
             .name("dlab-sqlite-writer".to_owned())
-            .spawn(move || run_writer(conn, queue, &thread_path))
+            .spawn(move || run_writer(conn, queue, &thread_path, &counters))
             .map_err(|e| StoreError::unavailable(BACKEND, "start writer thread", e))?;
         Ok(Self(Arc::new(Shared {
             readers: Arc::new(Readers {
@@ -164,7 +186,16 @@ impl Handle {
             }),
             path,
             jobs,
+            stats,
         })))
+    }
+
+    /// What the writer thread has committed so far.
+    pub(super) fn stats(&self) -> WriteStats {
+        WriteStats {
+            batches: self.0.stats.batches.load(Ordering::Relaxed),
+            writes: self.0.stats.writes.load(Ordering::Relaxed),
+        }
     }
 
     pub(super) fn path(&self) -> &Path {
@@ -215,7 +246,12 @@ impl Handle {
 
 /// The writer thread: batches, savepoints, one COMMIT, then the answers. Ends when every
 /// handle is dropped (the queue closes); the connection closes with it.
-fn run_writer(mut conn: Connection, queue: mpsc::Receiver<Box<dyn Job>>, path: &Path) {
+fn run_writer(
+    mut conn: Connection,
+    queue: mpsc::Receiver<Box<dyn Job>>,
+    path: &Path,
+    counters: &Counters,
+) {
     debug!(path = %path.display(), "sqlite writer started");
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
@@ -225,12 +261,14 @@ fn run_writer(mut conn: Connection, queue: mpsc::Receiver<Box<dyn Job>>, path: &
                 Err(_) => break,
             }
         }
-        commit_batch(&mut conn, batch);
+        commit_batch(&mut conn, batch, counters);
     }
     debug!(path = %path.display(), "sqlite writer stopped: every handle was dropped");
 }
 
-fn commit_batch(conn: &mut Connection, mut batch: Vec<Box<dyn Job>>) {
+/// Runs one batch in one transaction, then answers its jobs (counted first, so a caller that
+/// got its answer sees its write in [`WriteStats`]).
+fn commit_batch(conn: &mut Connection, mut batch: Vec<Box<dyn Job>>, counters: &Counters) {
     let started = Instant::now();
     let jobs = batch.len();
     let failure = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
@@ -290,6 +328,10 @@ fn commit_batch(conn: &mut Connection, mut batch: Vec<Box<dyn Job>>) {
             }
         }
     };
+    if failure.is_none() {
+        counters.batches.fetch_add(1, Ordering::Relaxed);
+        counters.writes.fetch_add(jobs as u64, Ordering::Relaxed);
+    }
     for job in batch {
         job.answer(failure.as_ref());
     }
