@@ -202,3 +202,138 @@ fn connect(path: &Path, flags: rusqlite::OpenFlags) -> Result<Connection, StoreE
 fn absolute(path: PathBuf) -> PathBuf {
     std::path::absolute(&path).unwrap_or(path)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ArchiveError;
+    use crate::ports::{CampaignStore, EventArchive};
+    use dlab_core::ids::{CampaignId, Sequence, SessionId};
+
+    /// A database file in a directory of its own, removed on drop.
+    struct TempDb(PathBuf);
+
+    impl TempDb {
+        fn new() -> Self {
+            Self(std::env::temp_dir().join(format!("dlab-sqlite-{}", uuid::Uuid::new_v4())))
+        }
+        fn file(&self) -> PathBuf {
+            self.0.join("nested").join("dlab.sqlite3")
+        }
+    }
+
+    impl Drop for TempDb {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn raw(path: &Path) -> Connection {
+        let conn = Connection::open(path).expect("open raw");
+        conn.busy_timeout(BUSY_TIMEOUT).expect("busy timeout");
+        conn
+    }
+
+    #[tokio::test]
+    async fn open_creates_directories_and_schema_once() {
+        let tmp = TempDb::new();
+        let first = SqliteStores::open(&tmp.file()).await.expect("open");
+        assert!(first.path().is_absolute());
+        let second = SqliteStores::open(&tmp.file()).await.expect("open again");
+        assert_eq!(first.path(), second.path());
+        let conn = raw(&tmp.file());
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("version");
+        assert_eq!(version, schema::VERSION);
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .expect("mode");
+        assert_eq!(mode, "wal");
+    }
+
+    #[tokio::test]
+    async fn a_newer_schema_is_refused() {
+        let tmp = TempDb::new();
+        drop(SqliteStores::open(&tmp.file()).await.expect("open"));
+        raw(&tmp.file())
+            .pragma_update(None, "user_version", schema::VERSION + 1)
+            .expect("bump");
+        match SqliteStores::open(&tmp.file()).await {
+            Err(StoreError::Unavailable { .. }) => {}
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn corrupt_stored_json_is_reported_not_a_panic() {
+        let tmp = TempDb::new();
+        let stores = SqliteStores::open(&tmp.file()).await.expect("open");
+        let conn = raw(&tmp.file());
+        conn.execute_batch(
+            "INSERT INTO events (session_id, sequence, id, timestamp, hash, json)
+                 VALUES ('s', 1, 'e', 1, 'h', '{not json');
+             INSERT INTO campaigns (id, gm_user_id, json) VALUES ('c', 'gm', '[1, 2');
+             INSERT INTO events (session_id, sequence, id, timestamp, hash, json)
+                 VALUES ('s', 2, 'f', 1, 'h', 12);
+             INSERT INTO sessions (id, archived_through) VALUES ('neg', -5);",
+        )
+        .expect("write damage");
+        let session = SessionId::new("s");
+        match stores
+            .archive()
+            .read(&session, Sequence::ZERO, None, 10)
+            .await
+        {
+            Err(ArchiveError::Store(StoreError::Corrupt { .. })) => {}
+            other => panic!("expected corrupt, got {other:?}"),
+        }
+        match stores.archive().read(&session, Sequence(1), None, 10).await {
+            Err(ArchiveError::Store(StoreError::Corrupt { .. })) => {}
+            other => panic!("a number where text belongs: expected corrupt, got {other:?}"),
+        }
+        match stores.campaigns().campaign(&CampaignId::new("c")).await {
+            Err(StoreError::Corrupt { .. }) => {}
+            other => panic!("expected corrupt, got {other:?}"),
+        }
+        match stores
+            .archive()
+            .archived_through(&SessionId::new("neg"))
+            .await
+        {
+            Err(ArchiveError::Store(StoreError::Corrupt { .. })) => {}
+            other => panic!("expected corrupt, got {other:?}"),
+        }
+    }
+
+    /// A job that fails rolls back only its own savepoint: what it wrote before failing is
+    /// gone, its neighbours in the batch are committed.
+    #[tokio::test]
+    async fn a_failing_job_rolls_back_only_its_own_writes() {
+        let tmp = TempDb::new();
+        let stores = SqliteStores::open(&tmp.file()).await.expect("open");
+        let insert = |id: &'static str, fail: bool| {
+            stores
+                .handle
+                .write("test write", move |tx| -> Result<(), StoreError> {
+                    tx.execute(
+                        "INSERT INTO campaigns (id, gm_user_id, json) VALUES (?1, 'gm', '{}')",
+                        [id],
+                    )
+                    .map_err(db("test write"))?;
+                    if fail {
+                        return Err(StoreError::AlreadyExists(id.to_owned()));
+                    }
+                    Ok(())
+                })
+        };
+        let (a, b, c) = tokio::join!(insert("a", false), insert("b", true), insert("c", false));
+        assert!(a.is_ok() && c.is_ok(), "{a:?} {c:?}");
+        assert!(matches!(b, Err(StoreError::AlreadyExists(_))), "{b:?}");
+        let ids: Vec<String> = raw(&tmp.file())
+            .prepare("SELECT id FROM campaigns ORDER BY id")
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .expect("ids");
+        assert_eq!(ids, vec!["a".to_owned(), "c".to_owned()]);
+    }
+}
