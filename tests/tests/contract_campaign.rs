@@ -10,6 +10,24 @@ async fn mongo() -> Option<MongoStores> {
     dlab_tests::contract::test_mongo("dlab_ct_campaign").await
 }
 
+/// A fresh SQLite database in a temporary directory; keep the directory alive for the test.
+async fn sqlite() -> (tempfile::TempDir, dlab_store::sqlite::SqliteStores) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let stores = dlab_store::sqlite::SqliteStores::open(&dir.path().join("dlab.sqlite3"))
+        .await
+        .expect("open sqlite");
+    (dir, stores)
+}
+
+/// A second handle on the same file, as a second process (or Lambda instance) would have.
+async fn sqlite_again(
+    stores: &dlab_store::sqlite::SqliteStores,
+) -> dlab_store::sqlite::SqliteStores {
+    dlab_store::sqlite::SqliteStores::open(stores.path())
+        .await
+        .expect("open sqlite again")
+}
+
 macro_rules! against_both {
     ($($body:ident),* $(,)?) => {
         mod memory {
@@ -25,6 +43,15 @@ macro_rules! against_both {
                 #[tokio::test]
                 async fn $body() {
                     let Some(stores) = super::mongo().await else { return };
+                    super::contract::$body(&stores.campaigns()).await;
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $body() {
+                    let (_dir, stores) = super::sqlite().await;
                     super::contract::$body(&stores.campaigns()).await;
                 }
             )*
@@ -173,4 +200,45 @@ async fn mongo_a_campaign_without_counters_is_counted() {
             .len(),
         3
     );
+}
+
+/// The archive and the campaign store share one file (the archive's bookkeeping on the
+/// session's row), as MongoDB's share the `sessions` documents.
+#[tokio::test]
+async fn sqlite_archive_progress_survives_session_writes() {
+    let (_dir, stores) = sqlite().await;
+    contract::archive_progress_survives_session_writes(&stores.campaigns(), &stores.archive())
+        .await;
+}
+
+/// Two handles on one file, as two processes would have.
+#[tokio::test]
+async fn sqlite_concurrent_member_changes_are_all_kept() {
+    let (_dir, a) = sqlite().await;
+    let b = sqlite_again(&a).await;
+    contract::concurrent_member_changes_are_all_kept(&a.campaigns(), &b.campaigns()).await;
+}
+
+/// Two handles on one file, as two processes would have.
+#[tokio::test]
+async fn sqlite_actor_count_quota_holds_under_concurrency() {
+    let (_dir, a) = sqlite().await;
+    let b = sqlite_again(&a).await;
+    contract::actor_count_quota_holds_under_concurrency(&a.campaigns(), &b.campaigns()).await;
+}
+
+/// Two handles on one file, as two processes would have.
+#[tokio::test]
+async fn sqlite_session_count_quota_holds_under_concurrency() {
+    let (_dir, a) = sqlite().await;
+    let b = sqlite_again(&a).await;
+    contract::session_count_quota_holds_under_concurrency(&a.campaigns(), &b.campaigns()).await;
+}
+
+/// One handle used concurrently: the quota counts of one batch's jobs see each other's writes.
+#[tokio::test]
+async fn sqlite_quotas_hold_under_concurrency_on_one_handle() {
+    let (_dir, a) = sqlite().await;
+    contract::actor_count_quota_holds_under_concurrency(&a.campaigns(), &a.campaigns()).await;
+    contract::session_count_quota_holds_under_concurrency(&a.campaigns(), &a.campaigns()).await;
 }

@@ -12,6 +12,24 @@ async fn mongo() -> Option<MongoStores> {
     dlab_tests::contract::test_mongo("dlab_ct_conflicts").await
 }
 
+/// A fresh SQLite database in a temporary directory; keep the directory alive for the test.
+async fn sqlite() -> (tempfile::TempDir, dlab_store::sqlite::SqliteStores) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let stores = dlab_store::sqlite::SqliteStores::open(&dir.path().join("dlab.sqlite3"))
+        .await
+        .expect("open sqlite");
+    (dir, stores)
+}
+
+/// A second handle on the same file, as a second process (or Lambda instance) would have.
+async fn sqlite_again(
+    stores: &dlab_store::sqlite::SqliteStores,
+) -> dlab_store::sqlite::SqliteStores {
+    dlab_store::sqlite::SqliteStores::open(stores.path())
+        .await
+        .expect("open sqlite again")
+}
+
 macro_rules! against_both {
     ($($body:ident),* $(,)?) => {
         mod memory {
@@ -27,6 +45,15 @@ macro_rules! against_both {
                 #[tokio::test]
                 async fn $body() {
                     let Some(stores) = super::mongo().await else { return };
+                    super::contract::$body(&stores.conflicts()).await;
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $body() {
+                    let (_dir, stores) = super::sqlite().await;
                     super::contract::$body(&stores.conflicts()).await;
                 }
             )*
@@ -116,5 +143,54 @@ async fn mongo_conflict_indexes_exist_after_migrate() {
             false
         ),
         "{indexes:?}"
+    );
+}
+
+/// Resolves racing from ten handles on one file (ten writer threads, as ten processes would
+/// have): the conditional update decides, so exactly one wins.
+#[tokio::test]
+async fn sqlite_resolves_from_separate_handles_win_exactly_once() {
+    let (_dir, first) = sqlite().await;
+    let session = contract::unique_session();
+    let open = contract::conflict(&session, "cas:racing", 1_000);
+    assert!(
+        dlab_store::ConflictStore::create(&first.conflicts(), &open)
+            .await
+            .expect("create")
+    );
+    let mut handles = Vec::new();
+    for _ in 0..10 {
+        handles.push(sqlite_again(&first).await);
+    }
+    let stores: Vec<_> = handles
+        .iter()
+        .map(dlab_store::sqlite::SqliteStores::conflicts)
+        .collect();
+    let resolutions: Vec<dlab_store::model::Resolution> = (0..10)
+        .map(|i| dlab_store::model::Resolution {
+            resolved_by: dlab_core::ids::UserId::new(format!("gm-{i}")),
+            resolved_at: 2_000 + i,
+            override_event_id: dlab_core::ids::EventId::new(format!("override-{i}")),
+            chosen_event_id: None,
+            final_state: serde_json::json!({"goblin": {"attributes.hp.value": i}}),
+        })
+        .collect();
+    let results = futures::future::join_all(
+        stores
+            .iter()
+            .zip(&resolutions)
+            .map(|(s, r)| dlab_store::ConflictStore::resolve(s, &session, &open.conflict_id, r)),
+    )
+    .await;
+    let won: Vec<_> = results
+        .into_iter()
+        .filter_map(|r| r.expect("resolve"))
+        .collect();
+    assert_eq!(won.len(), 1, "{won:?}");
+    assert_eq!(
+        dlab_store::ConflictStore::get(&first.conflicts(), &session, &open.conflict_id)
+            .await
+            .expect("get"),
+        Some(won[0].clone())
     );
 }

@@ -31,6 +31,24 @@ async fn another_client(stores: &MongoStores) -> MongoStores {
 /// Pieces small enough that the contract's large snapshot needs dozens of them.
 const SMALL_CHUNK: usize = 4096;
 
+/// A fresh SQLite database in a temporary directory; keep the directory alive for the test.
+async fn sqlite() -> (tempfile::TempDir, dlab_store::sqlite::SqliteStores) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let stores = dlab_store::sqlite::SqliteStores::open(&dir.path().join("dlab.sqlite3"))
+        .await
+        .expect("open sqlite");
+    (dir, stores)
+}
+
+/// A second handle on the same file, as a second process (or Lambda instance) would have.
+async fn sqlite_again(
+    stores: &dlab_store::sqlite::SqliteStores,
+) -> dlab_store::sqlite::SqliteStores {
+    dlab_store::sqlite::SqliteStores::open(stores.path())
+        .await
+        .expect("open sqlite again")
+}
+
 macro_rules! against_both {
     ($($body:ident),* $(,)?) => {
         mod memory {
@@ -46,6 +64,15 @@ macro_rules! against_both {
                 #[tokio::test]
                 async fn $body() {
                     let Some(stores) = super::mongo().await else { return };
+                    super::contract::$body(&stores.snapshots()).await;
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $body() {
+                    let (_dir, stores) = super::sqlite().await;
                     super::contract::$body(&stores.snapshots()).await;
                 }
             )*
@@ -372,4 +399,41 @@ async fn mongo_reads_racing_replacing_puts_see_a_whole_snapshot() {
         stores.snapshots().latest(&session).await.expect("latest"),
         versions.last().cloned()
     );
+}
+
+/// A put replacing the latest snapshot is one statement: reads racing it (on another handle,
+/// as another process would read) see the previous snapshot or the new one, never an error.
+#[tokio::test]
+async fn sqlite_reads_racing_a_put_see_the_old_or_the_new_snapshot() {
+    let (_dir, stores) = sqlite().await;
+    let reader_stores = sqlite_again(&stores).await;
+    let store = stores.snapshots();
+    let reader = reader_stores.snapshots();
+    let session = contract::unique_session();
+    let events = contract::large_fight(&session, 100 * 1024);
+    let earlier = contract::snapshot_of(&session, &events[..1]);
+    let later = contract::snapshot_of(&session, &events);
+    store.put(&earlier).await.expect("put earlier");
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let write = async {
+        store.put(&later).await.expect("put later");
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+    };
+    let read = async {
+        let (mut old, mut new) = (0, 0);
+        loop {
+            let finished = done.load(std::sync::atomic::Ordering::SeqCst);
+            match reader.latest(&session).await {
+                Ok(Some(s)) if s == earlier => old += 1,
+                Ok(Some(s)) if s == later => new += 1,
+                other => panic!("a read racing the put got {other:?}"),
+            }
+            if finished {
+                return (old, new);
+            }
+        }
+    };
+    let ((), (old, new)) = futures::join!(write, read);
+    println!("reads racing the put: {old} saw the previous snapshot, {new} the new one");
+    assert!(new >= 1, "the read after the put sees it");
 }
