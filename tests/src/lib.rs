@@ -16,6 +16,7 @@
 //! - [`reliability`]: the reliability suite of issue 12 — chaos (duplicates, drops,
 //!   reconnects), Redis killed or wiped, the archive down, and frames that never arrive — over
 //!   the local gateway, with invariants checked afterwards.
+//! - [`srd_cases`]: the SRD 5.1 import checked against any campaign store, and over HTTP.
 //! - [`contract`]: one generic contract body per port, run against the memory adapter and the
 //!   real one by the files in `tests/tests/`.
 //!
@@ -33,5 +34,6 @@ pub mod metrics_probe;
 pub mod private;
 pub mod reliability;
 pub mod servers;
+pub mod srd_cases;
 pub mod ws_cases;
 pub mod ws_world;

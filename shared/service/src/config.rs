@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use dlab_core::event::DEFAULT_MAX_PAYLOAD_BYTES;
+use dlab_core::ids::UserId;
 use dlab_core::protocol::DEFAULT_MAX_FRAME_BYTES;
 use dlab_store::error::BoxError;
 pub use dlab_store::error::ConfigError;
@@ -75,6 +76,8 @@ pub const CONFLICT_WINDOW_MS: &str = "DLAB_CONFLICT_WINDOW_MS";
 pub const ARCHIVE_TIMEOUT_MS: &str = "DLAB_ARCHIVE_TIMEOUT_MS";
 /// Time budget of a subscribe or replay catch-up, in milliseconds.
 pub const CATCHUP_BUDGET_MS: &str = "DLAB_CATCHUP_BUDGET_MS";
+/// The administrators: user ids (token `sub`s), comma separated; unset or blank: none.
+pub const ADMINS: &str = "DLAB_ADMINS";
 
 /// Limits and timeouts of the use cases.
 #[derive(Debug, Clone)]
@@ -109,6 +112,46 @@ pub struct Settings {
     pub max_connections_per_user: usize,
     /// Session lifecycle: compaction, backfill, idle release, retention, conflicts.
     pub lifecycle: Lifecycle,
+    /// Who may use the administrative routes (`POST /compendium/batch`).
+    pub admins: Admins,
+}
+
+/// The users allowed on administrative routes ([`ADMINS`]). Empty by default: no one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Admins(std::collections::BTreeSet<UserId>);
+
+impl Admins {
+    /// Parses a comma-separated list of user ids (blanks between commas are ignored).
+    pub fn parse(raw: &str) -> Self {
+        Self(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|id| !id.is_empty())
+                .map(UserId::new)
+                .collect(),
+        )
+    }
+
+    /// Reads [`ADMINS`].
+    pub fn from_vars(vars: &Vars) -> Self {
+        Self::parse(&vars.get(ADMINS).unwrap_or_default())
+    }
+
+    /// Whether `user` is an administrator.
+    pub fn contains(&self, user: &UserId) -> bool {
+        self.0.contains(user)
+    }
+
+    /// Whether there is no administrator.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl FromIterator<UserId> for Admins {
+    fn from_iter<T: IntoIterator<Item = UserId>>(iter: T) -> Self {
+        Self(iter.into_iter().collect())
+    }
 }
 
 /// When sessions are compacted, trimmed, released and pruned, and how conflicts are reported.
@@ -222,6 +265,7 @@ impl Default for Settings {
             read_page: 500,
             max_connections_per_user: 10,
             lifecycle: Lifecycle::default(),
+            admins: Admins::default(),
         }
     }
 }
@@ -256,6 +300,7 @@ impl Settings {
             s.catchup_budget = Duration::from_millis(v);
         }
         s.lifecycle = Lifecycle::from_vars(vars)?;
+        s.admins = Admins::from_vars(vars);
         if let Some(v) = vars.parse::<usize>(MAX_CONNECTIONS_PER_USER)? {
             if v == 0 {
                 return Err(ConfigError::Invalid {
@@ -754,6 +799,24 @@ mod tests {
         assert!(s.connection_ttl > Duration::from_secs(2 * 3600));
         assert!(s.max_frame_bytes < 32 * 1024);
         assert_eq!(s.max_connections_per_user, 10);
+    }
+
+    #[test]
+    fn admins_are_a_comma_separated_list_and_none_by_default() {
+        let none = Settings::from_vars(&Vars::default()).unwrap();
+        assert!(none.admins.is_empty());
+        assert!(!none.admins.contains(&UserId::new("alice")));
+        let blank = Settings::from_vars(&Vars::from_pairs([(ADMINS, " , ")])).unwrap();
+        assert!(blank.admins.is_empty());
+        let set = Settings::from_vars(&Vars::from_pairs([(ADMINS, "alice, bob ,,carol")])).unwrap();
+        for user in ["alice", "bob", "carol"] {
+            assert!(set.admins.contains(&UserId::new(user)), "{user}");
+        }
+        assert!(!set.admins.contains(&UserId::new("mallory")));
+        assert!(
+            !set.admins.contains(&UserId::new(" bob ")),
+            "ids are trimmed when read, compared exactly"
+        );
     }
 
     const LONG: &str = "0123456789abcdef0123456789abcdef";

@@ -103,11 +103,78 @@ pub struct CompendiumParams {
     pub category: Option<String>,
     /// Game system (`dnd5e`).
     pub system: Option<String>,
+    /// Exact challenge rating (monsters): `1/8`, `1/4`, `1/2`, an integer or a decimal such as
+    /// `0.25`, from 0 to 30. Not together with `crMin`/`crMax`.
+    #[param(value_type = Option<String>, pattern = r"^(1/8|1/4|1/2|[0-9]+(\.[0-9]+)?)$", example = "1/4")]
+    pub cr: Option<String>,
+    /// Lowest challenge rating, inclusive (same forms as `cr`); entries without one are left
+    /// out.
+    #[serde(rename = "crMin")]
+    #[param(rename = "crMin", value_type = Option<String>, pattern = r"^(1/8|1/4|1/2|[0-9]+(\.[0-9]+)?)$", example = "1/8")]
+    pub cr_min: Option<String>,
+    /// Highest challenge rating, inclusive (same forms as `cr`).
+    #[serde(rename = "crMax")]
+    #[param(rename = "crMax", value_type = Option<String>, pattern = r"^(1/8|1/4|1/2|[0-9]+(\.[0-9]+)?)$", example = "2")]
+    pub cr_max: Option<String>,
+    /// Spell level, 0 (cantrips) to 9; only spells have one.
+    #[param(value_type = Option<u32>, minimum = 0, maximum = 9)]
+    pub level: Option<String>,
     /// Page size, 1 to 100 (default 20); a page also stops before passing the byte budget.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
-    /// `nextCursor` of the previous page (opaque).
+    /// `nextCursor` of the previous page (opaque); accepted only with the same `cr`, `crMin`,
+    /// `crMax` and `level` as the search that made it.
     pub cursor: Option<String>,
+}
+
+/// Highest challenge rating in the SRD rules.
+pub const MAX_CHALLENGE_RATING: f64 = 30.0;
+/// Highest spell level.
+pub const MAX_SPELL_LEVEL: u64 = 9;
+
+/// Reads an optional challenge rating parameter: `1/8`, `1/4`, `1/2`, an integer or a decimal,
+/// from 0 to [`MAX_CHALLENGE_RATING`]; anything else is 400 naming `what`.
+pub(crate) fn cr_param(raw: Option<&str>, what: &str) -> Result<Option<f64>, ApiError> {
+    let Some(raw) = raw.map(str::trim).filter(|r| !r.is_empty()) else {
+        return Ok(None);
+    };
+    let value = match raw {
+        "1/8" => Some(0.125),
+        "1/4" => Some(0.25),
+        "1/2" => Some(0.5),
+        _ if raw.bytes().all(|b| b.is_ascii_digit() || b == b'.') => raw.parse::<f64>().ok(),
+        _ => None,
+    };
+    value
+        .filter(|v| v.is_finite() && (0.0..=MAX_CHALLENGE_RATING).contains(v))
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "{what} must be a challenge rating from 0 to 30 (an integer, a decimal such as \
+                 0.25, or 1/8, 1/4, 1/2), got {:?}",
+                raw.chars().take(40).collect::<String>()
+            ))
+        })
+}
+
+/// `POST /compendium/batch`: templates to insert or replace (the importer's deployment mode).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompendiumBatch {
+    /// At most [`MAX_BATCH_ENTRIES`] entries, each checked before any is written.
+    pub entries: Vec<serde_json::Value>,
+}
+
+/// Most entries of one `POST /compendium/batch`.
+pub const MAX_BATCH_ENTRIES: usize = 1000;
+/// Largest body of `POST /compendium/batch`: 1 MiB (other routes keep their own limit).
+pub const MAX_BATCH_BYTES: usize = 1_048_576;
+
+/// `POST /compendium/batch` answer.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BatchWritten {
+    /// Entries written (inserted or replaced).
+    pub written: usize,
 }
 
 /// `GET /sessions/{id}/events` parameters.
@@ -391,6 +458,42 @@ pub mod doc {
         pub name: String,
         /// The content (for an actor template: `attributes`, `type`, `spells`, …).
         pub data: Value,
+    }
+
+    /// One entry of `POST /compendium/batch`: its `system` and `category` repeat the parts of
+    /// its `ref`.
+    #[derive(ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct BatchEntry {
+        /// `<system>:<category>:<slug>`, each part of `a-z`, `0-9`, `_`, `-`.
+        #[serde(rename = "ref")]
+        #[schema(
+            pattern = r"^[a-z0-9_-]+:[a-z0-9_-]+:[a-z0-9_-]+$",
+            max_length = 256,
+            example = "dnd5e:monsters:goblin"
+        )]
+        pub reference: String,
+        /// The ref's first part.
+        #[schema(example = "dnd5e")]
+        pub system: String,
+        /// The ref's second part.
+        #[schema(example = "monsters")]
+        pub category: String,
+        /// Display name: not blank, at most 200 characters, no control characters.
+        #[schema(min_length = 1, max_length = 200, example = "Goblin")]
+        pub name: String,
+        /// The content (an object).
+        #[schema(value_type = Object)]
+        pub data: Value,
+    }
+
+    /// `POST /compendium/batch` body.
+    #[derive(ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct CompendiumBatch {
+        /// The entries (at most 1000; the whole body at most 1 MiB).
+        #[schema(max_items = 1000)]
+        pub entries: Vec<BatchEntry>,
     }
 
     /// Lifecycle of a session.

@@ -47,6 +47,27 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// A caller who is an administrator (one of the user ids of `DLAB_ADMINS`): a verified caller
+/// who is not is refused with 403 `forbidden` before the body is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admin(pub UserId);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Caller(user) = Caller::from_request_parts(parts, state).await?;
+        if state.deps().settings.admins.contains(&user) {
+            Ok(Admin(user))
+        } else {
+            Err(ApiError::forbidden(format!(
+                "only administrators ({}) may do this",
+                crate::config::ADMINS
+            )))
+        }
+    }
+}
+
 /// A JSON object request body (every body of this API is an object). Any `Content-Type` is
 /// read as JSON; an empty body, anything but an object, invalid JSON or a field of the wrong
 /// type is 400 `invalid_message` naming the problem, a body over the limit 413

@@ -286,6 +286,10 @@ pub fn router_with(deps: Deps, settings: HttpSettings) -> Router {
         .route("/openapi.json", get(meta::openapi_json))
         .route("/connect-ticket", post(meta::connect_ticket))
         .route("/compendium", get(compendium::search))
+        .route(
+            "/compendium/batch",
+            post(compendium::batch).layer(DefaultBodyLimit::max(api::MAX_BATCH_BYTES)),
+        )
         .route("/compendium/{ref}", get(compendium::entry))
         .route("/campaigns", get(campaigns::list).post(campaigns::create))
         .route("/campaigns/{id}", get(campaigns::get_one))

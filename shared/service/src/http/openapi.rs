@@ -8,7 +8,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::api::{
-    AddSessionActor, CreateCampaign, CreateSession, Health, PutMember, Role, TicketBody, doc,
+    AddSessionActor, BatchWritten, CreateCampaign, CreateSession, Health, PutMember, Role,
+    TicketBody, doc,
 };
 use super::error::{ErrorBody, ErrorDetail};
 use super::{actors, campaigns, compendium, lifecycle, meta, sessions};
@@ -54,6 +55,7 @@ impl Modify for BearerScheme {
         meta::connect_ticket,
         compendium::search,
         compendium::entry,
+        compendium::batch,
         campaigns::list,
         campaigns::create,
         campaigns::get_one,
@@ -87,7 +89,8 @@ impl Modify for BearerScheme {
         doc::GameSession, doc::GameEvent, doc::Override, doc::ActiveActor,
         doc::GameSessionState, doc::Snapshot, doc::CampaignList, doc::ActorList,
         doc::SessionList, doc::EventPage, doc::CompendiumPage, doc::SessionActorChange,
-        doc::RuntimeActor, lifecycle::CompactionResult, lifecycle::ConflictList,
+        doc::RuntimeActor, doc::BatchEntry, doc::CompendiumBatch, BatchWritten,
+        lifecycle::CompactionResult, lifecycle::ConflictList,
         lifecycle::Escalation, lifecycle::ResolveBody, actors::BulkCreate, actors::BulkCreated,
     )),
     modifiers(&BearerScheme),
