@@ -66,6 +66,11 @@ target_dir="${CARGO_TARGET_DIR:-$ROOT/target}"
 if cargo "${build_args[@]}"; then
     "$target_dir/debug/dlab-bench" --gateway "$target_dir/debug/local-gateway" \
         --out "$target_dir/bench-smoke" all --smoke || bench_rc=$?
+    # The two end-to-end scenarios again on the persistent embedded default (SQLite).
+    for scenario in seed-load rooms; do
+        "$target_dir/debug/dlab-bench" --gateway "$target_dir/debug/local-gateway" --store sqlite \
+            --out "$target_dir/bench-smoke-sqlite" "$scenario" --smoke || bench_rc=$?
+    done
 else
     bench_rc=$?
 fi

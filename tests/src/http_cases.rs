@@ -36,7 +36,7 @@ pub const SECRET: &str = "http-test-secret-of-32-bytes-do-not-use";
 pub const ATTRIBUTION: &str = "Test data: no license needed.";
 
 /// Every route of the contract this API serves, as the OpenAPI document names them.
-pub const ROUTES: [(&str, &str); 29] = [
+pub const ROUTES: [(&str, &str); 30] = [
     ("get", "/healthz"),
     ("get", "/openapi.json"),
     ("post", "/connect-ticket"),
@@ -49,6 +49,7 @@ pub const ROUTES: [(&str, &str); 29] = [
     ("post", "/campaigns/{id}/members"),
     ("delete", "/campaigns/{id}/members/{userId}"),
     ("post", "/campaigns/{id}/actors"),
+    ("post", "/campaigns/{id}/actors/bulk"),
     ("get", "/campaigns/{id}/actors"),
     ("get", "/campaigns/{id}/actors/{actorId}"),
     ("patch", "/campaigns/{id}/actors/{actorId}"),

@@ -236,3 +236,53 @@ pub async fn import_and_check(store: &dyn CampaignStore) {
     check_goblin(store).await;
     check_filters(store).await;
 }
+
+/// "Goblin Scout #1" from the imported goblin over HTTP: a full stat block (hp, ac, speed,
+/// abilities, skills, challenge rating, the Scimitar attack the 5e plugin rolls from) with the
+/// back-link, stored as answered.
+pub async fn check_actor_from_srd_goblin(w: &HttpWorld) {
+    // Not `seed()`: it puts a test goblin of its own over the imported one.
+    let gm = &w.user("gm");
+    let campaign = w
+        .post("/campaigns", gm, serde_json::json!({"name": "SRD table"}))
+        .await
+        .ok(201)["id"]
+        .as_str()
+        .expect("campaign id")
+        .to_owned();
+    let created = w
+        .post(
+            &format!("/campaigns/{campaign}/actors"),
+            gm,
+            serde_json::json!({"compendiumRef": GOBLIN, "name": "Goblin Scout #1"}),
+        )
+        .await;
+    let actor = created.ok(201).clone();
+    assert_eq!(actor["name"], "Goblin Scout #1");
+    assert_eq!(actor["compendiumRef"], GOBLIN);
+    assert_eq!(actor["type"], "monster");
+    let attributes = &actor["attributes"];
+    assert_eq!(attributes["hp"]["value"], 7);
+    assert_eq!(attributes["hp"]["max"], 7);
+    assert_eq!(attributes["ac"], 15);
+    assert_eq!(attributes["speed"], 30);
+    assert_eq!(attributes["abilities"]["dex"], 14);
+    assert_eq!(attributes["skills"]["stealth"], 6);
+    assert_eq!(attributes["challengeRating"], 0.25);
+    let scimitar = actor["features"]
+        .as_array()
+        .expect("features")
+        .iter()
+        .find(|f| f["name"] == "Scimitar")
+        .expect("the Scimitar action is copied");
+    assert_eq!(scimitar["attackBonus"], 4);
+    assert_eq!(
+        scimitar["damage"],
+        serde_json::json!([{"dice": "1d6+2", "type": "slashing"}])
+    );
+    let id = actor["id"].as_str().expect("id");
+    let stored = w
+        .get(&format!("/campaigns/{campaign}/actors/{id}"), gm)
+        .await;
+    assert_eq!(stored.ok(200), &actor, "stored exactly as answered");
+}

@@ -6,7 +6,8 @@ use dlab_store::memory::MemoryCampaignStore;
 use dlab_tests::contract::fresh_mongo;
 use dlab_tests::http_cases::{memory_world, real_world};
 use dlab_tests::srd_cases::{
-    check_filters, check_goblin, check_http_filters, check_name_search, imported, package,
+    check_actor_from_srd_goblin, check_filters, check_goblin, check_http_filters,
+    check_name_search, imported, package,
 };
 
 #[tokio::test]
@@ -39,6 +40,7 @@ async fn http_filters_over_the_srd_on_memory() {
     let world = memory_world();
     imported(&package, world.deps.campaigns.as_ref()).await;
     check_http_filters(&world).await;
+    check_actor_from_srd_goblin(&world).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -62,6 +64,7 @@ async fn mongo_goblin_is_mapped_and_filters_work() {
     check_goblin(world.deps.campaigns.as_ref()).await;
     check_filters(world.deps.campaigns.as_ref()).await;
     check_http_filters(&world).await;
+    check_actor_from_srd_goblin(&world).await;
 }
 
 /// The embedded default's store: the whole import and every check, on a fresh SQLite file.
