@@ -371,6 +371,14 @@ impl<P: CampaignStore + ?Sized> CampaignStore for Counting<P> {
         self.count("create_actor");
         self.inner.create_actor(actor, quotas).await
     }
+    async fn create_actors(
+        &self,
+        actors: &[Actor],
+        quotas: &CampaignQuotas,
+    ) -> Result<(), QuotaError> {
+        self.count("create_actors");
+        self.inner.create_actors(actors, quotas).await
+    }
     async fn actor(
         &self,
         campaign: &CampaignId,

@@ -71,6 +71,7 @@ against_both!(
     sessions_page_newest_first,
     compendium_pages_by_bytes,
     actor_size_quota,
+    create_actors_is_all_or_nothing,
 );
 
 #[tokio::test]

@@ -25,6 +25,8 @@ struct FlakyArchive {
     /// The insert with this 1-based number fails (0: none).
     fail_nth: AtomicUsize,
     inserts: AtomicUsize,
+    /// Inserts that have answered.
+    answered: AtomicUsize,
     /// Each insert waits this long first.
     delay: Duration,
 }
@@ -36,14 +38,18 @@ impl EventArchive for FlakyArchive {
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
         }
-        if self.failing.load(Ordering::SeqCst) || self.fail_nth.load(Ordering::SeqCst) == n {
-            return Err(ArchiveError::Store(StoreError::unavailable(
-                "test",
-                "archive insert",
-                std::io::Error::other("disk full"),
-            )));
-        }
-        self.inner.insert(event).await
+        let outcome =
+            if self.failing.load(Ordering::SeqCst) || self.fail_nth.load(Ordering::SeqCst) == n {
+                Err(ArchiveError::Store(StoreError::unavailable(
+                    "test",
+                    "archive insert",
+                    std::io::Error::other("disk full"),
+                )))
+            } else {
+                self.inner.insert(event).await
+            };
+        self.answered.fetch_add(1, Ordering::SeqCst);
+        outcome
     }
     async fn read(
         &self,
@@ -106,6 +112,7 @@ fn world(mode: ArchiveMode, delay: Duration) -> (World, Arc<FlakyArchive>) {
         failing: false.into(),
         fail_nth: 0.into(),
         inserts: 0.into(),
+        answered: 0.into(),
         delay,
     });
     deps.archive = archive.clone();
@@ -261,5 +268,68 @@ async fn concurrent_publishes_around_a_failed_write_leave_no_hole() {
     assert!(
         confirmed.iter().all(|s| archive_seqs.contains(s)),
         "every confirmed event is archived: {confirmed:?} vs {archive_seqs:?}"
+    );
+}
+
+/// A caller that goes away mid-publish (an HTTP client disconnecting drops its handler) must not
+/// cut the commit off from its archive write or skip the undo of a failed one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_dropped_mid_write_is_still_undone() {
+    let (world, archive) = world(ArchiveMode::ConfirmAfterArchive, Duration::from_millis(200));
+    let t = world.seed().await;
+    let session = t.session.clone();
+    let head = world.deps().log.head(&session).await.unwrap().get();
+    let before = archive.answered.load(Ordering::SeqCst);
+    archive.failing.store(true, Ordering::SeqCst);
+    let event = |text: &str| GameEvent {
+        id: EventId::new(uuid::Uuid::new_v4().to_string()),
+        sequence: Sequence::ZERO,
+        timestamp: 0,
+        client_timestamp: None,
+        user_id: dlab_core::ids::UserId::new("gm"),
+        session_id: session.clone(),
+        event_type: "core:chat".into(),
+        payload: json!({"text": text}),
+        checksum: None,
+    };
+    let publish = dlab_service::pipeline::publish(
+        world.deps(),
+        event("abandoned"),
+        dlab_service::pipeline::Origin::Server,
+    );
+    // The caller gives up while the archive write is in flight.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(20), publish)
+            .await
+            .is_err(),
+        "the write takes 200 ms: the publish cannot have finished"
+    );
+    // The write still answers (it failed) and the commit is still undone.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while archive.answered.load(Ordering::SeqCst) == before
+        || world.deps().log.head(&session).await.is_ok()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the abandoned commit was never undone"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    archive.failing.store(false, Ordering::SeqCst);
+    let published = dlab_service::pipeline::publish(
+        world.deps(),
+        event("next"),
+        dlab_service::pipeline::Origin::Server,
+    )
+    .await
+    .expect("publish");
+    assert_eq!(
+        published.event.sequence.get(),
+        head + 1,
+        "the abandoned event's sequence is issued again"
+    );
+    assert_eq!(
+        archived(&world, &session).await,
+        (1..=head + 1).collect::<Vec<_>>()
     );
 }

@@ -329,7 +329,8 @@ async fn build_deps(
         commit_locks: Default::default(),
     };
     let b = &options.backends;
-    if let Some(dir) = &b.data_dir {
+    // `--mongo` takes every port SQLite would hold: no database file is opened then.
+    if let Some(dir) = b.data_dir.as_ref().filter(|_| b.mongo.is_none()) {
         let sqlite = crate::storage::open_embedded(dir).await?;
         deps.archive = Arc::new(sqlite.archive());
         deps.campaigns = Arc::new(sqlite.campaigns());

@@ -119,6 +119,9 @@ impl CompendiumLoaded {
     pub fn describe(&self) -> String {
         match self {
             Self::AlreadyThere => "  Compendium: SRD 5.1 (already imported)\n".into(),
+            Self::Imported { written: 0, .. } => {
+                "  Compendium: SRD 5.1 (already imported, checked against the package)\n".into()
+            }
             Self::Imported {
                 monsters,
                 spells,
@@ -145,7 +148,12 @@ pub async fn load_compendium(
     store: &dyn CampaignStore,
     cache_dir: &Path,
 ) -> Result<CompendiumLoaded, StoreError> {
-    if store.compendium_entry(SRD_PROBE).await?.is_some() {
+    // With the package at hand the import runs every time: it reads the stored entries and
+    // writes only what is missing or different, so an import cut short (a crash half-way)
+    // is completed, and an unchanged table costs a read. Without it, an SRD already in the
+    // store is trusted rather than waiting on the network at every start.
+    let cached = dlab_store::srd::cached_wheel(cache_dir).is_some();
+    if !cached && store.compendium_entry(SRD_PROBE).await?.is_some() {
         return Ok(CompendiumLoaded::AlreadyThere);
     }
     match import_srd(store, cache_dir).await {

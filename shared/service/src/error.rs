@@ -129,6 +129,10 @@ pub enum ServiceError {
     /// `unavailable`; the hot state is rebuilt from the archive on the next use.
     #[error("session temporarily unavailable")]
     Fenced(#[source] ArchiveError),
+    /// The task that ran a commit ended without an answer (it panicked). Edge: `internal`;
+    /// whether the event was stored is unknown: resubmit it with the same id.
+    #[error("the commit task ended without an answer")]
+    CommitTask(#[source] tokio::task::JoinError),
 }
 
 impl ServiceError {
@@ -155,7 +159,9 @@ impl ServiceError {
             }
             ServiceError::Unavailable(e) => e.code(),
             ServiceError::ArchiveHole { .. } | ServiceError::Fenced(_) => ErrorCode::Unavailable,
-            ServiceError::ArchiveCorrupt { .. } => ErrorCode::Internal,
+            ServiceError::ArchiveCorrupt { .. } | ServiceError::CommitTask(_) => {
+                ErrorCode::Internal
+            }
         }
     }
 

@@ -267,43 +267,79 @@ pub async fn floor(deps: &Deps, session: &SessionId) -> Result<Sequence, Service
 /// archive.
 pub async fn commit(deps: &Deps, request: CommitRequest) -> Result<Committed, ServiceError> {
     if deps.settings.archive_mode == ArchiveMode::ConfirmAfterArchive {
-        // Held across the commit and its archive write: the session's next commit waits, so a
-        // failed write can be undone without leaving a later event above a hole.
-        let _turn = deps.commit_locks.lock(&request.event.session_id).await;
-        return commit_unlocked(deps, request).await;
+        // A task of its own, so the caller going away (an HTTP client that disconnects drops
+        // its handler's future) cannot cut the commit off between the hot log and the archive,
+        // or skip the undo of a failed write. The session's turn is held across both: its next
+        // commit waits, so a failed write is undone before any later event can land above it.
+        let deps = deps.clone();
+        let session = request.event.session_id.clone();
+        return tokio::spawn(async move {
+            let turn = deps.commit_locks.turn(&session);
+            let _held = turn.lock().await;
+            commit_unlocked(&deps, request).await
+        })
+        .await
+        .map_err(ServiceError::CommitTask)?;
     }
     commit_unlocked(deps, request).await
 }
 
-/// Per-session turns of [`ArchiveMode::ConfirmAfterArchive`]: a fixed array of async mutexes,
-/// a session hashed to one of them, so memory stays bounded however many sessions exist (two
-/// sessions sharing a shard only wait for each other's archive write).
-#[derive(Debug)]
+/// One async mutex per session for [`ArchiveMode::ConfirmAfterArchive`]: a session's commit
+/// and its archive write take turns; other sessions never wait for it. The map holds weak
+/// references, so a session's entry goes once no commit holds or waits for it (dead entries
+/// are swept as the map grows).
+#[derive(Debug, Default)]
 pub struct CommitLocks {
-    shards: Vec<tokio::sync::Mutex<()>>,
+    turns: std::sync::Mutex<CommitTurns>,
 }
 
-/// Shards of [`CommitLocks`].
-const COMMIT_LOCK_SHARDS: usize = 256;
-
-impl Default for CommitLocks {
-    fn default() -> Self {
-        Self {
-            shards: (0..COMMIT_LOCK_SHARDS)
-                .map(|_| tokio::sync::Mutex::new(()))
-                .collect(),
-        }
-    }
+#[derive(Debug, Default)]
+struct CommitTurns {
+    by_session: std::collections::HashMap<SessionId, std::sync::Weak<tokio::sync::Mutex<()>>>,
+    /// Size at which the next sweep of dead entries runs (doubles with the live count).
+    sweep_at: usize,
 }
+
+/// Entries the map holds before its first sweep.
+const COMMIT_LOCKS_FIRST_SWEEP: usize = 1024;
 
 impl CommitLocks {
-    /// Waits for the session's turn.
-    pub async fn lock(&self, session: &SessionId) -> tokio::sync::MutexGuard<'_, ()> {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        session.hash(&mut hasher);
-        let shard = usize::try_from(hasher.finish() % COMMIT_LOCK_SHARDS as u64).unwrap_or(0);
-        self.shards[shard].lock().await
+    /// The session's turn (lock it to commit).
+    pub fn turn(&self, session: &SessionId) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+        let mut turns = self
+            .turns
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(live) = turns
+            .by_session
+            .get(session)
+            .and_then(std::sync::Weak::upgrade)
+        {
+            return live;
+        }
+        let fresh = std::sync::Arc::new(tokio::sync::Mutex::new(()));
+        turns
+            .by_session
+            .insert(session.clone(), std::sync::Arc::downgrade(&fresh));
+        if turns.by_session.len() >= turns.sweep_at.max(COMMIT_LOCKS_FIRST_SWEEP) {
+            turns.by_session.retain(|_, turn| turn.strong_count() > 0);
+            turns.sweep_at = (turns.by_session.len() * 2).max(COMMIT_LOCKS_FIRST_SWEEP);
+        }
+        fresh
+    }
+
+    /// Sessions with an entry (live or not yet swept), for tests.
+    pub fn len(&self) -> usize {
+        self.turns
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .by_session
+            .len()
+    }
+
+    /// Whether no session has an entry.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 

@@ -232,6 +232,9 @@ impl CampaignStore for Absent {
     async fn create_actor(&self, _: &Actor, _: &CampaignQuotas) -> Result<(), QuotaError> {
         Err(self.err().into())
     }
+    async fn create_actors(&self, _: &[Actor], _: &CampaignQuotas) -> Result<(), QuotaError> {
+        Err(self.err().into())
+    }
     async fn actor(&self, _: &CampaignId, _: &ActorId) -> Result<Option<Actor>, StoreError> {
         Err(self.err())
     }

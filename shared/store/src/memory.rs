@@ -775,6 +775,17 @@ impl CampaignData {
         quota: Quota,
         limit: u64,
     ) -> Result<(), QuotaError> {
+        self.check_room(campaign, quota, limit, 1)
+    }
+
+    /// Whether `needed` more items fit under the quota.
+    fn check_room(
+        &self,
+        campaign: &CampaignId,
+        quota: Quota,
+        limit: u64,
+        needed: usize,
+    ) -> Result<(), QuotaError> {
         if !self.campaigns.contains_key(campaign) {
             return Err(QuotaError::NoCampaign(campaign.clone()));
         }
@@ -782,7 +793,7 @@ impl CampaignData {
             Quota::Actors => self.actors_of(campaign).count(),
             Quota::Sessions => self.session_count(campaign),
         };
-        if count as u64 >= limit {
+        if (count as u64).saturating_add(needed as u64) > limit {
             return Err(QuotaError::Exceeded {
                 campaign: campaign.clone(),
                 quota,
@@ -893,6 +904,33 @@ impl CampaignStore for MemoryCampaignStore {
             return Err(StoreError::AlreadyExists(format!("actor {}", actor.id)).into());
         }
         data.actors.insert(key, actor.clone());
+        Ok(())
+    }
+
+    async fn create_actors(
+        &self,
+        actors: &[Actor],
+        quotas: &CampaignQuotas,
+    ) -> Result<(), QuotaError> {
+        let Some(campaign) = crate::model::batch_campaign(actors)? else {
+            return Ok(());
+        };
+        for actor in actors {
+            quotas.check_actor_size(actor)?;
+        }
+        let mut data = self.data.lock().await;
+        data.check_room(campaign, Quota::Actors, quotas.max_actors, actors.len())?;
+        let mut ids = std::collections::HashSet::new();
+        for actor in actors {
+            let key = (actor.campaign_id.clone(), actor.id.clone());
+            if data.actors.contains_key(&key) || !ids.insert(actor.id.clone()) {
+                return Err(StoreError::AlreadyExists(format!("actor {}", actor.id)).into());
+            }
+        }
+        for actor in actors {
+            data.actors
+                .insert((actor.campaign_id.clone(), actor.id.clone()), actor.clone());
+        }
         Ok(())
     }
 

@@ -727,10 +727,34 @@ pub enum QuotaError {
     /// The campaign does not exist, so nothing can be counted against it. Edge: 404.
     #[error("campaign {0} not found")]
     NoCampaign(CampaignId),
+    /// A batch of actors mixes campaigns (a caller's bug: one batch is one campaign's).
+    /// Edge: 400.
+    #[error("actor {actor} is not of campaign {campaign}, like the rest of its batch")]
+    OtherCampaign {
+        /// The batch's campaign (its first actor's).
+        campaign: CampaignId,
+        /// The actor of another campaign.
+        actor: ActorId,
+    },
     /// The store failed, or the id is taken ([`StoreError::AlreadyExists`]). Edge: as the
     /// store error.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// The campaign of a batch of actors ([`crate::CampaignStore::create_actors`]): the first's,
+/// which every other must share. `None` for an empty batch.
+pub fn batch_campaign(actors: &[Actor]) -> Result<Option<&CampaignId>, QuotaError> {
+    let Some(first) = actors.first() else {
+        return Ok(None);
+    };
+    if let Some(other) = actors.iter().find(|a| a.campaign_id != first.campaign_id) {
+        return Err(QuotaError::OtherCampaign {
+            campaign: first.campaign_id.clone(),
+            actor: other.id.clone(),
+        });
+    }
+    Ok(Some(&first.campaign_id))
 }
 
 /// Current time in milliseconds since the epoch.

@@ -394,6 +394,10 @@ fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
     match error.kind.as_ref() {
         ErrorKind::Write(WriteFailure::WriteError(e)) => e.code == DUPLICATE_KEY,
         ErrorKind::Command(e) => e.code == DUPLICATE_KEY,
+        ErrorKind::InsertMany(e) => e
+            .write_errors
+            .as_ref()
+            .is_some_and(|errors| errors.iter().any(|w| w.code == DUPLICATE_KEY)),
         _ => false,
     }
 }
@@ -1139,13 +1143,31 @@ impl MongoCampaignStore {
         quota: Quota,
         limit: u64,
     ) -> Result<(), QuotaError> {
+        self.reserve_n(campaign, quota, limit, 1).await
+    }
+
+    /// Takes `n` slots at once, or none.
+    async fn reserve_n(
+        &self,
+        campaign: &CampaignId,
+        quota: Quota,
+        limit: u64,
+        n: u64,
+    ) -> Result<(), QuotaError> {
         let field = counter_field(quota);
+        let Some(most_before) = limit.checked_sub(n) else {
+            return Err(QuotaError::Exceeded {
+                campaign: campaign.clone(),
+                quota,
+                limit,
+            });
+        };
         for _ in 0..RESERVE_ATTEMPTS {
             let taken = self
                 .campaigns
                 .update_one(
-                    doc! {"_id": campaign.as_str(), field: {"$lt": bound(limit)}},
-                    doc! {"$inc": {field: 1_i64}},
+                    doc! {"_id": campaign.as_str(), field: {"$lte": bound(most_before)}},
+                    doc! {"$inc": {field: bound(n)}},
                 )
                 .await
                 .map_err(unavailable("reserve quota"))?;
@@ -1196,12 +1218,17 @@ impl MongoCampaignStore {
     /// logged, not returned: the counter stays one high, so the campaign reaches its quota one
     /// item early, and nothing over the quota is ever stored.
     async fn release(&self, campaign: &CampaignId, quota: Quota) {
+        self.release_n(campaign, quota, 1).await;
+    }
+
+    /// Gives `n` slots back (see [`Self::release`]).
+    async fn release_n(&self, campaign: &CampaignId, quota: Quota, n: u64) {
         let field = counter_field(quota);
         if let Err(e) = self
             .campaigns
             .update_one(
-                doc! {"_id": campaign.as_str(), field: {"$gt": 0_i64}},
-                doc! {"$inc": {field: -1_i64}},
+                doc! {"_id": campaign.as_str(), field: {"$gte": bound(n)}},
+                doc! {"$inc": {field: -bound(n)}},
             )
             .await
         {
@@ -1384,6 +1411,56 @@ impl CampaignStore for MongoCampaignStore {
             // is at worst one high, never low.
             Err(e) => Err(StoreError::unavailable(BACKEND, "create actor", e).into()),
         }
+    }
+
+    async fn create_actors(
+        &self,
+        actors: &[Actor],
+        quotas: &CampaignQuotas,
+    ) -> Result<(), QuotaError> {
+        let Some(campaign) = crate::model::batch_campaign(actors)?.cloned() else {
+            return Ok(());
+        };
+        let mut documents = Vec::with_capacity(actors.len());
+        for actor in actors {
+            quotas.check_actor_size(actor)?;
+            documents.push(Self::actor_document(actor)?);
+        }
+        let n = actors.len() as u64;
+        self.reserve_n(&campaign, Quota::Actors, quotas.max_actors, n)
+            .await?;
+        let Err(e) = self.actors.insert_many(documents).ordered(true).await else {
+            return Ok(());
+        };
+        // All or nothing: whatever part of the batch went in comes out again, and the slots go
+        // back. (A process that dies right here leaves the part; the ids are fresh, so nothing
+        // else can be confused with it.)
+        // The insert is ordered: it stops at its first failing document, so exactly those
+        // before it went in (a document that failed may be another's, never to be deleted).
+        // Any other failure (a timeout) leaves the outcome unknown: the whole batch comes out,
+        // which touches no one else's actor because the caller gives every actor a fresh id.
+        let went_in = match e.kind.as_ref() {
+            ErrorKind::InsertMany(many) => many
+                .write_errors
+                .as_ref()
+                .and_then(|errors| errors.iter().map(|w| w.index).min())
+                .unwrap_or(actors.len()),
+            _ => actors.len(),
+        };
+        let ids: Vec<&str> = actors[..went_in].iter().map(|a| a.id.as_str()).collect();
+        let removed = self
+            .actors
+            .delete_many(doc! {"campaignId": campaign.as_str(), "id": {"$in": ids}})
+            .await;
+        match removed {
+            Ok(_) => self.release_n(&campaign, Quota::Actors, n).await,
+            Err(undo) => warn!(campaign = %campaign, error = %Chain(&undo),
+                               "a failed batch of actors could not be removed again; its quota slots stay taken"),
+        }
+        if is_duplicate_key(&e) {
+            return Err(StoreError::AlreadyExists("an actor of the batch".into()).into());
+        }
+        Err(StoreError::unavailable(BACKEND, "create actors", e).into())
     }
 
     async fn actor(

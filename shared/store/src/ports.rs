@@ -375,6 +375,15 @@ pub trait CampaignStore: Send + Sync {
     /// Stores a new actor of an existing campaign, within the campaign's actor count quota and
     /// the actor size quota.
     async fn create_actor(&self, actor: &Actor, quotas: &CampaignQuotas) -> Result<(), QuotaError>;
+    /// Stores several new actors of one existing campaign at once (encounter building), all or
+    /// nothing: when the campaign's actor count quota cannot take them all, or one is over the
+    /// size quota or its id exists, none is stored. Every actor must belong to the campaign of
+    /// the first ([`StoreError::Invalid`] otherwise); an empty slice stores nothing.
+    async fn create_actors(
+        &self,
+        actors: &[Actor],
+        quotas: &CampaignQuotas,
+    ) -> Result<(), QuotaError>;
     /// An actor of a campaign.
     async fn actor(&self, campaign: &CampaignId, id: &ActorId)
     -> Result<Option<Actor>, StoreError>;

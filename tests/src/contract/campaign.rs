@@ -1476,3 +1476,106 @@ pub async fn actor_size_quota(store: &dyn CampaignStore) {
     shrunk.name = "Ex".into();
     assert!(store.update_actor(&shrunk, &exact).await.expect("update"));
 }
+
+/// `create_actors` is all or nothing: a batch that fits is stored whole (read back exactly); a
+/// batch one over the quota, one with an id already taken, one with an actor over the size
+/// quota, or one mixing campaigns stores none of its actors and takes no slot; an empty batch
+/// stores nothing; a campaign that does not exist takes none.
+pub async fn create_actors_is_all_or_nothing(store: &dyn CampaignStore) {
+    let quotas = CampaignQuotas {
+        max_actors: 5,
+        max_actor_bytes: 4096,
+        ..CampaignQuotas::default()
+    };
+    let campaign = new_campaign(store).await;
+    let names = |store_names: Vec<Actor>| {
+        let mut n: Vec<String> = store_names.into_iter().map(|a| a.name).collect();
+        n.sort();
+        n
+    };
+    let listed = || async {
+        store
+            .actors(&campaign, &PageRequest::first(100))
+            .await
+            .expect("list")
+            .items
+    };
+    let batch = |prefix: &str, n: usize| -> Vec<Actor> {
+        (1..=n)
+            .map(|i| awkward_actor(&campaign, &format!("{prefix} {i}")))
+            .collect()
+    };
+    store
+        .create_actors(&[], &quotas)
+        .await
+        .expect("an empty batch");
+    let first = batch("Goblin", 3);
+    store
+        .create_actors(&first, &quotas)
+        .await
+        .expect("three fit");
+    for actor in &first {
+        assert_eq!(
+            store
+                .actor(&campaign, &actor.id)
+                .await
+                .expect("read")
+                .as_ref(),
+            Some(actor)
+        );
+    }
+    // Three more would make six: none goes in, and the two free slots stay free.
+    exceeded(
+        store.create_actors(&batch("Orc", 3), &quotas).await,
+        &campaign,
+        Quota::Actors,
+        5,
+    );
+    assert_eq!(names(listed().await), ["Goblin 1", "Goblin 2", "Goblin 3"]);
+    // A taken id part-way: the others of the batch are not kept.
+    let mut taken = batch("Kobold", 2);
+    taken[1].id = first[0].id.clone();
+    assert!(matches!(
+        store.create_actors(&taken, &quotas).await,
+        Err(QuotaError::Store(StoreError::AlreadyExists(_)))
+    ));
+    // One actor over the size quota.
+    let mut large = batch("Ogre", 2);
+    large[1].features = vec![serde_json::json!({"text": "x".repeat(8192)})];
+    assert!(matches!(
+        store.create_actors(&large, &quotas).await,
+        Err(QuotaError::ActorTooLarge { .. })
+    ));
+    // Mixed campaigns.
+    let other = new_campaign(store).await;
+    let mut mixed = batch("Wolf", 2);
+    mixed[1].campaign_id = other.clone();
+    assert!(matches!(
+        store.create_actors(&mixed, &quotas).await,
+        Err(QuotaError::OtherCampaign { .. })
+    ));
+    assert_eq!(
+        names(listed().await),
+        ["Goblin 1", "Goblin 2", "Goblin 3"],
+        "no refused batch left anything behind"
+    );
+    // The two free slots are still there: exactly two fit.
+    store
+        .create_actors(&batch("Bat", 2), &quotas)
+        .await
+        .expect("two fit");
+    exceeded(
+        store.create_actors(&batch("Rat", 1), &quotas).await,
+        &campaign,
+        Quota::Actors,
+        5,
+    );
+    let missing = CampaignId::new(format!("missing-{}", uuid::Uuid::new_v4().simple()));
+    let orphans: Vec<Actor> = (1..=2)
+        .map(|i| awkward_actor(&missing, &format!("Ghost {i}")))
+        .collect();
+    assert!(matches!(
+        store.create_actors(&orphans, &quotas).await,
+        Err(QuotaError::NoCampaign(_))
+    ));
+}

@@ -11,7 +11,7 @@ use dlab_core::ids::{ActorId, CampaignId};
 use dlab_store::model::{ActorKey, now_ms};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tracing::{info, warn};
+use tracing::info;
 use utoipa::ToSchema;
 
 use super::AppState;
@@ -93,8 +93,8 @@ pub struct BulkCreated {
 }
 
 /// Creates `count` actors from one template for encounter building ("Goblin 1" … "Goblin n"),
-/// any member. All or nothing: when the campaign's actor quota runs out part-way, the ones
-/// already made are deleted again and the answer is 409.
+/// any member. All or nothing, in one store write ([`dlab_store::CampaignStore::create_actors`]):
+/// when the campaign's actor quota cannot take them all, none is stored and the answer is 409.
 #[utoipa::path(post, operation_id = "createActorsInBulk", path = "/campaigns/{id}/actors/bulk", tag = "actors", request_body = BulkCreate,
     params(("id" = String, Path, description = "Campaign id")),
     responses(
@@ -165,18 +165,9 @@ pub async fn create_bulk(
         })?;
         actors.push(actor);
     }
-    let quotas = &app.settings().quotas;
-    for (made, actor) in actors.iter().enumerate() {
-        if let Err(e) = deps.campaigns.create_actor(actor, quotas).await {
-            for earlier in &actors[..made] {
-                if let Err(undo) = deps.campaigns.delete_actor(campaign, &earlier.id).await {
-                    warn!(campaign = %campaign, actor = %earlier.id, error = %dlab_store::Chain(&undo),
-                          "could not delete an actor of a failed bulk create");
-                }
-            }
-            return Err(e.into());
-        }
-    }
+    deps.campaigns
+        .create_actors(&actors, &app.settings().quotas)
+        .await?;
     info!(campaign = %campaign, template = %reference, count = actors.len(), user = %user,
           "actors created in bulk");
     Ok((StatusCode::CREATED, Json(BulkCreated { items: actors })))

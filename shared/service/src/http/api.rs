@@ -264,6 +264,7 @@ impl From<QuotaError> for ApiError {
             QuotaError::NoCampaign(campaign) => {
                 ApiError::not_found(format!("campaign {campaign} not found"))
             }
+            e @ QuotaError::OtherCampaign { .. } => ApiError::bad_request(e.to_string()),
             QuotaError::Store(e) => e.into(),
         }
     }

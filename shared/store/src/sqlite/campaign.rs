@@ -102,6 +102,17 @@ fn check_count(
     quota: Quota,
     limit: u64,
 ) -> Result<(), QuotaError> {
+    check_room(tx, campaign, quota, limit, 1)
+}
+
+/// Whether `needed` more items fit under the quota (inside the write transaction: exact).
+fn check_room(
+    tx: &Transaction<'_>,
+    campaign: &CampaignId,
+    quota: Quota,
+    limit: u64,
+    needed: usize,
+) -> Result<(), QuotaError> {
     let exists: Option<i64> = tx
         .prepare_cached("SELECT 1 FROM campaigns WHERE id = ?1")
         .and_then(|mut s| s.query_row([campaign.as_str()], |r| r.get(0)).optional())
@@ -117,7 +128,7 @@ fn check_count(
         .prepare_cached(sql)
         .and_then(|mut s| s.query_row([campaign.as_str()], |r| r.get(0)))
         .map_err(db("count for quota"))?;
-    if to_u64(count, "quota count")? >= limit {
+    if to_u64(count, "quota count")?.saturating_add(needed as u64) > limit {
         debug!(campaign = %campaign, %quota, limit, "quota reached");
         return Err(QuotaError::Exceeded {
             campaign: campaign.clone(),
@@ -347,6 +358,48 @@ impl CampaignStore for SqliteCampaignStore {
                     return Err(StoreError::AlreadyExists(format!("actor {id}")).into());
                 }
                 debug!(campaign = %campaign, actor = %id, "actor created");
+                Ok(())
+            })
+            .await
+    }
+
+    async fn create_actors(
+        &self,
+        actors: &[Actor],
+        quotas: &CampaignQuotas,
+    ) -> Result<(), QuotaError> {
+        let Some(campaign) = crate::model::batch_campaign(actors)?.cloned() else {
+            return Ok(());
+        };
+        let mut rows = Vec::with_capacity(actors.len());
+        for actor in actors {
+            quotas.check_actor_size(actor)?;
+            rows.push((
+                actor.id.clone(),
+                actor.name.clone(),
+                to_json(actor, "actor")?,
+            ));
+        }
+        let max_actors = quotas.max_actors;
+        // One job, so one savepoint: a refusal part-way rolls every insert of the batch back.
+        self.handle
+            .write("create actors", move |tx| {
+                check_room(tx, &campaign, Quota::Actors, max_actors, rows.len())?;
+                let mut insert = tx
+                    .prepare_cached(
+                        "INSERT INTO actors (campaign_id, id, name, json) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (campaign_id, id) DO NOTHING",
+                    )
+                    .map_err(db("create actors"))?;
+                for (id, name, json) in &rows {
+                    let inserted = insert
+                        .execute(params![campaign.as_str(), id.as_str(), name, json])
+                        .map_err(db("create actors"))?;
+                    if inserted == 0 {
+                        return Err(StoreError::AlreadyExists(format!("actor {id}")).into());
+                    }
+                }
+                debug!(campaign = %campaign, count = rows.len(), "actors created");
                 Ok(())
             })
             .await

@@ -271,6 +271,13 @@ fn run_writer(
 fn commit_batch(conn: &mut Connection, mut batch: Vec<Box<dyn Job>>, counters: &Counters) {
     let started = Instant::now();
     let jobs = batch.len();
+    if !conn.is_autocommit() {
+        // A failed COMMIT whose rollback also failed (an I/O error) leaves the connection
+        // inside a transaction, and every later BEGIN would fail for good: end it first.
+        if let Err(e) = conn.execute_batch("ROLLBACK") {
+            warn!(error = %e, "sqlite writer could not end a transaction left open");
+        }
+    }
     let failure = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Err(e) => {
             warn!(jobs, error = %e, "sqlite write batch could not begin");
