@@ -31,23 +31,7 @@ async fn another_client(stores: &MongoStores) -> MongoStores {
 /// Pieces small enough that the contract's large snapshot needs dozens of them.
 const SMALL_CHUNK: usize = 4096;
 
-/// A fresh SQLite database in a temporary directory; keep the directory alive for the test.
-async fn sqlite() -> (tempfile::TempDir, dlab_store::sqlite::SqliteStores) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let stores = dlab_store::sqlite::SqliteStores::open(&dir.path().join("dlab.sqlite3"))
-        .await
-        .expect("open sqlite");
-    (dir, stores)
-}
-
-/// A second handle on the same file, as a second process (or Lambda instance) would have.
-async fn sqlite_again(
-    stores: &dlab_store::sqlite::SqliteStores,
-) -> dlab_store::sqlite::SqliteStores {
-    dlab_store::sqlite::SqliteStores::open(stores.path())
-        .await
-        .expect("open sqlite again")
-}
+use dlab_tests::contract::{test_sqlite as sqlite, test_sqlite_again as sqlite_again};
 
 macro_rules! against_both {
     ($($body:ident),* $(,)?) => {

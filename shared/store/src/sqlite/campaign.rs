@@ -94,6 +94,22 @@ where
     Ok(fill.into_page())
 }
 
+/// The JSON document that `sql` (one `?1` parameter, one `json` column) selects for `key`,
+/// decoded; `None` when no row matches.
+fn json_by_key<T: DeserializeOwned>(
+    conn: &Connection,
+    sql: &str,
+    key: &str,
+    what: &'static str,
+    op: &'static str,
+) -> Result<Option<T>, StoreError> {
+    let json: Option<String> = conn
+        .prepare_cached(sql)
+        .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
+        .map_err(db(op))?;
+    json.map(|j| from_json(&j, what)).transpose()
+}
+
 /// Refuses a create when the campaign is missing or already holds `limit` of `quota`; counted
 /// inside the create's write transaction.
 fn check_count(
@@ -148,14 +164,16 @@ fn edit_members(
     edit: impl FnOnce(&mut Vec<Member>) -> bool,
 ) -> Result<Option<Campaign>, StoreError> {
     let op = "update members";
-    let json: Option<String> = tx
-        .prepare_cached("SELECT json FROM campaigns WHERE id = ?1")
-        .and_then(|mut s| s.query_row([campaign.as_str()], |r| r.get(0)).optional())
-        .map_err(db(op))?;
-    let Some(json) = json else {
+    let Some(mut current) = json_by_key::<Campaign>(
+        tx,
+        "SELECT json FROM campaigns WHERE id = ?1",
+        campaign.as_str(),
+        "campaign",
+        op,
+    )?
+    else {
         return Ok(None);
     };
-    let mut current: Campaign = from_json(&json, "campaign")?;
     let before: Vec<UserId> = current.members.iter().map(|m| m.user_id.clone()).collect();
     if !edit(&mut current.members) {
         return Ok(Some(current));
@@ -237,11 +255,13 @@ impl CampaignStore for SqliteCampaignStore {
         let id = id.clone();
         self.handle
             .read("read campaign", move |conn| {
-                let json: Option<String> = conn
-                    .prepare_cached("SELECT json FROM campaigns WHERE id = ?1")
-                    .and_then(|mut s| s.query_row([id.as_str()], |r| r.get(0)).optional())
-                    .map_err(db("read campaign"))?;
-                json.map(|j| from_json(&j, "campaign")).transpose()
+                json_by_key(
+                    conn,
+                    "SELECT json FROM campaigns WHERE id = ?1",
+                    id.as_str(),
+                    "campaign",
+                    "read campaign",
+                )
             })
             .await
     }
@@ -554,11 +574,13 @@ impl CampaignStore for SqliteCampaignStore {
         let reference = reference.to_owned();
         self.handle
             .read("read compendium entry", move |conn| {
-                let json: Option<String> = conn
-                    .prepare_cached("SELECT json FROM compendium WHERE ref = ?1")
-                    .and_then(|mut s| s.query_row([reference.as_str()], |r| r.get(0)).optional())
-                    .map_err(db("read compendium entry"))?;
-                json.map(|j| from_json(&j, "compendium entry")).transpose()
+                json_by_key(
+                    conn,
+                    "SELECT json FROM compendium WHERE ref = ?1",
+                    &reference,
+                    "compendium entry",
+                    "read compendium entry",
+                )
             })
             .await
     }
