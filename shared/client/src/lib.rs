@@ -1,0 +1,35 @@
+//! The Dungeon Lab client core: speaks the WebSocket protocol of PROTOCOL.md without doing any
+//! I/O itself.
+//!
+//! Frames arrive unordered, duplicated or not at all; sockets drop every two hours; players
+//! expect their action on screen before the server answers. This crate holds the decisions that
+//! make that work (ordering, the optimistic queue, rebase, the reconnect policy) as a pure state
+//! machine: the caller passes every input together with `now` (milliseconds) and gets back a
+//! list of [`Output`]s (frames to send, sockets to open, HTTP loads, wake-up times, UI
+//! notifications). There is no async runtime, no clock and no system randomness (an
+//! [`Entropy`] is injected), so the same core runs under a tokio driver, in tests with a
+//! scripted clock, and compiled to `wasm32-unknown-unknown` in the browser.
+//!
+//! # Layout
+//! - [`session`]: [`SessionClient`], one session's ordering, catch-up, optimistic queue and
+//!   outputs; [`ClientConfig`] with the bounds of every buffer.
+//! - [`connection`]: [`Status`], the backoff ([`connection::backoff_delay`]), heartbeat and
+//!   socket-age [`Timings`].
+//! - [`plugin`]: [`EventDraft`], the [`Plugin`] trait, the [`Registry`] and the [`Rebaser`]
+//!   hook called after a `conflict`.
+//! - [`entropy`]: the [`Entropy`] trait, a deterministic generator for tests, event ids.
+
+pub mod connection;
+pub mod entropy;
+pub mod plugin;
+pub mod session;
+
+pub use connection::{Status, Timings};
+pub use entropy::{Entropy, SplitMix64};
+pub use plugin::{
+    Command, ConflictInfo, EventDraft, Plugin, PluginError, Rebaser, Registry, ReportOnly,
+};
+pub use session::{
+    ClientConfig, HttpRequest, Notification, Output, PendingStatus, PendingView, Rejection,
+    SessionClient, SnapshotError, SubmitError, parse_loaded_state,
+};
