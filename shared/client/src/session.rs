@@ -625,15 +625,19 @@ impl SessionClient {
         now: u64,
     ) -> Result<(EventId, Vec<Output>), SubmitError> {
         let mut step = Step::default();
-        let id = self.enqueue(draft, now, &mut step)?;
+        let id = self.enqueue(draft, now, true, &mut step)?;
         self.advance(&mut step, now);
         Ok((id, self.finish(step, now)))
     }
 
+    /// `strict`: refuse a draft that does not apply to the view. A rebased draft is not strict:
+    /// it is written against the server's `current`, which may be ahead of our confirmed state
+    /// until the events that caused the conflict arrive; it joins the view when it applies.
     fn enqueue(
         &mut self,
         draft: EventDraft,
         now: u64,
+        strict: bool,
         step: &mut Step,
     ) -> Result<EventId, SubmitError> {
         if self.pending.len() >= self.config.max_pending {
@@ -653,11 +657,12 @@ impl SessionClient {
             committed: None,
         };
         let provisional = self.provisional(&pending, self.view.last_event_sequence.next());
-        self.view
-            .apply(&provisional)
-            .map_err(SubmitError::WouldNotApply)?;
+        match self.view.apply(&provisional) {
+            Ok(()) => step.view_changed = true,
+            Err(e) if strict => return Err(SubmitError::WouldNotApply(e)),
+            Err(_) => {}
+        }
         self.pending.push_back(pending);
-        step.view_changed = true;
         Ok(id)
     }
 
@@ -984,7 +989,7 @@ impl SessionClient {
         if let Some(conflict) = conflict
             && let Some(rebased) = self.rebaser.rebase(&p.draft, &conflict, &self.confirmed)
         {
-            match self.enqueue(rebased.clone(), now, step) {
+            match self.enqueue(rebased.clone(), now, false, step) {
                 Ok(new_id) => step.notify(Notification::Rebased {
                     rejected: p.id,
                     resubmitted: new_id,
