@@ -777,7 +777,7 @@ impl SessionClient {
                 sequence,
                 timestamp,
                 ..
-            } => self.confirmed_own(&temp_id, sequence, timestamp),
+            } => self.confirmed_own(&temp_id, sequence, timestamp, step),
             ServerFrame::EventError {
                 temp_id,
                 code,
@@ -921,16 +921,19 @@ impl SessionClient {
     }
 
     /// Our own confirmation: folded from the draft (the sender gets no `event:applied`).
-    fn confirmed_own(&mut self, id: &EventId, sequence: Sequence, timestamp: u64) {
+    fn confirmed_own(&mut self, id: &EventId, sequence: Sequence, timestamp: u64, step: &mut Step) {
         self.known_head = self.known_head.max(sequence);
         let Some(index) = self.pending.iter().position(|p| p.id == *id) else {
             // Already final (it came as an applied event or in a batch), or not ours.
             return;
         };
         if sequence <= self.last_applied() {
-            // A duplicate confirmation of an event the confirmed state holds (e.g. after a
-            // snapshot): the final-pending sweep removes it.
+            // A duplicate confirmation of an event the confirmed state already holds (e.g.
+            // after a snapshot): it is final now.
             self.pending[index].committed = Some(sequence);
+            self.drop_final_pending(step);
+            self.rebuild_view();
+            step.view_changed = true;
             return;
         }
         let p = &mut self.pending[index];
@@ -938,8 +941,7 @@ impl SessionClient {
         if self
             .config
             .server_stamped_types
-            .iter()
-            .any(|t| *t == p.draft.event_type)
+            .contains(&p.draft.event_type)
         {
             return;
         }

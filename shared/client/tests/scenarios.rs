@@ -446,3 +446,38 @@ fn unknown_types_stay_in_the_log_and_bad_frames_are_ignored() {
         "a stale compare-and-set is refused before it is queued"
     );
 }
+
+#[test]
+fn a_confirmation_of_an_event_already_in_a_loaded_state_makes_it_final() {
+    let log = log3();
+    let mut c = live_client(15, &log, 0);
+    let (id, _) = c.submit(hit(-5), 100).unwrap();
+    let mut mine = event(4, ME, "plugin:test:hit", inc_payload(-5));
+    mine.id = id.clone();
+    let mut server = log.clone();
+    server.push(mine);
+    c.on_snapshot(fold(&server), 200).unwrap();
+    assert_eq!(
+        c.pending().count(),
+        1,
+        "a state does not say which ids it holds"
+    );
+    let out = c.on_frame(
+        ServerFrame::EventConfirmed {
+            temp_id: id.clone(),
+            event_id: id.clone(),
+            sequence: Sequence(4),
+            timestamp: 1,
+            duplicate: true,
+            request_id: None,
+        },
+        210,
+    );
+    assert!(notes(&out).contains(&&Notification::Confirmed {
+        id,
+        sequence: Sequence(4)
+    }));
+    assert_eq!(c.pending().count(), 0);
+    assert_eq!(c.view(), c.confirmed());
+    assert_eq!(hp(c.view()), Some(json!(8)));
+}
