@@ -727,7 +727,8 @@ pub async fn resent_dice_roll_is_a_duplicate_with_the_original_result(world: &Wo
     gm.subscribe(&t.session, 0).await;
     let id = uuid::Uuid::new_v4().to_string();
     let payload = json!({"formula": "4d6kh3+2"});
-    p1.send(roll_message(&t.session, &id, payload.clone())).await;
+    p1.send(roll_message(&t.session, &id, payload.clone()))
+        .await;
     let first = p1.expect("event:confirmed").await;
     let original = gm.expect("event:applied").await;
     assert_eq!(original["payload"]["result"], first["result"]);
@@ -745,6 +746,17 @@ pub async fn resent_dice_roll_is_a_duplicate_with_the_original_result(world: &Wo
         let re = gm.expect("event:applied").await;
         assert_eq!(re, original, "the original event is re-broadcast");
     }
+    assert_eq!(head(world, &t.session).await, Sequence(2));
+    // After the hot state is dropped and rebuilt from the archive (whose ids carry the hash of
+    // the stored, rolled event), the re-sent roll is still the same duplicate.
+    world.deps().log.release(&t.session).await.unwrap();
+    p1.send(roll_message(&t.session, &id, payload.clone()))
+        .await;
+    let rebuilt = p1.expect("event:confirmed").await;
+    assert_eq!(rebuilt["duplicate"], true, "{rebuilt}");
+    assert_eq!(rebuilt["sequence"], first["sequence"]);
+    assert_eq!(rebuilt["result"], first["result"]);
+    assert_eq!(gm.expect("event:applied").await, original);
     assert_eq!(head(world, &t.session).await, Sequence(2));
     // Same id, other content: refused, nothing stored.
     p1.send(roll_message(&t.session, &id, json!({"formula": "1d20"})))
@@ -809,7 +821,10 @@ pub async fn bad_dice_rolls_are_refused_and_store_nothing(world: &World) {
         (json!({"formula": "abc"}), "unexpected 'a'"),
         (json!({"formula": "4d6kh5"}), "keep"),
         (json!({"formula": "1d20+1000001"}), "constant"),
-        (json!({"formula": format!("1d6{}", "+1".repeat(49))}), "101 characters"),
+        (
+            json!({"formula": format!("1d6{}", "+1".repeat(49))}),
+            "101 characters",
+        ),
         (json!({"purpose": "no formula"}), "formula is required"),
         (json!({"formula": 20}), "formula must be a string"),
         (json!({"formula": "1d20", "bonus": 2}), "unknown field"),

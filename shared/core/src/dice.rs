@@ -690,8 +690,8 @@ mod tests {
 
     #[test]
     fn payload_is_formula_and_optional_purpose() {
-        let ok = RollRequest::from_payload(&json!({"formula": "1d20", "purpose": "stealth"}))
-            .unwrap();
+        let ok =
+            RollRequest::from_payload(&json!({"formula": "1d20", "purpose": "stealth"})).unwrap();
         assert_eq!(ok.purpose.as_deref(), Some("stealth"));
         assert!(RollRequest::from_payload(&json!({"formula": "1d20", "result": 99})).is_ok());
         assert_eq!(

@@ -627,7 +627,10 @@ mod tests {
         );
         assert_ne!(
             content_hash("core:dice:roll", &submitted),
-            content_hash("core:dice:roll", &json!({"formula": "1d20+1", "purpose": "init"}))
+            content_hash(
+                "core:dice:roll",
+                &json!({"formula": "1d20+1", "purpose": "init"})
+            )
         );
         // Other types keep `result` in their content.
         assert_ne!(

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use dlab_core::changes::ChangeError;
-use dlab_core::dice::DiceError;
 use dlab_core::codes::ErrorCode;
+use dlab_core::dice::DiceError;
 use dlab_core::event::{EnvelopeError, TypeForbidden};
 use dlab_core::ids::{EventId, Sequence, SessionId};
 use dlab_core::protocol::FrameError;
