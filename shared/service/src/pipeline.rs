@@ -461,8 +461,8 @@ pub struct Published {
 
 /// The one publish path of every event, from a client's submit or a server route: the trusted
 /// roll of a `core:dice:roll` ([`roll_trusted_dice`]), payload limit (of the payload as
-/// stored, with the roll's result), state-change conventions, atomic commit, archive write, `event:confirmed` to the
-/// sender, `event:applied` to the session. `event.sequence` is ignored and assigned here.
+/// stored, with the roll's result), state-change conventions, atomic commit, archive write,
+/// `event:confirmed` to the sender, `event:applied` to the session. `event.sequence` is ignored and assigned here.
 ///
 /// Once the commit has happened the event is final: a broadcast that fails (registry down) is
 /// logged and does not fail the publish, because the event is committed and replayable, and
@@ -804,4 +804,50 @@ pub async fn broadcast_to(
         );
     }
     Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn os_dice_stay_in_range_and_reach_every_face() {
+        let mut rng = OsDice::default();
+        for sides in [1, 2, 6, 20, 1000] {
+            let mut seen = vec![false; sides as usize];
+            for _ in 0..sides * 200 {
+                let v = rng.die(sides);
+                assert!((1..=sides).contains(&v), "d{sides} gave {v}");
+                seen[(v - 1) as usize] = true;
+            }
+            assert!(seen.iter().all(|s| *s), "d{sides} missed a face");
+        }
+        assert!(rng.failed.is_none());
+    }
+
+    #[test]
+    fn a_roll_is_made_by_the_server_and_a_bad_one_refused() {
+        let event = |payload: serde_json::Value| GameEvent {
+            id: dlab_core::ids::EventId::new("0190a5b8-7c3e-7a21-9f4d-2b6c8e1d3f60"),
+            sequence: Sequence::ZERO,
+            timestamp: 0,
+            client_timestamp: None,
+            user_id: dlab_core::ids::UserId::new("u"),
+            session_id: SessionId::new("s"),
+            event_type: DICE_ROLL_TYPE.to_owned(),
+            payload,
+            checksum: None,
+        };
+        let rolled = roll_trusted_dice(event(
+            serde_json::json!({"formula": "2d20kh1", "result": {"total": 99}}),
+        ))
+        .unwrap();
+        let total = rolled.payload["result"]["total"].as_i64().unwrap();
+        assert!((1..=20).contains(&total));
+        let err = roll_trusted_dice(event(serde_json::json!({"formula": "1d0"}))).unwrap_err();
+        assert_eq!(err.code(), dlab_core::codes::ErrorCode::InvalidEvent);
+        let mut chat = event(serde_json::json!({"result": 1}));
+        chat.event_type = "core:chat".into();
+        assert_eq!(roll_trusted_dice(chat.clone()).unwrap(), chat);
+    }
 }
