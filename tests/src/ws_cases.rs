@@ -803,7 +803,13 @@ pub async fn dice_roll_checksum_covers_the_submission_without_result(world: &Wor
     assert_eq!(stored.len(), 2);
     for e in &stored {
         assert_eq!(e.checksum.as_deref(), Some(sum.as_str()));
-        assert_ne!(e.payload["result"]["total"], 25);
+        // The server's result (the forged one had no dice), not a coincidence of totals.
+        let dice = e.payload["result"]["dice"].as_array().expect("server dice");
+        assert_eq!(dice.len(), 1);
+        assert_eq!(
+            e.payload["result"]["total"].as_i64().unwrap(),
+            dice[0]["value"].as_i64().unwrap() + 5
+        );
     }
     assert_eq!(head(world, &t.session).await, Sequence(3));
 }
