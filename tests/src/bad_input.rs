@@ -358,6 +358,46 @@ pub fn rows(t: &Targets) -> Vec<Row> {
         event_error("payload_too_large", "r-big-payload"),
     );
 
+    // Trusted dice: a bad formula or roll payload (the server rolls, so it refuses first).
+    for (name, payload, rid) in [
+        (
+            "dice roll of a die with 0 sides",
+            json!({"formula": "1d0"}),
+            "r-dice-d0",
+        ),
+        (
+            "dice roll of 101 dice",
+            json!({"formula": "101d6"}),
+            "r-dice-101",
+        ),
+        (
+            "dice roll of a d1001",
+            json!({"formula": "1d1001"}),
+            "r-dice-sides",
+        ),
+        (
+            "dice roll that is not a formula",
+            json!({"formula": "abc"}),
+            "r-dice-abc",
+        ),
+        (
+            "dice roll keeping 5 of 4 dice",
+            json!({"formula": "4d6kh5"}),
+            "r-dice-keep",
+        ),
+        (
+            "dice roll without formula",
+            json!({"purpose": "x"}),
+            "r-dice-none",
+        ),
+    ] {
+        ws(
+            name,
+            submit(event(s, "core:dice:roll", payload), rid).to_string(),
+            event_error("invalid_event", rid),
+        );
+    }
+
     // State-change conventions.
     let cas = |instance: &str, changes: Value| {
         event(

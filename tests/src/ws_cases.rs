@@ -637,3 +637,215 @@ pub async fn a_subscriber_of_another_process_hears_the_next_event(world: &World)
     assert_eq!(gm.expect("event:applied").await["id"], id.as_str());
     p2.expect_no("event:applied", QUIET).await;
 }
+
+/// A `core:dice:roll` submit message (`requestId` `r-<id>`).
+fn roll_message(session: &dlab_core::ids::SessionId, id: &str, payload: Value) -> Value {
+    json!({"action": "submit", "requestId": format!("r-{id}"), "event": {
+        "id": id, "sessionId": session, "type": "core:dice:roll", "payload": payload}})
+}
+
+/// Checks a server roll of `4d6kh3+2`: four d6, three kept, the total their sum plus 2.
+fn assert_4d6kh3_plus_2(result: &Value) {
+    let dice = result["dice"].as_array().expect("result.dice");
+    assert_eq!(dice.len(), 4, "{result}");
+    let mut kept_sum = 0;
+    let mut kept = 0;
+    for d in dice {
+        assert_eq!(d["sides"], 6, "{result}");
+        let v = d["value"].as_i64().unwrap();
+        assert!((1..=6).contains(&v), "{result}");
+        if d["kept"] == true {
+            kept += 1;
+            kept_sum += v;
+        }
+    }
+    assert_eq!(kept, 3, "{result}");
+    let total = result["total"].as_i64().unwrap();
+    assert_eq!(total, kept_sum + 2, "{result}");
+    assert!((5..=20).contains(&total), "{result}");
+}
+
+/// Trusted dice: the server rolls, the sender's confirmation carries the result, everyone else
+/// gets the identical stored event, and a forged client `result` never survives.
+pub async fn dice_roll_is_rolled_by_the_server_and_broadcast(world: &World) {
+    let t = world.seed().await;
+    let mut p1 = world.connect(&t.players[0]).await;
+    let mut p2 = world.connect(&t.players[1]).await;
+    let mut gm = world.connect(&t.gm).await;
+    for c in [&mut p1, &mut p2, &mut gm] {
+        c.subscribe(&t.session, 0).await;
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    let forged = json!({"dice": [{"sides": 6, "value": 6, "kept": true}], "total": 999});
+    let msg = roll_message(
+        &t.session,
+        &id,
+        json!({"formula": "4d6kh3+2", "purpose": "strength", "result": forged}),
+    );
+    assert_eq!(p1.send(msg).await, 200);
+    let confirmed = p1.expect("event:confirmed").await;
+    assert_eq!(confirmed["eventId"], id.as_str());
+    assert_eq!(confirmed["sequence"], 2);
+    assert_eq!(confirmed["duplicate"], false);
+    assert_eq!(confirmed["requestId"], format!("r-{id}"));
+    let result = confirmed["result"].clone();
+    assert_4d6kh3_plus_2(&result);
+    assert_ne!(result, forged);
+    let mut seen = Vec::new();
+    for c in [&mut p2, &mut gm] {
+        let applied = c.expect("event:applied").await;
+        assert_eq!(applied["id"], id.as_str());
+        assert_eq!(applied["sequence"], 2);
+        assert_eq!(applied["type"], "core:dice:roll");
+        assert_eq!(applied["userId"], t.players[0].as_str());
+        assert_eq!(applied["payload"]["formula"], "4d6kh3+2");
+        assert_eq!(applied["payload"]["purpose"], "strength");
+        assert_eq!(applied["payload"]["result"], result);
+        seen.push(applied);
+    }
+    assert_eq!(seen[0], seen[1], "broadcast identically");
+    // The stored event carries the server's result too.
+    let stored = world
+        .deps()
+        .log
+        .read(&t.session, Sequence(1), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].payload["result"], result);
+    assert_eq!(serde_json::to_value(&stored[0]).unwrap(), seen[0]);
+    p1.expect_no("event:applied", QUIET).await;
+}
+
+/// A re-sent roll (same id, same submitted content, whatever `result` it forges) is a duplicate
+/// with the original result and sequence; the same id with another formula is refused.
+pub async fn resent_dice_roll_is_a_duplicate_with_the_original_result(world: &World) {
+    let t = world.seed().await;
+    let mut p1 = world.connect(&t.players[0]).await;
+    let mut gm = world.connect(&t.gm).await;
+    p1.subscribe(&t.session, 0).await;
+    gm.subscribe(&t.session, 0).await;
+    let id = uuid::Uuid::new_v4().to_string();
+    let payload = json!({"formula": "4d6kh3+2"});
+    p1.send(roll_message(&t.session, &id, payload.clone()))
+        .await;
+    let first = p1.expect("event:confirmed").await;
+    let original = gm.expect("event:applied").await;
+    assert_eq!(original["payload"]["result"], first["result"]);
+    assert_4d6kh3_plus_2(&first["result"]);
+    for resent in [
+        payload.clone(),
+        json!({"formula": "4d6kh3+2", "result": {"dice": [], "total": 20}}),
+    ] {
+        p1.send(roll_message(&t.session, &id, resent)).await;
+        let again = p1.expect("event:confirmed").await;
+        assert_eq!(again["duplicate"], true, "{again}");
+        assert_eq!(again["sequence"], first["sequence"]);
+        assert_eq!(again["timestamp"], first["timestamp"]);
+        assert_eq!(again["result"], first["result"], "the original result");
+        let re = gm.expect("event:applied").await;
+        assert_eq!(re, original, "the original event is re-broadcast");
+    }
+    assert_eq!(head(world, &t.session).await, Sequence(2));
+    // After the hot state is dropped and rebuilt from the archive (whose ids carry the hash of
+    // the stored, rolled event), the re-sent roll is still the same duplicate.
+    world.deps().log.release(&t.session).await.unwrap();
+    p1.send(roll_message(&t.session, &id, payload.clone()))
+        .await;
+    let rebuilt = p1.expect("event:confirmed").await;
+    assert_eq!(rebuilt["duplicate"], true, "{rebuilt}");
+    assert_eq!(rebuilt["sequence"], first["sequence"]);
+    assert_eq!(rebuilt["result"], first["result"]);
+    assert_eq!(gm.expect("event:applied").await, original);
+    assert_eq!(head(world, &t.session).await, Sequence(2));
+    // Same id, other content: refused, nothing stored.
+    p1.send(roll_message(&t.session, &id, json!({"formula": "1d20"})))
+        .await;
+    let err = assert_error(&mut p1, "event:error", "invalid_event").await;
+    assert_eq!(err["tempId"], id.as_str());
+    assert_eq!(head(world, &t.session).await, Sequence(2));
+}
+
+/// The checksum of a roll covers the payload as submitted without `result`: one computed that
+/// way is accepted even when the client also sent a (forged) result.
+pub async fn dice_roll_checksum_covers_the_submission_without_result(world: &World) {
+    let t = world.seed().await;
+    let mut p1 = world.connect(&t.players[0]).await;
+    p1.subscribe(&t.session, 0).await;
+    let submitted = json!({"formula": "1d20+5", "purpose": "attack"});
+    let sum = checksum(&submitted);
+    for payload in [
+        submitted.clone(),
+        json!({"formula": "1d20+5", "purpose": "attack", "result": {"total": 25}}),
+    ] {
+        let id = uuid::Uuid::new_v4().to_string();
+        let mut msg = roll_message(&t.session, &id, payload);
+        msg["event"]["checksum"] = json!(sum);
+        p1.send(msg).await;
+        let confirmed = p1.expect("event:confirmed").await;
+        assert_eq!(confirmed["duplicate"], false);
+        let total = confirmed["result"]["total"].as_i64().unwrap();
+        assert!((6..=25).contains(&total), "{confirmed}");
+    }
+    // A checksum over a payload that includes a result is not the submission's.
+    let with_result = json!({"formula": "1d20+5", "purpose": "attack", "result": {"total": 25}});
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut msg = roll_message(&t.session, &id, with_result.clone());
+    msg["event"]["checksum"] = json!(checksum(&with_result));
+    p1.send(msg).await;
+    assert_error(&mut p1, "event:error", "checksum_mismatch").await;
+    let stored = world
+        .deps()
+        .log
+        .read(&t.session, Sequence(1), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 2);
+    for e in &stored {
+        assert_eq!(e.checksum.as_deref(), Some(sum.as_str()));
+        // The server's result (the forged one had no dice), not a coincidence of totals.
+        let dice = e.payload["result"]["dice"].as_array().expect("server dice");
+        assert_eq!(dice.len(), 1);
+        assert_eq!(
+            e.payload["result"]["total"].as_i64().unwrap(),
+            dice[0]["value"].as_i64().unwrap() + 5
+        );
+    }
+    assert_eq!(head(world, &t.session).await, Sequence(3));
+}
+
+/// A bad formula or roll payload is `invalid_event` naming the problem, and stores nothing.
+pub async fn bad_dice_rolls_are_refused_and_store_nothing(world: &World) {
+    let t = world.seed().await;
+    let mut p1 = world.connect(&t.players[0]).await;
+    p1.subscribe(&t.session, 0).await;
+    let before = world.deps().log.state(&t.session).await.unwrap();
+    for (payload, names) in [
+        (json!({"formula": "1d0"}), "sides"),
+        (json!({"formula": "101d6"}), "101 dice"),
+        (json!({"formula": "1d1001"}), "sides"),
+        (json!({"formula": "abc"}), "unexpected 'a'"),
+        (json!({"formula": "4d6kh5"}), "keep"),
+        (json!({"formula": "1d20+1000001"}), "constant"),
+        (
+            json!({"formula": format!("1d6{}", "+1".repeat(49))}),
+            "101 characters",
+        ),
+        (json!({"purpose": "no formula"}), "formula is required"),
+        (json!({"formula": 20}), "formula must be a string"),
+        (json!({"formula": "1d20", "bonus": 2}), "unknown field"),
+        (json!("1d20"), "must be an object"),
+    ] {
+        let id = uuid::Uuid::new_v4().to_string();
+        p1.send(roll_message(&t.session, &id, payload.clone()))
+            .await;
+        let err = assert_error(&mut p1, "event:error", "invalid_event").await;
+        assert_eq!(err["tempId"], id.as_str(), "{payload}");
+        assert_eq!(err["requestId"], format!("r-{id}"));
+        let message = err["message"].as_str().unwrap();
+        assert!(message.contains(names), "{payload}: {message}");
+    }
+    assert_eq!(head(world, &t.session).await, Sequence(1));
+    assert_eq!(world.deps().log.state(&t.session).await.unwrap(), before);
+    still_usable(&mut p1).await;
+}

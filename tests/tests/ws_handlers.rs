@@ -28,6 +28,10 @@ cases!(
     connection_limit_is_enforced_at_connect,
     one_submit_makes_five_store_calls_and_one_registry_read,
     a_subscriber_of_another_process_hears_the_next_event,
+    dice_roll_is_rolled_by_the_server_and_broadcast,
+    resent_dice_roll_is_a_duplicate_with_the_original_result,
+    dice_roll_checksum_covers_the_submission_without_result,
+    bad_dice_rolls_are_refused_and_store_nothing,
 );
 
 #[tokio::test]

@@ -40,7 +40,8 @@ pub struct GameEvent {
     pub event_type: String,
     /// Opaque to the server except for the state-change conventions.
     pub payload: Value,
-    /// `sha256:<hex>` of the canonical payload, when the client sent one.
+    /// `sha256:<hex>` of the canonical payload, when the client sent one (for
+    /// `core:dice:roll`, of the payload without `result`: see [`crate::dice`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum: Option<String>,
 }
@@ -52,9 +53,24 @@ impl GameEvent {
     }
 }
 
-/// The dedup hash of an event's content: SHA-256 hex of the canonical `[type, payload]`.
+/// The dedup hash of an event's content: SHA-256 hex of the canonical `[type, content]`, where
+/// the content is [`crate::dice::submitted_content`]: the payload, except that a
+/// `core:dice:roll` leaves out `payload.result`.
+///
+/// Why here and not in the pipeline: every adapter (the memory log, the Redis commit script's
+/// id map, the SQLite and MongoDB archive ids, the id maps rebuilt from the archive on
+/// rehydration) hashes through this one function, and they hash *stored* events, which carry
+/// the server's roll. Leaving the result out of the hash makes the hash of a stored roll equal
+/// to the hash of its submission, so a re-sent roll (same id, same formula and purpose) is a
+/// duplicate answered with the original result, on every adapter and after any rebuild, and a
+/// different formula or purpose under the same id is still `IdReused`. A hash carried from
+/// the submission would be lost whenever ids are rebuilt from stored events.
 pub fn content_hash(event_type: &str, payload: &Value) -> String {
-    let pair = Value::Array(vec![Value::String(event_type.to_owned()), payload.clone()]);
+    let content = crate::dice::submitted_content(event_type, payload);
+    let pair = Value::Array(vec![
+        Value::String(event_type.to_owned()),
+        content.into_owned(),
+    ]);
     sha256_hex(canonical_json(&pair).as_bytes())
 }
 
@@ -280,7 +296,9 @@ pub fn validate_submission(
             if hex_part.len() != 64 || !hex_part.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(EnvelopeError::BadChecksumFormat);
             }
-            let expected = checksum(&payload);
+            // For a roll, the checksum covers the submission without any client `result`
+            // (the server replaces it), like the dedup hash.
+            let expected = checksum(&crate::dice::submitted_content(&event_type, &payload));
             if !expected.eq_ignore_ascii_case(s) {
                 return Err(EnvelopeError::ChecksumMismatch { expected });
             }
@@ -596,6 +614,40 @@ mod tests {
             content_hash("plugin:x:y", &a),
             content_hash("plugin:x:y", &json!({"a": 3}))
         );
+    }
+
+    #[test]
+    fn a_roll_is_hashed_and_checksummed_without_its_result() {
+        let submitted = json!({"formula": "1d20", "purpose": "init"});
+        let rolled = json!({"formula": "1d20", "purpose": "init",
+                            "result": {"dice": [{"sides": 20, "value": 7, "kept": true}], "total": 7}});
+        assert_eq!(
+            content_hash("core:dice:roll", &submitted),
+            content_hash("core:dice:roll", &rolled)
+        );
+        assert_ne!(
+            content_hash("core:dice:roll", &submitted),
+            content_hash(
+                "core:dice:roll",
+                &json!({"formula": "1d20+1", "purpose": "init"})
+            )
+        );
+        // Other types keep `result` in their content.
+        assert_ne!(
+            content_hash("plugin:x:y", &submitted),
+            content_hash("plugin:x:y", &rolled)
+        );
+        let mut r = raw();
+        r["type"] = json!("core:dice:roll");
+        r["payload"] = rolled.clone();
+        r["checksum"] = json!(checksum(&submitted));
+        let ok = check(&r).unwrap();
+        assert_eq!(ok.checksum, Some(checksum(&submitted)));
+        r["checksum"] = json!(checksum(&rolled));
+        assert!(matches!(
+            check(&r),
+            Err(EnvelopeError::ChecksumMismatch { .. })
+        ));
     }
 
     #[test]

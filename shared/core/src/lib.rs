@@ -7,6 +7,8 @@
 //! - [`ids`]: newtype identifiers and [`ids::Sequence`].
 //! - [`codes`]: the wire error codes and their HTTP statuses.
 //! - [`canonical`]: RFC 8785 canonical JSON and the `sha256:` checksum.
+//! - [`dice`]: trusted dice: the formula grammar and bounds, the roll through an injected
+//!   [`dice::DiceRng`], and the `core:dice:roll` payload (`result` written by the server).
 //! - [`event`]: the `GameEvent` envelope, its validation and type permissions.
 //! - [`paths`]: dotted leaf paths, flattening documents into leaves and back.
 //! - [`changes`]: the state-change conventions of a payload (CAS, `inc`, blind write, force-set,
@@ -24,6 +26,7 @@ pub mod changes;
 pub mod codes;
 pub mod compaction;
 pub mod conflict;
+pub mod dice;
 pub mod event;
 pub mod ids;
 pub mod paths;

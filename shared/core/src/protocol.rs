@@ -535,6 +535,11 @@ pub enum ServerFrame {
         timestamp: u64,
         /// True when the id was already committed with the same content.
         duplicate: bool,
+        /// For a `core:dice:roll`, the server's `payload.result` (`{dice, total}`) of the stored
+        /// event (for a duplicate, the original roll), so the sender learns its roll without
+        /// a replay. Absent for every other type.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        result: Option<Value>,
         /// Echo of the client's `requestId`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         request_id: Option<RequestId>,

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use dlab_core::canonical::checksum;
+use dlab_core::dice::{DICE_ROLL_TYPE, Formula, RollResult, submitted_content};
 use dlab_core::event::{EnvelopeLimits, validate_submission};
 use dlab_core::protocol::{ClientMessage, ClientRequest, ServerFrame, parse_client_message};
 use serde_json::Value;
@@ -282,6 +283,29 @@ fn the_notable_shapes_have_fixtures() {
         )),
         "the empty last events:batch"
     );
+    // A trusted roll: the server's result in the confirmation and in the broadcast event.
+    let roll_result = frames.iter().find_map(|(_, f)| match f {
+        ServerFrame::EventConfirmed {
+            result: Some(r), ..
+        } => Some(r.clone()),
+        _ => None,
+    });
+    let roll_result = roll_result.expect("an event:confirmed of a core:dice:roll with its result");
+    let formula = frames
+        .iter()
+        .find_map(|(_, f)| match f {
+            ServerFrame::EventApplied(e)
+                if e.event_type == DICE_ROLL_TYPE && e.payload["result"] == roll_result =>
+            {
+                e.payload["formula"].as_str().map(str::to_owned)
+            }
+            _ => None,
+        })
+        .expect("an event:applied of the same core:dice:roll");
+    let parsed: RollResult = serde_json::from_value(roll_result).unwrap();
+    let formula = Formula::parse(&formula).unwrap();
+    assert!(formula.min() <= parsed.total && parsed.total <= formula.max());
+    assert_eq!(parsed.dice.len() as u32, formula.dice_count());
 }
 
 #[test]
@@ -300,9 +324,10 @@ fn the_fixture_envelopes_are_valid_and_their_checksums_match() {
         };
         for event in events {
             if let Some(sum) = &event.checksum {
+                // A roll's checksum covers its submission: the payload without `result`.
                 assert_eq!(
                     sum,
-                    &checksum(&event.payload),
+                    &checksum(&submitted_content(&event.event_type, &event.payload)),
                     "{}: {}",
                     fixture.file,
                     event.id

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use dlab_core::changes::ChangeError;
 use dlab_core::codes::ErrorCode;
+use dlab_core::dice::DiceError;
 use dlab_core::event::{EnvelopeError, TypeForbidden};
 use dlab_core::ids::{EventId, Sequence, SessionId};
 use dlab_core::protocol::FrameError;
@@ -36,6 +37,14 @@ pub enum ServiceError {
     /// The state-change conventions of the payload are malformed. Edge: `invalid_event`.
     #[error(transparent)]
     Changes(#[from] ChangeError),
+    /// A `core:dice:roll` payload or formula is invalid; nothing was stored. Edge:
+    /// `invalid_event`, naming the problem.
+    #[error(transparent)]
+    Dice(#[from] DiceError),
+    /// The operating system's random generator failed, so a trusted roll could not be made;
+    /// nothing was stored. Edge: `internal` (logged).
+    #[error("the operating system's random generator failed")]
+    Randomness(#[source] rand::rand_core::OsError),
     /// The token was refused. Edge: `unauthorized` (HTTP 401; a refused `$connect` is 401), or
     /// `unavailable` when the key set could not be fetched.
     #[error(transparent)]
@@ -151,17 +160,18 @@ impl ServiceError {
             ServiceError::Conflict { .. } | ServiceError::ConflictResolved(_) => {
                 ErrorCode::Conflict
             }
-            ServiceError::Changes(_) | ServiceError::Refused(_) | ServiceError::IdReused { .. } => {
-                ErrorCode::InvalidEvent
-            }
+            ServiceError::Changes(_)
+            | ServiceError::Dice(_)
+            | ServiceError::Refused(_)
+            | ServiceError::IdReused { .. } => ErrorCode::InvalidEvent,
             ServiceError::RateLimited { .. } | ServiceError::TooManyConnections { .. } => {
                 ErrorCode::RateLimited
             }
             ServiceError::Unavailable(e) => e.code(),
             ServiceError::ArchiveHole { .. } | ServiceError::Fenced(_) => ErrorCode::Unavailable,
-            ServiceError::ArchiveCorrupt { .. } | ServiceError::CommitTask(_) => {
-                ErrorCode::Internal
-            }
+            ServiceError::ArchiveCorrupt { .. }
+            | ServiceError::CommitTask(_)
+            | ServiceError::Randomness(_) => ErrorCode::Internal,
         }
     }
 

@@ -13,6 +13,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use dlab_core::changes::parse_changes;
+use dlab_core::dice::{self, DICE_ROLL_TYPE, DiceRng};
 use dlab_core::event::GameEvent;
 use dlab_core::ids::{ConnectionId, Sequence, SessionId};
 use dlab_core::protocol::{RequestId, ServerFrame};
@@ -21,6 +22,8 @@ use dlab_store::{
     ArchiveError, CommitError, CommitRequest, Committed, PostOutcome, Rehydration, StoreError,
 };
 use futures::StreamExt;
+use rand::TryRngCore;
+use rand::rngs::OsRng;
 use tracing::{error, info, warn};
 
 use crate::config::ArchiveMode;
@@ -456,9 +459,10 @@ pub struct Published {
     pub duplicate: bool,
 }
 
-/// The one publish path of every event, from a client's submit or a server route: payload
-/// limit, state-change conventions, atomic commit, archive write, `event:confirmed` to the
-/// sender, `event:applied` to the session. `event.sequence` is ignored and assigned here.
+/// The one publish path of every event, from a client's submit or a server route: the trusted
+/// roll of a `core:dice:roll` ([`roll_trusted_dice`]), payload limit (of the payload as
+/// stored, with the roll's result), state-change conventions, atomic commit, archive write,
+/// `event:confirmed` to the sender, `event:applied` to the session. `event.sequence` is ignored and assigned here.
 ///
 /// Once the commit has happened the event is final: a broadcast that fails (registry down) is
 /// logged and does not fail the publish, because the event is committed and replayable, and
@@ -468,6 +472,7 @@ pub async fn publish(
     event: GameEvent,
     origin: Origin<'_>,
 ) -> Result<Published, ServiceError> {
+    let event = roll_trusted_dice(event)?;
     deps.settings
         .envelope_limits()
         .check_payload(&event.payload)?;
@@ -506,6 +511,9 @@ pub async fn publish(
                     sequence: stored.sequence,
                     timestamp: stored.timestamp,
                     duplicate: committed.duplicate,
+                    result: (stored.event_type == DICE_ROLL_TYPE)
+                        .then(|| stored.payload.get("result").cloned())
+                        .flatten(),
                     request_id: request_id.cloned(),
                 },
             )
@@ -540,6 +548,56 @@ pub async fn publish(
         event: stored,
         duplicate: committed.duplicate,
     })
+}
+
+/// Trusted dice: a `core:dice:roll` is rolled here, in the one publish path, before the
+/// commit. Its payload must be `{formula, purpose?}` (else `invalid_event` naming the problem,
+/// and nothing is stored); any client `result` is dropped and the server's
+/// `result: {dice, total}` from the operating system's CSPRNG written in its place, so the
+/// stored and broadcast event carries the server's roll and a forged result never survives.
+///
+/// The dedup hash and the checksum of a roll leave `payload.result` out
+/// ([`dlab_core::event::content_hash`]), so rolling here does not change the hash the stores
+/// compare: a re-sent roll is a duplicate and gets the original event (and result) back; the
+/// fresh roll made for it is discarded.
+fn roll_trusted_dice(mut event: GameEvent) -> Result<GameEvent, ServiceError> {
+    if event.event_type != DICE_ROLL_TYPE {
+        return Ok(event);
+    }
+    let mut rng = OsDice::default();
+    let payload = dice::roll_payload(&event.payload, &mut rng)?;
+    if let Some(failure) = rng.failed {
+        error!(session = %event.session_id, error = %failure, "the OS random generator failed; the roll is refused");
+        return Err(ServiceError::Randomness(failure));
+    }
+    event.payload = payload;
+    Ok(event)
+}
+
+/// Dice from the operating system's CSPRNG ([`rand::rngs::OsRng`]), uniform by rejection
+/// sampling. A failure of the generator is kept (the roll is then refused, never committed).
+#[derive(Default)]
+struct OsDice {
+    failed: Option<rand::rand_core::OsError>,
+}
+
+impl DiceRng for OsDice {
+    fn die(&mut self, sides: u32) -> u32 {
+        let sides = u64::from(sides.max(1));
+        // The largest multiple of `sides` that fits in 2^32: values at or above it are
+        // redrawn, so every face is equally likely.
+        let zone = ((1u64 << 32) / sides) * sides;
+        loop {
+            if self.failed.is_some() {
+                return 1;
+            }
+            match OsRng.try_next_u32() {
+                Ok(v) if u64::from(v) < zone => return (u64::from(v) % sides) as u32 + 1,
+                Ok(_) => {}
+                Err(e) => self.failed = Some(e),
+            }
+        }
+    }
 }
 
 /// The original of a duplicate whose event left the hot window: read from the archive.
@@ -746,4 +804,50 @@ pub async fn broadcast_to(
         );
     }
     Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn os_dice_stay_in_range_and_reach_every_face() {
+        let mut rng = OsDice::default();
+        for sides in [1, 2, 6, 20, 1000] {
+            let mut seen = vec![false; sides as usize];
+            for _ in 0..sides * 200 {
+                let v = rng.die(sides);
+                assert!((1..=sides).contains(&v), "d{sides} gave {v}");
+                seen[(v - 1) as usize] = true;
+            }
+            assert!(seen.iter().all(|s| *s), "d{sides} missed a face");
+        }
+        assert!(rng.failed.is_none());
+    }
+
+    #[test]
+    fn a_roll_is_made_by_the_server_and_a_bad_one_refused() {
+        let event = |payload: serde_json::Value| GameEvent {
+            id: dlab_core::ids::EventId::new("0190a5b8-7c3e-7a21-9f4d-2b6c8e1d3f60"),
+            sequence: Sequence::ZERO,
+            timestamp: 0,
+            client_timestamp: None,
+            user_id: dlab_core::ids::UserId::new("u"),
+            session_id: SessionId::new("s"),
+            event_type: DICE_ROLL_TYPE.to_owned(),
+            payload,
+            checksum: None,
+        };
+        let rolled = roll_trusted_dice(event(
+            serde_json::json!({"formula": "2d20kh1", "result": {"total": 99}}),
+        ))
+        .unwrap();
+        let total = rolled.payload["result"]["total"].as_i64().unwrap();
+        assert!((1..=20).contains(&total));
+        let err = roll_trusted_dice(event(serde_json::json!({"formula": "1d0"}))).unwrap_err();
+        assert_eq!(err.code(), dlab_core::codes::ErrorCode::InvalidEvent);
+        let mut chat = event(serde_json::json!({"result": 1}));
+        chat.event_type = "core:chat".into();
+        assert_eq!(roll_trusted_dice(chat.clone()).unwrap(), chat);
+    }
 }
