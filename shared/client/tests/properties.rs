@@ -134,6 +134,7 @@ impl Server {
                 sequence: e.sequence,
                 timestamp: e.timestamp,
                 duplicate,
+                result: None,
                 request_id: None,
             },
             Err(ApplyError::Conflict { current }) => {
