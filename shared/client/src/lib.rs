@@ -18,7 +18,10 @@
 //! - [`plugin`]: [`EventDraft`], the [`Plugin`] trait, the [`Registry`] and the [`Rebaser`]
 //!   hook called after a `conflict`.
 //! - [`entropy`]: the [`Entropy`] trait, a deterministic generator for tests, event ids.
+//! - `cli` (feature `native`): the `dlab` command line over the HTTP API.
 
+#[cfg(feature = "native")]
+pub mod cli;
 pub mod connection;
 pub mod entropy;
 pub mod plugin;
