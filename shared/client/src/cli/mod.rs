@@ -174,9 +174,10 @@ pub enum CompendiumCommand {
     /// reads it.
     Import {
         /// The source: a `.json` file of entries, or the SRD package.
-        #[arg(long, env = "DLAB_SRD_PACKAGE", conflicts_with = "builtin")]
+        #[arg(long, env = "DLAB_SRD_PACKAGE")]
         source: Option<PathBuf>,
-        /// The few templates written for this project (`dnd5e:monsters:dlab-*`).
+        /// The few templates written for this project (`dnd5e:monsters:dlab-*`) instead of
+        /// any source.
         #[arg(long)]
         builtin: bool,
         /// The local gateway binary for the SRD package (default: next to dlab, else PATH).
