@@ -859,7 +859,14 @@ pub async fn session_settings_are_written_by_the_gm_only(world: &World) {
     let mut gm = world.connect(&t.gm).await;
     p1.subscribe(&t.session, 0).await;
     gm.subscribe(&t.session, 0).await;
-    let before = world.deps().log.state(&t.session).await.unwrap();
+    let submit = |e: Value| json!({"action": "submit", "event": e});
+    let before = world
+        .deps()
+        .log
+        .state(&t.session)
+        .await
+        .unwrap()
+        .expect("hot state");
     assert!(!before.require_server_rolls());
     for spec in [json!({"to": false}), json!({"from": false, "to": true})] {
         let (id, e) = event(
@@ -874,7 +881,10 @@ pub async fn session_settings_are_written_by_the_gm_only(world: &World) {
         let message = err["message"].as_str().unwrap();
         assert!(message.contains("core:gm_override"), "{message}");
     }
-    assert_eq!(world.deps().log.state(&t.session).await.unwrap(), before);
+    assert_eq!(
+        world.deps().log.state(&t.session).await.unwrap().as_ref(),
+        Some(&before)
+    );
     let (id, e) = event(
         &t.session,
         "core:gm_override",
@@ -886,7 +896,13 @@ pub async fn session_settings_are_written_by_the_gm_only(world: &World) {
     assert_eq!(confirmed["eventId"], id.as_str());
     let applied = p1.expect("event:applied").await;
     assert_eq!(applied["id"], id.as_str());
-    let after = world.deps().log.state(&t.session).await.unwrap();
+    let after = world
+        .deps()
+        .log
+        .state(&t.session)
+        .await
+        .unwrap()
+        .expect("hot state");
     assert!(after.require_server_rolls());
     assert_eq!(after.last_event_sequence, before.last_event_sequence.next());
 }
