@@ -27,7 +27,7 @@ pub mod session;
 pub use connection::{Status, Timings};
 pub use entropy::{Entropy, SplitMix64};
 pub use plugin::{
-    Command, ConflictInfo, EventDraft, Plugin, PluginError, Rebaser, Registry, ReportOnly,
+    Command, ConflictInfo, EventDraft, Plugin, PluginError, Rebase, Rebaser, Registry, ReportOnly,
 };
 pub use session::{
     ClientConfig, HttpRequest, Notification, Output, PendingStatus, PendingView, Rejection,
