@@ -16,21 +16,24 @@
 //! - [`connection`]: [`Status`], the backoff ([`connection::backoff_delay`]), heartbeat and
 //!   socket-age [`Timings`].
 //! - [`plugin`]: [`EventDraft`], the [`Plugin`] trait, the [`Registry`] and the [`Rebaser`]
-//!   hook called after a `conflict`.
+//!   hook called after a `conflict` (resubmit, escalate to the GM, or report).
 //! - [`entropy`]: the [`Entropy`] trait, a deterministic generator for tests, event ids.
+//! - [`dnd5e`]: the D&D 5e plugin ([`Dnd5e`]) and the trusted-dice [`Verifier`].
 //! - `cli` (feature `native`): the `dlab` command line over the HTTP API.
 
 #[cfg(feature = "native")]
 pub mod cli;
 pub mod connection;
+pub mod dnd5e;
 pub mod entropy;
 pub mod plugin;
 pub mod session;
 
 pub use connection::{Status, Timings};
+pub use dnd5e::{Dnd5e, Verdict, Verifier};
 pub use entropy::{Entropy, SplitMix64};
 pub use plugin::{
-    Command, ConflictInfo, EventDraft, Plugin, PluginError, Rebaser, Registry, ReportOnly,
+    Command, ConflictInfo, EventDraft, Plugin, PluginError, Rebase, Rebaser, Registry, ReportOnly,
 };
 pub use session::{
     ClientConfig, HttpRequest, Notification, Output, PendingStatus, PendingView, Rejection,
