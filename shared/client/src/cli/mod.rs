@@ -7,10 +7,12 @@
 //! - [`api`]: the typed HTTP client ([`Api`], [`ApiError`]).
 //! - [`import`]: compendium batches, and the delegation of the SRD package to `local-gateway`.
 //! - [`output`]: `--json` and plain-text rendering, spinners.
+//! - [`view`]: the live table of `dlab join`, a pure function of a session state and its log.
 
 pub mod api;
 pub mod import;
 pub mod output;
+pub mod view;
 
 use std::path::PathBuf;
 
