@@ -18,9 +18,13 @@
 //! - [`plugin`]: [`EventDraft`], the [`Plugin`] trait, the [`Registry`] and the [`Rebaser`]
 //!   hook called after a `conflict`.
 //! - [`entropy`]: the [`Entropy`] trait, a deterministic generator for tests, event ids.
+//! - `native` (feature `native`, default): the tokio driver, `native::LiveSession`, which
+//!   does the core's I/O (WebSocket, HTTP, time). The browser build turns the feature off.
 
 pub mod connection;
 pub mod entropy;
+#[cfg(feature = "native")]
+pub mod native;
 pub mod plugin;
 pub mod session;
 

@@ -71,7 +71,10 @@ pub struct ConflictInfo {
 /// Rebases a refused draft on fresh state. The session client calls it after `conflict`; a
 /// returned draft is submitted with a NEW id (the server judges a refused id afresh, and a new
 /// id keeps the two attempts apart in logs and dedup).
-pub trait Rebaser {
+///
+/// `Send + Sync`: a driver shares one [`Registry`] between the session client (as its rebaser)
+/// and the code that builds commands, from a task on another thread.
+pub trait Rebaser: Send + Sync {
     /// A replacement for `rejected`, or `None` to leave the conflict to the caller (it is
     /// reported as a rollback with code `conflict` either way).
     fn rebase(
@@ -93,7 +96,10 @@ impl Rebaser for ReportOnly {
 }
 
 /// A game system's rules on the client.
-pub trait Plugin {
+///
+/// `Send + Sync` for the same reason as [`Rebaser`]; a plugin with mutable inner state (e.g. a
+/// dice generator) keeps it behind a `Mutex`.
+pub trait Plugin: Send + Sync {
     /// A stable name, e.g. `dnd5e`; keys the plugin's derived state.
     fn name(&self) -> &str;
 
