@@ -8,8 +8,10 @@
 
 use std::time::Duration;
 
-use dlab_client::native::{DriverError, Endpoint, JoinOptions, LiveSession, Outcome, ViewSnapshot};
-use dlab_client::{Command, ConflictInfo, EventDraft, Plugin, PluginError, Registry, Status};
+use dlab_client::native::{
+    DriverError, Endpoint, JoinOptions, LiveSession, Outcome, ViewSnapshot, default_registry,
+};
+use dlab_client::{Command, EventDraft, Registry, Status, Verdict};
 use dlab_core::codes::ErrorCode;
 use dlab_core::ids::{EventId, InstanceId, Sequence, UserId};
 use dlab_core::state::GameSessionState;
@@ -130,79 +132,6 @@ async fn chats(client: &LiveSession, prefix: &str, count: usize) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A test plugin: damage as a compare-and-set, rebased on the server's current value.
-
-/// The seed's damage rule, small: `damage {target, amount}` writes HP `from: current,
-/// to: current - amount` (`payload.damage` keeps the amount), and a conflict is rebased on the
-/// server's current value. Stands in for the 5e plugin until it is on main.
-struct TestDamage;
-
-impl TestDamage {
-    const TYPE: &'static str = "plugin:test:damage";
-
-    fn draft(target: &str, current: i64, amount: i64) -> EventDraft {
-        EventDraft::new(
-            Self::TYPE,
-            json!({"target": {"instanceId": target}, "damage": amount,
-                   "stateChanges": {HP: {"from": current, "to": current - amount}}}),
-        )
-    }
-}
-
-impl Plugin for TestDamage {
-    fn name(&self) -> &str {
-        "test"
-    }
-
-    fn owns(&self, event_type: &str) -> bool {
-        event_type.starts_with("plugin:test:")
-    }
-
-    fn handles(&self, command: &str) -> bool {
-        command == "damage"
-    }
-
-    fn validate(&self, command: &Command, view: &GameSessionState) -> Result<(), PluginError> {
-        let target = command.args["target"].as_str().unwrap_or_default();
-        if command.args["amount"].as_i64().is_none() {
-            return Err(PluginError::Invalid("damage needs an amount".to_owned()));
-        }
-        view.current(&InstanceId::new(target), HP)
-            .and_then(|v| v.as_i64())
-            .map(|_| ())
-            .ok_or_else(|| PluginError::Invalid(format!("{target} has no HP")))
-    }
-
-    fn build(&self, command: &Command, view: &GameSessionState) -> Result<EventDraft, PluginError> {
-        let target = command.args["target"].as_str().unwrap_or_default();
-        let amount = command.args["amount"].as_i64().unwrap_or_default();
-        let current = view
-            .current(&InstanceId::new(target), HP)
-            .and_then(|v| v.as_i64())
-            .ok_or_else(|| PluginError::Invalid(format!("{target} has no HP")))?;
-        Ok(Self::draft(target, current, amount))
-    }
-
-    fn rebase(
-        &self,
-        rejected: &EventDraft,
-        conflict: &ConflictInfo,
-        _confirmed: &GameSessionState,
-    ) -> Option<EventDraft> {
-        let target = rejected.payload["target"]["instanceId"].as_str()?;
-        let amount = rejected.payload["damage"].as_i64()?;
-        let current = conflict.current.get(HP)?.as_i64()?;
-        Some(Self::draft(target, current, amount))
-    }
-}
-
-fn damage_registry() -> Registry {
-    let mut registry = Registry::new();
-    registry.register(Box::new(TestDamage));
-    registry
-}
-
-// ---------------------------------------------------------------------------------------------
 // Cases
 
 /// An event the client's own checks pass but the server refuses: a player's `core:gm_override`
@@ -255,17 +184,15 @@ pub async fn rejected_event_rolls_back(backend: Backend) {
 pub async fn double_attack_rebases_to_two_hp(backend: Backend) {
     let _turn = e2e::shared().await;
     let w = world(backend, 2).await;
-    let p1 = w.join(&w.table.players[0], damage_registry()).await;
-    let p2 = w.join(&w.table.players[1], damage_registry()).await;
-    let gm = w.join(&w.table.gm, damage_registry()).await;
+    let p1 = w.join(&w.table.players[0], default_registry()).await;
+    let p2 = w.join(&w.table.players[1], default_registry()).await;
+    let gm = w.join(&w.table.gm, default_registry()).await;
 
-    let (a, b) = tokio::join!(
-        p1.command(Command {
-            name: "damage".to_owned(),
-            args: json!({"target": "goblin1", "amount": 8}),
-        }),
-        p2.submit(TestDamage::draft("goblin1", 15, 5)),
-    );
+    let damage = |amount: i64| Command {
+        name: "damage".to_owned(),
+        args: json!({"target": "goblin1", "amount": amount}),
+    };
+    let (a, b) = tokio::join!(p1.command(damage(8)), p2.command(damage(5)));
     let (a, b) = (a.expect("p1's hit"), b.expect("p2's hit"));
     let ((a_final, a_outcome), (b_final, b_outcome)) = (
         p1.settle(&a, WAIT).await.expect("p1's hit settles"),
@@ -448,6 +375,11 @@ pub async fn resume_after_compaction_loads_the_snapshot(backend: Backend) {
         .await;
     let upto = snapshot["upToSequence"].as_u64().expect("upToSequence");
     assert_eq!(upto, start + 2 + PAST_THE_HOT_TAIL as u64, "{snapshot}");
+    assert_eq!(
+        snapshot["state"]["campaignId"],
+        w.table.campaign.as_str(),
+        "a first snapshot keeps the session's campaign"
+    );
     let pruned = w
         .running
         .deps
@@ -564,5 +496,169 @@ pub async fn join_refuses_bad_tokens_and_strangers(backend: Backend) {
     match join(stranger.token.clone(), &stranger.id).await {
         Err(DriverError::Forbidden { .. }) => {}
         other => panic!("expected forbidden, got {other:?}"),
+    }
+}
+
+/// Waits until `client` holds a verdict on `event` and returns it.
+async fn verdict_on(client: &LiveSession, who: &str, event: &EventId) -> Verdict {
+    let seen = client
+        .wait_until(&format!("{who}'s verdict on {event}"), WAIT, |s| {
+            s.verdicts.contains_key(event)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {:?}", client.snapshot().last_error));
+    seen.verdicts[event].clone()
+}
+
+/// Settles `id` and asserts it was confirmed (possibly after a rebase); returns the final id.
+async fn confirmed(client: &LiveSession, id: &EventId) -> EventId {
+    let (last, outcome) = client.settle(id, WAIT).await.expect("settles");
+    assert!(
+        matches!(outcome, Outcome::Confirmed { .. }),
+        "{id}: {outcome:?}"
+    );
+    last
+}
+
+/// Trusted dice end to end, every verdict checked on all three clients:
+/// - a forged client `result` is replaced by the server's roll;
+/// - an attack built from the sender's own server rolls is `Verified`;
+/// - an attack naming another player's roll, and one reusing a roll, are `Unverified`;
+/// - a locally rolled attack is `Local` until the GM sets `settings.requireServerRolls`, then
+///   `Unverified` ("server rolls required").
+pub async fn trusted_dice_verified_and_forgeries_flagged(backend: Backend) {
+    let _turn = e2e::shared().await;
+    let running = backend.gateway().await;
+    let http = Http::new(&running);
+    let table = setup_table(&http, 2, 2).await;
+    let w = World {
+        running,
+        http,
+        table,
+    };
+    let p1 = w.join(&w.table.players[0], default_registry()).await;
+    let p2 = w.join(&w.table.players[1], default_registry()).await;
+    let gm = w.join(&w.table.gm, default_registry()).await;
+    let clients = [("p1", &p1), ("p2", &p2), ("gm", &gm)];
+    let (goblin1, goblin2) = (InstanceId::new("goblin1"), InstanceId::new("goblin2"));
+
+    // The seed's goblins carry no weapon: the GM arms goblin1 and makes goblin2 sturdy, so no
+    // hit below ends at 0 HP.
+    let arm = gm
+        .submit(EventDraft::new(
+            "core:gm_override",
+            json!({"finalState": {
+                "goblin1": {"features": [{"name": "Scimitar", "kind": "action", "attackBonus": 4,
+                                          "damage": [{"dice": "1d6+2", "type": "slashing"}]}]},
+                "goblin2": {HP: 200, "attributes.hp.max": 200}}}),
+        ))
+        .await
+        .expect("the GM's override");
+    confirmed(&gm, &arm).await;
+
+    // A forged result is replaced: the roll event carries the server's dice, not 999.
+    let forged = p1
+        .submit(EventDraft::new(
+            "core:dice:roll",
+            json!({"formula": "1d20+4", "purpose": "forged",
+                   "result": {"dice": [{"sides": 20, "value": 20, "kept": true}], "total": 999}}),
+        ))
+        .await
+        .expect("a roll");
+    let Outcome::Confirmed { sequence } = p1.outcome(&forged, WAIT).await.expect("an outcome")
+    else {
+        panic!("the roll was refused");
+    };
+    for (who, client) in clients {
+        let s = settled_at(client, who, sequence.get()).await;
+        let event = s.log.iter().find(|e| e.id == forged).expect("the roll");
+        let result = &event.payload["result"];
+        let total = result["total"].as_i64().expect("a total");
+        let die = result["dice"][0]["value"].as_i64().expect("one die");
+        assert_ne!(total, 999, "{who}: the forged result survived");
+        assert_eq!(total, die + 4, "{who}: {result}");
+        assert!((1..=20).contains(&die), "{who}: {result}");
+    }
+
+    // An attack from p1's own server rolls: verified everywhere.
+    let attack = p1
+        .attack(&goblin1, &goblin2, None)
+        .await
+        .expect("an attack");
+    assert_eq!(attack.hit, attack.damage.is_some());
+    let attack_id = confirmed(&p1, &attack.id).await;
+    for (who, client) in clients {
+        assert_eq!(
+            verdict_on(client, who, &attack_id).await,
+            Verdict::Verified,
+            "{who}"
+        );
+    }
+
+    // The same rolls named again: by p2 (a foreign roll) and by p1 (a reused roll). Both pass
+    // the sender's own rules check (the numbers add up) and commit; every client flags them.
+    let mut args = json!({"attacker": "goblin1", "target": "goblin2",
+                          "attackRoll": attack.to_hit.as_roll_ref()});
+    if let Some(damage) = &attack.damage {
+        args["damageRoll"] = damage.as_roll_ref();
+    }
+    let reuse = || Command {
+        name: "attack".to_owned(),
+        args: args.clone(),
+    };
+    let foreign = p2.command(reuse()).await.expect("p2's attack");
+    let foreign = confirmed(&p2, &foreign).await;
+    let reused = p1.command(reuse()).await.expect("p1's second attack");
+    let reused = confirmed(&p1, &reused).await;
+    for (who, client) in clients {
+        match verdict_on(client, who, &foreign).await {
+            Verdict::Unverified(reason) => {
+                assert!(reason.contains("not by the sender"), "{who}: {reason}")
+            }
+            other => panic!("{who}: a foreign roll gave {other:?}"),
+        }
+        match verdict_on(client, who, &reused).await {
+            Verdict::Unverified(reason) => {
+                assert!(reason.contains("already used"), "{who}: {reason}")
+            }
+            other => panic!("{who}: a reused roll gave {other:?}"),
+        }
+    }
+
+    // Local dice: allowed, then flagged once the GM requires server rolls.
+    let local = || Command {
+        name: "attack".to_owned(),
+        args: json!({"attacker": "goblin1", "target": "goblin2"}),
+    };
+    let before = p1.command(local()).await.expect("a local attack");
+    let before = confirmed(&p1, &before).await;
+    let rule = gm
+        .submit(EventDraft::new(
+            "core:gm_override",
+            json!({"finalState": {"$session": {"settings.requireServerRolls": true}}}),
+        ))
+        .await
+        .expect("the GM's rule");
+    confirmed(&gm, &rule).await;
+    p1.wait_until("p1 sees the rule", WAIT, |s| s.require_server_rolls)
+        .await
+        .expect("the rule arrives");
+    let after = p1.command(local()).await.expect("a local attack");
+    let after = confirmed(&p1, &after).await;
+    for (who, client) in clients {
+        assert_eq!(
+            verdict_on(client, who, &before).await,
+            Verdict::Local,
+            "{who}"
+        );
+        assert_eq!(
+            verdict_on(client, who, &after).await,
+            Verdict::Unverified(dlab_client::dnd5e::SERVER_ROLLS_REQUIRED.to_owned()),
+            "{who}"
+        );
+        assert!(client.snapshot().require_server_rolls, "{who}");
+    }
+    for client in [p1, p2, gm] {
+        client.close().await;
     }
 }

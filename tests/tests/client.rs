@@ -34,4 +34,5 @@ cases!(
     resume_after_compaction_loads_the_snapshot,
     server_roll_over_the_driver,
     join_refuses_bad_tokens_and_strangers,
+    trusted_dice_verified_and_forgeries_flagged,
 );

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dlab_core::dice::{DICE_ROLL_TYPE, RollResult};
 use dlab_core::event::GameEvent;
-use dlab_core::ids::{EventId, SessionId, UserId};
+use dlab_core::ids::{EventId, InstanceId, SessionId, UserId};
 use dlab_core::state::GameSessionState;
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
@@ -28,8 +28,11 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::{debug, info, warn};
 
 use super::http::Api;
-use super::{DriverError, Endpoint, JoinOptions, OsEntropy, Outcome, ServerRoll, ViewSnapshot};
-use crate::plugin::{Command, ConflictInfo, EventDraft, Rebaser, Registry};
+use super::{
+    DriverError, Endpoint, JoinOptions, OsEntropy, Outcome, ServerRoll, TrustedAttack, ViewSnapshot,
+};
+use crate::dnd5e::{self, Verdict, Verifier};
+use crate::plugin::{Command, ConflictInfo, EventDraft, Rebase, Rebaser, Registry};
 use crate::session::{
     ClientConfig, HttpRequest, Notification, Output, SessionClient, parse_loaded_state,
 };
@@ -110,7 +113,7 @@ impl Rebaser for SharedRegistry {
         rejected: &EventDraft,
         conflict: &ConflictInfo,
         confirmed: &GameSessionState,
-    ) -> Option<EventDraft> {
+    ) -> Rebase {
         self.0.rebase(rejected, conflict, confirmed)
     }
 }
@@ -163,6 +166,7 @@ impl LiveSession {
             .call(Method::GET, &format!("/sessions/{session}"), None)
             .await?;
         let state = parse_loaded_state(&body).map_err(DriverError::State)?;
+        let verifier = Verifier::new(state.require_server_rolls());
         info!(session = %session, user = %user, sequence = state.last_event_sequence.get(), "session state loaded");
 
         let mut config = ClientConfig::new(session.clone(), user);
@@ -175,7 +179,7 @@ impl LiveSession {
 
         let (requests, request_rx) = mpsc::unbounded_channel();
         let (io_tx, io_rx) = mpsc::unbounded_channel();
-        let (view_tx, view_rx) = watch::channel(snapshot_of(&client, 0, None));
+        let (view_tx, view_rx) = watch::channel(snapshot_of(&client, &verifier, 0, None));
         let (outcome_tx, outcome_rx) = watch::channel(Outcomes {
             max: options.max_outcomes.max(1),
             ..Outcomes::default()
@@ -199,6 +203,7 @@ impl LiveSession {
             attempt: 0,
             state_loads: 0,
             last_error: None,
+            verifier,
         };
         let task = tokio::spawn(driver.run(request_rx));
         let live = Self {
@@ -339,6 +344,55 @@ impl LiveSession {
         })
     }
 
+    /// A trusted 5e attack: the server rolls the to-hit d20 and, on a hit, the damage (doubled
+    /// dice on a natural 20), then the `attack` command names both rolls, so every client can
+    /// verify the numbers (`dnd5e::Verifier`). Returns the attack's id and its server rolls;
+    /// settle it with [`LiveSession::settle`] (a conflicting hit is rebased).
+    pub async fn attack(
+        &self,
+        attacker: &InstanceId,
+        target: &InstanceId,
+        weapon: Option<&str>,
+    ) -> Result<TrustedAttack, DriverError> {
+        let plan = dnd5e::plan_attack(&self.snapshot().view, attacker, target, weapon)
+            .map_err(DriverError::Command)?;
+        let to_hit = self.roll(&plan.to_hit, "attack").await?;
+        let natural = to_hit.dice.first().copied().unwrap_or(0);
+        let outcome = dnd5e::rules::resolve_attack(natural, to_hit.total, plan.target_ac);
+        let damage = if outcome.hit {
+            let formula = if outcome.critical {
+                &plan.critical_damage
+            } else {
+                &plan.damage
+            };
+            Some(self.roll(formula, "damage").await?)
+        } else {
+            None
+        };
+        let mut args = json!({
+            "attacker": attacker,
+            "target": target,
+            "weapon": plan.weapon,
+            "attackRoll": to_hit.as_roll_ref(),
+        });
+        if let Some(d) = &damage {
+            args["damageRoll"] = d.as_roll_ref();
+        }
+        let id = self
+            .command(Command {
+                name: "attack".to_owned(),
+                args,
+            })
+            .await?;
+        Ok(TrustedAttack {
+            id,
+            to_hit,
+            damage,
+            hit: outcome.hit,
+            critical: outcome.critical,
+        })
+    }
+
     /// The committed event at `sequence`, over HTTP (`GET /sessions/{id}/events`).
     async fn event_at(&self, sequence: dlab_core::ids::Sequence) -> Result<GameEvent, DriverError> {
         let path = format!(
@@ -424,10 +478,17 @@ fn millis(d: Duration) -> u64 {
 
 fn snapshot_of(
     client: &SessionClient,
+    verifier: &Verifier,
     state_loads: u64,
     last_error: Option<String>,
 ) -> ViewSnapshot {
+    let verdicts = client
+        .log()
+        .filter_map(|e| Some((e.id.clone(), verifier.verdict(&e.id)?.clone())))
+        .collect();
     ViewSnapshot {
+        verdicts,
+        require_server_rolls: verifier.require_server_rolls(),
         view: client.view().clone(),
         confirmed: client.confirmed().clone(),
         last_applied: client.last_applied(),
@@ -464,6 +525,9 @@ struct Driver {
     attempt: u64,
     state_loads: u64,
     last_error: Option<String>,
+    /// Trusted dice: every committed event passes through it in order (its verdicts on the
+    /// events of the log are published with the view).
+    verifier: Verifier,
 }
 
 impl Driver {
@@ -740,16 +804,28 @@ impl Driver {
             }
             Notification::Applied(events) => {
                 debug!(session = %session, count = events.len(), "events applied");
+                for event in &events {
+                    if let Some(Verdict::Unverified(reason)) = self.verifier.observe(event) {
+                        warn!(session = %session, event = %event.id, user = %event.user_id, reason, "unverified dice");
+                    }
+                }
             }
             Notification::ViewChanged => {}
             Notification::Confirmed { id, sequence } => {
                 debug!(session = %session, event = %id, sequence = sequence.get(), "confirmed");
                 self.fresh.push((id, Outcome::Confirmed { sequence }));
             }
-            // TODO(escalation): once the core emits `Notification::Escalate { id, draft, reason }`
-            // (the rules' decision to hand a conflict to the GM), answer it here with
-            // `escalate(&self.api, session, &id, &reason)` (`POST /sessions/{id}/conflicts`) in
-            // a spawned task. Until then callers escalate with `LiveSession::escalate`.
+            Notification::Escalate { id, draft, reason } => {
+                // The rules hand this conflict to the GM: record it on the server. The rollback
+                // itself is reported by the `RolledBack` that comes with it.
+                info!(session = %session, event = %id, event_type = draft.event_type, reason, "escalating a conflict to the GM");
+                let (api, session) = (self.api.clone(), session.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = escalate(&api, &session, &id, &reason).await {
+                        warn!(session = %session, event = %id, error = %e, "escalation failed");
+                    }
+                });
+            }
             Notification::RolledBack {
                 id,
                 draft,
@@ -802,6 +878,7 @@ impl Driver {
         }
         self.view.send_replace(snapshot_of(
             &self.client,
+            &self.verifier,
             self.state_loads,
             self.last_error.clone(),
         ));

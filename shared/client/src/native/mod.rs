@@ -120,6 +120,34 @@ pub struct ServerRoll {
     pub total: i64,
 }
 
+impl ServerRoll {
+    /// The roll as a 5e plugin argument (`{rollEventId, formula, dice, total}`).
+    pub fn as_roll_ref(&self) -> serde_json::Value {
+        crate::dnd5e::rules::RollRef {
+            roll_event_id: Some(self.event_id.clone()),
+            formula: self.formula.clone(),
+            dice: self.dice.clone(),
+            total: self.total,
+        }
+        .to_json()
+    }
+}
+
+/// A trusted attack as sent: the attack event's id and the server rolls it names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrustedAttack {
+    /// The `plugin:dnd5e:attack` event (it may still be rebased: settle it).
+    pub id: EventId,
+    /// The server's to-hit roll.
+    pub to_hit: ServerRoll,
+    /// The server's damage roll, on a hit.
+    pub damage: Option<ServerRoll>,
+    /// Whether it hits.
+    pub hit: bool,
+    /// Whether it is a critical hit.
+    pub critical: bool,
+}
+
 /// What a watcher sees: published after every step of the core.
 #[derive(Debug, Clone)]
 pub struct ViewSnapshot {
@@ -143,6 +171,11 @@ pub struct ViewSnapshot {
     pub state_loads: u64,
     /// The last connection or server problem, for a status line.
     pub last_error: Option<String>,
+    /// The trusted-dice verdict on each 5e event of `log` ([`crate::dnd5e::Verifier`], fed
+    /// every committed event in order since the join).
+    pub verdicts: std::collections::BTreeMap<EventId, crate::Verdict>,
+    /// The session's `settings.requireServerRolls` as the verifier last saw it.
+    pub require_server_rolls: bool,
 }
 
 /// Why a driver call failed.
@@ -237,4 +270,23 @@ impl Entropy for OsEntropy {
     fn next_u64(&mut self) -> u64 {
         rand::random()
     }
+}
+
+/// Dice for rules that roll on this machine (a plugin's local rolls, when no server roll was
+/// asked for): the thread-local CSPRNG, uniform over the faces (`random_range` rejects the
+/// biased tail rather than taking a modulus).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OsDice;
+
+impl dlab_core::dice::DiceRng for OsDice {
+    fn die(&mut self, sides: u32) -> u32 {
+        rand::random_range(1..=sides.max(1))
+    }
+}
+
+/// The plugins of a native client: the D&D 5e rules with [`OsDice`] for local rolls.
+pub fn default_registry() -> crate::Registry {
+    let mut registry = crate::Registry::new();
+    registry.register(Box::new(crate::Dnd5e::new(Box::new(OsDice))));
+    registry
 }
