@@ -19,6 +19,8 @@
 //!   hook called after a `conflict` (resubmit, escalate to the GM, or report).
 //! - [`entropy`]: the [`Entropy`] trait, a deterministic generator for tests, event ids.
 //! - [`dnd5e`]: the D&D 5e plugin ([`Dnd5e`]) and the trusted-dice [`Verifier`].
+//! - `native` (feature `native`, default): the tokio driver, `native::LiveSession`, which
+//!   does the core's I/O (WebSocket, HTTP, time). The browser build turns the feature off.
 //! - `cli` (feature `native`): the `dlab` command line over the HTTP API.
 
 #[cfg(feature = "native")]
@@ -26,6 +28,8 @@ pub mod cli;
 pub mod connection;
 pub mod dnd5e;
 pub mod entropy;
+#[cfg(feature = "native")]
+pub mod native;
 pub mod plugin;
 pub mod session;
 

@@ -85,7 +85,9 @@ pub enum Rebase {
 
 /// Rebases a refused draft on fresh state. The session client calls it after `conflict`; the
 /// conflict is reported as a rollback with code `conflict` whatever the hook decides.
-pub trait Rebaser {
+/// `Send + Sync`: a driver shares one [`Registry`] between the session client (as its rebaser)
+/// and the code that builds commands, from a task on another thread.
+pub trait Rebaser: Send + Sync {
     /// What to do about `rejected`, given the server's current values and our confirmed state
     /// (which may lag behind the server's `current`).
     fn rebase(
@@ -107,7 +109,10 @@ impl Rebaser for ReportOnly {
 }
 
 /// A game system's rules on the client.
-pub trait Plugin {
+///
+/// `Send + Sync` for the same reason as [`Rebaser`]; a plugin with mutable inner state (e.g. a
+/// dice generator) keeps it behind a `Mutex`.
+pub trait Plugin: Send + Sync {
     /// A stable name, e.g. `dnd5e`; keys the plugin's derived state.
     fn name(&self) -> &str;
 

@@ -600,6 +600,11 @@ impl SessionClient {
         }
         let mut step = Step::default();
         let seq = state.last_event_sequence;
+        let mut state = state;
+        // A session never changes campaign; compaction snapshots may not carry it.
+        if state.campaign_id.is_none() {
+            state.campaign_id = self.confirmed.campaign_id.clone();
+        }
         self.confirmed = state;
         self.buffer = self.buffer.split_off(&seq.next());
         self.known_head = self.known_head.max(seq);

@@ -45,7 +45,7 @@ use dlab_core::state::GameSessionState;
 
 pub use commands::{AttackPlan, initiative_formula, plan_attack};
 pub use rules::{InitiativeEntry, RollRef, Vitals, ability_modifier};
-pub use verify::{Verdict, Verifier};
+pub use verify::{SERVER_ROLLS_REQUIRED, Verdict, Verifier};
 
 use crate::plugin::{Command, ConflictInfo, EventDraft, Plugin, PluginError, Rebase};
 
