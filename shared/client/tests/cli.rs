@@ -341,6 +341,177 @@ async fn scenario(backend: Backend) {
         .await
         .failed(exit::FORBIDDEN, "forbidden");
 
+    // At the table: two players attack the scout with server dice; both see the same HP.
+    for (raider, instance) in [(&bulk[0], "raider1"), (&bulk[1], "raider2")] {
+        let id = raider["id"].as_str().unwrap();
+        dlab(
+            url,
+            Some(&gm),
+            &[
+                "session",
+                "add-actor",
+                &session,
+                id,
+                "--instance",
+                instance,
+                "--json",
+            ],
+        )
+        .await
+        .json();
+    }
+    for (token, attacker) in [(&alice, "raider1"), (&bob, "raider2")] {
+        let attack = dlab(
+            url,
+            Some(token),
+            &["attack", &session, attacker, "scout1", "--json"],
+        )
+        .await
+        .json();
+        let p = &attack["payload"];
+        assert_eq!(attack["type"], "plugin:dnd5e:attack");
+        assert_eq!(p["attacker"]["instanceId"], attacker);
+        let roll = &p["attackRoll"];
+        assert!(roll["rollEventId"].is_string(), "a server roll: {roll}");
+        assert_eq!(
+            p["hit"].as_bool().unwrap(),
+            roll["natural"] != 1
+                && (roll["natural"] == 20
+                    || roll["total"].as_i64().unwrap() >= p["targetAc"].as_i64().unwrap()),
+            "{p}"
+        );
+        if p["hit"] == true {
+            assert!(p["damageRoll"]["rollEventId"].is_string());
+            let before = p["hpBefore"].as_i64().unwrap();
+            let damage = p["damage"].as_i64().unwrap();
+            assert_eq!(p["hpAfter"].as_i64().unwrap(), (before - damage).max(0));
+        }
+    }
+    let server = dlab(url, Some(&gm), &["session", "show", &session, "--json"])
+        .await
+        .json();
+    let hp_of = |state: &Value| -> Value {
+        let scout = &state["activeActors"]["scout1"];
+        scout["overrides"]["attributes.hp.value"]["value"]
+            .clone()
+            .as_i64()
+            .map_or_else(
+                || scout["actor"]["attributes"]["hp"]["value"].clone(),
+                Value::from,
+            )
+    };
+    let hp = hp_of(&server);
+    for token in [&alice, &bob] {
+        let view = dlab(url, Some(token), &["join", &session, "--once", "--json"])
+            .await
+            .json();
+        let scout = view["actors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["instanceId"] == "scout1")
+            .unwrap()
+            .clone();
+        assert_eq!(scout["hp"], hp, "{view}");
+        assert_eq!(scout["hpMax"], hp_max);
+        assert_eq!(view["connection"]["live"], true);
+        let attacks: Vec<&Value> = view["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["type"] == "plugin:dnd5e:attack")
+            .collect();
+        assert_eq!(attacks.len(), 2, "{view}");
+        for attack in attacks {
+            assert_eq!(attack["verdict"], "verified", "{attack}");
+        }
+    }
+    let text = dlab(url, Some(&alice), &["join", &session, "--once"]).await;
+    assert_eq!(text.code, 0, "{}", text.stderr);
+    assert!(
+        text.stdout.contains("scout1") && text.stdout.contains("[verified]"),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        !text.stdout.contains('\x1b'),
+        "no control codes when not a terminal"
+    );
+
+    // The other table commands.
+    let rolled = dlab(url, Some(&alice), &["roll", &session, "2d6+3", "--json"])
+        .await
+        .json();
+    let dice: i64 = rolled["dice"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_i64().unwrap())
+        .sum();
+    assert_eq!(rolled["total"].as_i64().unwrap(), dice + 3);
+    let healed = dlab(
+        url,
+        Some(&gm),
+        &["heal", &session, "scout1", "100", "--json"],
+    )
+    .await
+    .json();
+    assert_eq!(
+        healed["payload"]["hpAfter"], hp_max,
+        "healing stops at the maximum"
+    );
+    let hit = dlab(
+        url,
+        Some(&gm),
+        &[
+            "damage", &session, "scout1", "2", "--type", "fire", "--json",
+        ],
+    )
+    .await
+    .json();
+    assert_eq!(
+        hit["payload"]["hpAfter"].as_i64().unwrap(),
+        hp_max.as_i64().unwrap() - 2
+    );
+    dlab(
+        url,
+        Some(&bob),
+        &["condition", &session, "scout1", "add", "prone", "--json"],
+    )
+    .await
+    .json();
+    let started = dlab(url, Some(&gm), &["initiative", &session, "--json"])
+        .await
+        .json();
+    assert_eq!(started["type"], "plugin:dnd5e:initiative");
+    let ended_turn = dlab(url, Some(&gm), &["end-turn", &session]).await;
+    assert_eq!(ended_turn.code, 0, "{}", ended_turn.stderr);
+    assert!(ended_turn.stdout.contains("now: "), "{}", ended_turn.stdout);
+    let view = dlab(url, Some(&bob), &["join", &session, "--once", "--json"])
+        .await
+        .json();
+    let scout = view["actors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["instanceId"] == "scout1")
+        .unwrap()
+        .clone();
+    assert_eq!(scout["conditions"], serde_json::json!(["prone"]));
+    assert_eq!(view["encounter"]["active"], true);
+    assert_eq!(view["encounter"]["order"].as_array().unwrap().len(), 3);
+    assert_eq!(view["encounter"]["order"][1]["current"], true, "{view}");
+    dlab(
+        url,
+        Some(&alice),
+        &["attack", &session, "raider1", "nobody"],
+    )
+    .await
+    .failed(exit::NOT_FOUND, "nobody is not an actor in this session");
+    dlab(url, Some(&alice), &["join", "no-such-session", "--once"])
+        .await
+        .failed(exit::NOT_FOUND, "404");
+
     // Errors: unreachable, bad token, no token, unknown session and actor, ended session.
     let closed = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

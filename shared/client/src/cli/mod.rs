@@ -5,12 +5,15 @@
 //! - this module: the clap tree ([`Cli`]), [`run`] and the error → exit code mapping
 //!   ([`CliError::exit_code`], the [`exit`] constants).
 //! - [`api`]: the typed HTTP client ([`Api`], [`ApiError`]).
+//! - [`live`]: the commands that play at the table over the live driver (`join`, `attack`,
+//!   `damage`, `heal`, `condition`, `initiative`, `end-turn`, `roll`).
 //! - [`import`]: compendium batches, and the delegation of the SRD package to `local-gateway`.
 //! - [`output`]: `--json` and plain-text rendering, spinners.
 //! - [`view`]: the live table of `dlab join`, a pure function of a session state and its log.
 
 pub mod api;
 pub mod import;
+pub mod live;
 pub mod output;
 pub mod view;
 
@@ -47,6 +50,9 @@ pub mod exit {
     pub const NOT_FOUND: u8 = 6;
     /// Conflict (409): ended session, taken instance id, quota reached, decided conflict.
     pub const CONFLICT: u8 = 7;
+    /// A live command did not get its answer in time (the session did not go live, or the
+    /// event was not confirmed).
+    pub const TIMEOUT: u8 = 8;
 }
 
 const EXIT_CODES_HELP: &str = "\
@@ -59,6 +65,7 @@ Exit codes:
   5  forbidden
   6  not found (campaign, session, actor, conflict, compendium entry)
   7  conflict (ended session, taken id, quota)
+  8  timeout (a live command got no answer in time)
 
 Getting started with the local gateway (dev mode):
   export DLAB_TOKEN=$(dlab token --user gm)
@@ -83,6 +90,9 @@ pub struct Global {
     /// The server's base URL (the local gateway, or a deployment's stage URL).
     #[arg(long, global = true, env = "DLAB_URL", default_value = DEFAULT_URL)]
     pub url: String,
+    /// The WebSocket URL for live commands (default: the --url host with ws:// or wss://).
+    #[arg(long, global = true, env = "DLAB_WS_URL")]
+    pub ws_url: Option<String>,
     /// A user token (dev mode: `dlab token --user NAME`).
     #[arg(long, global = true, env = "DLAB_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -130,6 +140,93 @@ pub enum Command {
     /// Conflicts reported to the GM.
     #[command(subcommand)]
     Conflicts(ConflictsCommand),
+    /// Follow a session live: actors with HP, AC and conditions, the initiative order, the
+    /// last events (trusted rolls marked verified) and the connection; redrawn on every change
+    /// until Ctrl-C.
+    Join {
+        /// The session.
+        session: String,
+        /// Print one view once live, then exit.
+        #[arg(long)]
+        once: bool,
+        /// How many recent events to show.
+        #[arg(long, default_value_t = 10)]
+        events: usize,
+    },
+    /// Attack with server-rolled dice: to-hit, then damage on a hit (doubled dice on a
+    /// critical), then the 5e attack event; prints hit, miss or critical and the damage.
+    Attack {
+        /// The session.
+        session: String,
+        /// The attacking instance.
+        attacker: String,
+        /// The target instance.
+        target: String,
+        /// The weapon (a feature name; default: the first with an attack bonus).
+        weapon: Option<String>,
+    },
+    /// Deal damage to an instance.
+    Damage {
+        /// The session.
+        session: String,
+        /// The target instance.
+        target: String,
+        /// Hit points of damage.
+        amount: u32,
+        /// The damage type (slashing, fire, …).
+        #[arg(long = "type")]
+        damage_type: Option<String>,
+    },
+    /// Heal an instance (up to its maximum).
+    Heal {
+        /// The session.
+        session: String,
+        /// The target instance.
+        target: String,
+        /// Hit points healed.
+        amount: u32,
+    },
+    /// Add or remove a condition (prone, poisoned, …).
+    Condition {
+        /// The session.
+        session: String,
+        /// The target instance.
+        target: String,
+        /// Add or remove.
+        #[arg(value_enum)]
+        op: ConditionOp,
+        /// The condition.
+        name: String,
+    },
+    /// Roll initiative for every actor of the session (server dice) and start the encounter.
+    Initiative {
+        /// The session.
+        session: String,
+    },
+    /// End the current turn.
+    EndTurn {
+        /// The session.
+        session: String,
+    },
+    /// Ask the server for a trusted roll, e.g. 1d20+5 or 4d6kh3.
+    Roll {
+        /// The session.
+        session: String,
+        /// The formula.
+        formula: String,
+        /// What it is for.
+        #[arg(long, default_value = "roll")]
+        purpose: String,
+    },
+}
+
+/// `dlab condition … add|remove`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConditionOp {
+    /// Add it.
+    Add,
+    /// Remove it.
+    Remove,
 }
 
 /// `dlab campaign …`.
@@ -329,6 +426,20 @@ pub enum CliError {
     /// A blocking step did not finish.
     #[error("a background step did not finish")]
     Join(#[from] tokio::task::JoinError),
+    /// The live session failed: join, socket, refusal of an event, timeout.
+    #[error(transparent)]
+    Driver(#[from] crate::native::DriverError),
+    /// The rules refuse the command (no such weapon, no hit points, …); nothing was sent.
+    #[error("the rules refuse: {0}")]
+    Plugin(#[source] crate::PluginError),
+    /// An instance named on the command line is not in the session.
+    #[error("not found: {instance} is not an actor in this session (actors: {known})")]
+    NotInSession {
+        /// The instance asked for.
+        instance: String,
+        /// The session's instances.
+        known: String,
+    },
 }
 
 impl CliError {
@@ -343,6 +454,9 @@ impl CliError {
             CliError::Api(ApiError::Status { status: 409, .. }) => exit::CONFLICT,
             CliError::Api(_) | CliError::Import(_) | CliError::Join(_) => exit::FAILURE,
             CliError::NoToken | CliError::Usage(_) => exit::USAGE,
+            CliError::NotInSession { .. } => exit::NOT_FOUND,
+            CliError::Plugin(_) => exit::FAILURE,
+            CliError::Driver(e) => driver_exit_code(e),
         }
     }
 
@@ -359,6 +473,28 @@ impl CliError {
             source = cause.source();
         }
         text
+    }
+}
+
+/// The exit code of a live-session failure.
+fn driver_exit_code(error: &crate::native::DriverError) -> u8 {
+    use crate::native::DriverError as D;
+    use dlab_core::codes::ErrorCode as C;
+    match error {
+        D::Unreachable { .. } | D::Socket { .. } => exit::UNREACHABLE,
+        D::Unauthorized { .. } => exit::UNAUTHORIZED,
+        D::Forbidden { .. } => exit::FORBIDDEN,
+        D::Http { status: 404, .. } => exit::NOT_FOUND,
+        D::Http { status: 409, .. } => exit::CONFLICT,
+        D::Timeout { .. } => exit::TIMEOUT,
+        D::Rejected(rejection) => match rejection.code {
+            C::Unauthorized => exit::UNAUTHORIZED,
+            C::Forbidden => exit::FORBIDDEN,
+            C::SessionNotFound | C::NotFound => exit::NOT_FOUND,
+            C::SessionEnded | C::Conflict => exit::CONFLICT,
+            _ => exit::FAILURE,
+        },
+        _ => exit::FAILURE,
     }
 }
 
@@ -468,6 +604,97 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             let api = authed(&global)?;
             replay(&api, out, &SessionId::new(session), from, to).await?;
         }
+        Command::Join {
+            session,
+            once,
+            events,
+        } => live::join_view(&global, out, &session, once, events).await?,
+        Command::Attack {
+            session,
+            attacker,
+            target,
+            weapon,
+        } => {
+            live::attack(
+                &global,
+                out,
+                &session,
+                &attacker,
+                &target,
+                weapon.as_deref(),
+            )
+            .await?
+        }
+        Command::Damage {
+            session,
+            target,
+            amount,
+            damage_type,
+        } => {
+            let mut args = json!({"target": target, "amount": amount});
+            if let Some(t) = damage_type {
+                args["damageType"] = json!(t);
+            }
+            live::simple(
+                &global,
+                out,
+                &session,
+                live::command("damage", args),
+                &[&target],
+            )
+            .await?
+        }
+        Command::Heal {
+            session,
+            target,
+            amount,
+        } => {
+            let args = json!({"target": target, "amount": amount});
+            live::simple(
+                &global,
+                out,
+                &session,
+                live::command("heal", args),
+                &[&target],
+            )
+            .await?
+        }
+        Command::Condition {
+            session,
+            target,
+            op,
+            name,
+        } => {
+            let op = match op {
+                ConditionOp::Add => "add",
+                ConditionOp::Remove => "remove",
+            };
+            let args = json!({"target": target, "condition": name, "op": op});
+            live::simple(
+                &global,
+                out,
+                &session,
+                live::command("condition", args),
+                &[&target],
+            )
+            .await?
+        }
+        Command::Initiative { session } => live::initiative(&global, out, &session).await?,
+        Command::EndTurn { session } => {
+            live::simple(
+                &global,
+                out,
+                &session,
+                live::command("end_turn", json!({})),
+                &[],
+            )
+            .await?
+        }
+        Command::Roll {
+            session,
+            formula,
+            purpose,
+        } => live::roll(&global, out, &session, &formula, &purpose).await?,
         Command::Conflicts(command) => {
             let api = authed(&global)?;
             match command {
