@@ -498,6 +498,11 @@ async fn scenario(backend: Backend) {
         .unwrap()
         .clone();
     assert_eq!(scout["conditions"], serde_json::json!(["prone"]));
+    assert_eq!(
+        scout["hp"].as_i64().unwrap(),
+        hp_max.as_i64().unwrap() - 2,
+        "{view}"
+    );
     assert_eq!(view["encounter"]["active"], true);
     assert_eq!(view["encounter"]["order"].as_array().unwrap().len(), 3);
     assert_eq!(view["encounter"]["order"][1]["current"], true, "{view}");
