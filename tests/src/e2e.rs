@@ -1055,13 +1055,15 @@ impl WsClient {
         let (requests, submits) = (&self.core_requests, &self.submit_sends);
         let i = self.inbox.iter().position(|f| {
             let data = &f["data"];
-            let own_request = data["requestId"]
-                .as_str()
-                .is_some_and(|r| requests.contains(r));
-            let own_submit = data["tempId"]
-                .as_str()
-                .is_some_and(|id| submits.contains_key(id));
-            !own_request && !own_submit && matches(f)
+            let own = match data["requestId"].as_str() {
+                Some(r) => requests.contains(r),
+                // The core's submits carry no requestId; a frame about one of its events that
+                // echoes a requestId answers the test.
+                None => data["tempId"]
+                    .as_str()
+                    .is_some_and(|id| submits.contains_key(id)),
+            };
+            !own && matches(f)
         })?;
         self.inbox.remove(i)
     }
