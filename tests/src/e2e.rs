@@ -1263,7 +1263,7 @@ impl WsClient {
         &self.inbox
     }
 
-    /// Takes every frame received and not taken yet (the projection has seen them already).
+    /// Takes every frame received and not taken yet (the session client has seen them already).
     pub fn drain_inbox(&mut self) -> Vec<Value> {
         self.inbox.drain(..).collect()
     }

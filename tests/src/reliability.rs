@@ -338,7 +338,7 @@ pub struct PlayerStats {
 
 /// One client and its bookkeeping.
 pub struct Player {
-    /// The client, with its projection.
+    /// The client, with its session client.
     pub client: WsClient,
     /// Every event this player saw confirmed, with its sequence.
     pub confirmed: HashMap<String, u64>,
@@ -606,7 +606,7 @@ pub async fn resubscribe(client: &mut WsClient, session: &str) {
 }
 
 /// The hash of a state as both sides compute it: the canonical JSON checksum of the state
-/// without the campaign id (clients do not know it; the projection does not need it).
+/// without the campaign id (clients do not know it; a session client does not need it).
 pub fn state_hash(state: &GameSessionState) -> String {
     let mut state = state.clone();
     state.campaign_id = None;
@@ -628,7 +628,7 @@ pub struct Outcome {
 
 impl Outcome {
     /// The invariants: a gap-free log without repeated ids, every confirmed event in it at its
-    /// confirmed sequence, no refused event in it, and every projection equal to the server's
+    /// confirmed sequence, no refused event in it, and every client's state equal to the server's
     /// state. Returns the head.
     pub async fn check(&mut self) -> u64 {
         let http = Http::new(&self.running);
@@ -714,7 +714,7 @@ impl Outcome {
                         c.reconnect(url).await;
                         resubscribe(c, session).await;
                     }
-                    // The pong's heads reveal a lost tail; the projection replays it.
+                    // The pong's heads reveal a lost tail; the session client replays it.
                     c.ping(&format!("final-{}", e2e::tag())).await;
                     c.wait_applied_within(head, CONVERGE_WITHIN).await;
                     assert_eq!(
@@ -1187,7 +1187,7 @@ async fn archive_matches_log(outcome: &Outcome, head: u64) {
 ///    same id re-submitted after the reconnect is `duplicate: true` with the original sequence.
 /// 3. The handler that committed an event stops before confirming or broadcasting it (every
 ///    frame of that event is lost): nobody hears of it, no later event reveals the gap, and
-///    still a reader converges through `ping` (`pong.heads` shows the head, the projection
+///    still a reader converges through `ping` (`pong.heads` shows the head, the session client
 ///    replays the tail), and the sender's re-submit under the same id is `duplicate: true` with
 ///    the original sequence and re-broadcast, which heals a client that never asked.
 pub async fn dropped_mid_stream_and_a_handler_that_stops_after_commit(backend: Backend) {
