@@ -43,6 +43,22 @@ cargo "${cargo_args[@]}" "$@" || rc=$?
 section "cargo test: exit $rc in $((SECONDS - t0))s"
 
 # HTTP API fuzzing against a gateway of its own (memory backend, 127.0.0.1, stopped by pid).
+# The client core must stay free of tokio, system time and system randomness: it is compiled
+# for the browser. A dependency that breaks that shows up here, not in the web build.
+section "wasm32 build of the client core (dlab-core, dlab-client without native)"
+t0=$SECONDS
+wasm_rc=0
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+    rustup target add wasm32-unknown-unknown || wasm_rc=$?
+fi
+if ((wasm_rc == 0)); then
+    wasm_args=(build -p dlab-core -p dlab-client --no-default-features --target wasm32-unknown-unknown)
+    [[ -f Cargo.lock ]] && wasm_args+=(--locked)
+    cargo "${wasm_args[@]}" || wasm_rc=$?
+fi
+section "wasm32 build: exit $wasm_rc in $((SECONDS - t0))s"
+((rc != 0)) || rc=$wasm_rc
+
 section "schemathesis (infra/schemathesis.sh)"
 t0=$SECONDS
 st_rc=0

@@ -11,6 +11,8 @@
 //!   GM conflict flow over HTTP and WebSocket on one set of dependencies.
 //! - [`e2e`]: the local gateway driven from outside — WebSocket clients over TCP with their own
 //!   projections, the HTTP API over HTTP — and the end-to-end cases of issue 6.
+//! - [`client_cases`]: the client core's tokio driver (`LiveSession`) against the local
+//!   gateway: rollback, rebase, offline catch-up, resume from a snapshot, trusted dice.
 //! - [`bad_input`]: the reliability suite's table of malformed WebSocket and HTTP inputs, each
 //!   checked for its answer, no state change and a connection still usable.
 //! - [`reliability`]: the reliability suite of issue 12 — chaos (duplicates, drops,
@@ -25,6 +27,7 @@
 //! that cannot reach its server fails; without it, such a test skips and says how to run it.
 
 pub mod bad_input;
+pub mod client_cases;
 pub mod contract;
 pub mod counting;
 pub mod e2e;

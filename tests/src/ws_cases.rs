@@ -849,3 +849,60 @@ pub async fn bad_dice_rolls_are_refused_and_store_nothing(world: &World) {
     assert_eq!(world.deps().log.state(&t.session).await.unwrap(), before);
     still_usable(&mut p1).await;
 }
+
+/// `settings.requireServerRolls` is the GM's: a player's `stateChanges` on `$session`
+/// `settings.*` is `invalid_event` and changes nothing; the GM's `core:gm_override` sets it, and
+/// every subscriber's projection (and the stored state) then requires server rolls.
+pub async fn session_settings_are_written_by_the_gm_only(world: &World) {
+    let t = world.seed().await;
+    let mut p1 = world.connect(&t.players[0]).await;
+    let mut gm = world.connect(&t.gm).await;
+    p1.subscribe(&t.session, 0).await;
+    gm.subscribe(&t.session, 0).await;
+    let submit = |e: Value| json!({"action": "submit", "event": e});
+    let before = world
+        .deps()
+        .log
+        .state(&t.session)
+        .await
+        .unwrap()
+        .expect("hot state");
+    assert!(!before.require_server_rolls());
+    for spec in [json!({"to": false}), json!({"from": false, "to": true})] {
+        let (id, e) = event(
+            &t.session,
+            "plugin:dnd5e:settings",
+            json!({"target": {"instanceId": "$session"},
+                   "stateChanges": {"settings.requireServerRolls": spec}}),
+        );
+        p1.send(submit(e)).await;
+        let err = assert_error(&mut p1, "event:error", "invalid_event").await;
+        assert_eq!(err["tempId"], id.as_str());
+        let message = err["message"].as_str().unwrap();
+        assert!(message.contains("core:gm_override"), "{message}");
+    }
+    assert_eq!(
+        world.deps().log.state(&t.session).await.unwrap().as_ref(),
+        Some(&before)
+    );
+    let (id, e) = event(
+        &t.session,
+        "core:gm_override",
+        json!({"reason": "table rule",
+               "finalState": {"$session": {"settings.requireServerRolls": true}}}),
+    );
+    gm.send(submit(e)).await;
+    let confirmed = gm.expect("event:confirmed").await;
+    assert_eq!(confirmed["eventId"], id.as_str());
+    let applied = p1.expect("event:applied").await;
+    assert_eq!(applied["id"], id.as_str());
+    let after = world
+        .deps()
+        .log
+        .state(&t.session)
+        .await
+        .unwrap()
+        .expect("hot state");
+    assert!(after.require_server_rolls());
+    assert_eq!(after.last_event_sequence, before.last_event_sequence.next());
+}

@@ -35,6 +35,7 @@ cases!(
     resent_dice_roll_is_a_duplicate_with_the_original_result,
     dice_roll_checksum_covers_the_submission_without_result,
     bad_dice_rolls_are_refused_and_store_nothing,
+    session_settings_are_written_by_the_gm_only,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

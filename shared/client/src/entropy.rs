@@ -10,8 +10,9 @@ use dlab_core::ids::EventId;
 ///
 /// Event ids are the server's idempotency keys (ARCHITECTURE.md invariant 2): two clients that
 /// drew the same words would collide, so production sources must be unpredictable and seeded
-/// per process, never constant.
-pub trait Entropy {
+/// per process, never constant. `Send` so that a driver can own its session client in a task
+/// on another thread.
+pub trait Entropy: Send {
     /// The next random word.
     fn next_u64(&mut self) -> u64;
 }

@@ -16,18 +16,25 @@
 //! - [`connection`]: [`Status`], the backoff ([`connection::backoff_delay`]), heartbeat and
 //!   socket-age [`Timings`].
 //! - [`plugin`]: [`EventDraft`], the [`Plugin`] trait, the [`Registry`] and the [`Rebaser`]
-//!   hook called after a `conflict`.
+//!   hook called after a `conflict` (resubmit, escalate to the GM, or report).
 //! - [`entropy`]: the [`Entropy`] trait, a deterministic generator for tests, event ids.
+//! - [`dnd5e`]: the D&D 5e plugin ([`Dnd5e`]) and the trusted-dice [`Verifier`].
+//! - `native` (feature `native`, default): the tokio driver, `native::LiveSession`, which
+//!   does the core's I/O (WebSocket, HTTP, time). The browser build turns the feature off.
 
 pub mod connection;
+pub mod dnd5e;
 pub mod entropy;
+#[cfg(feature = "native")]
+pub mod native;
 pub mod plugin;
 pub mod session;
 
 pub use connection::{Status, Timings};
+pub use dnd5e::{Dnd5e, Verdict, Verifier};
 pub use entropy::{Entropy, SplitMix64};
 pub use plugin::{
-    Command, ConflictInfo, EventDraft, Plugin, PluginError, Rebaser, Registry, ReportOnly,
+    Command, ConflictInfo, EventDraft, Plugin, PluginError, Rebase, Rebaser, Registry, ReportOnly,
 };
 pub use session::{
     ClientConfig, HttpRequest, Notification, Output, PendingStatus, PendingView, Rejection,

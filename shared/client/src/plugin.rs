@@ -68,18 +68,34 @@ pub struct ConflictInfo {
     pub current: BTreeMap<String, Value>,
 }
 
-/// Rebases a refused draft on fresh state. The session client calls it after `conflict`; a
-/// returned draft is submitted with a NEW id (the server judges a refused id afresh, and a new
-/// id keeps the two attempts apart in logs and dedup).
-pub trait Rebaser {
-    /// A replacement for `rejected`, or `None` to leave the conflict to the caller (it is
-    /// reported as a rollback with code `conflict` either way).
+/// What the rebase hook decided about a draft the server refused with `conflict`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rebase {
+    /// Submit this replacement (with a NEW id: the server judges a refused id afresh, and a new
+    /// id keeps the two attempts apart in logs and dedup).
+    Resubmit(EventDraft),
+    /// The plugin cannot decide for the players (e.g. two of them changed the same creature's
+    /// conditions at once): the client reports [`crate::Notification::Escalate`] and a driver
+    /// asks the GM with `POST /sessions/{id}/conflicts {eventId, reason}`.
+    Escalate(String),
+    /// Nothing to do beyond the rollback report (a stale turn change, a change someone else
+    /// already made).
+    Report,
+}
+
+/// Rebases a refused draft on fresh state. The session client calls it after `conflict`; the
+/// conflict is reported as a rollback with code `conflict` whatever the hook decides.
+/// `Send + Sync`: a driver shares one [`Registry`] between the session client (as its rebaser)
+/// and the code that builds commands, from a task on another thread.
+pub trait Rebaser: Send + Sync {
+    /// What to do about `rejected`, given the server's current values and our confirmed state
+    /// (which may lag behind the server's `current`).
     fn rebase(
         &self,
         rejected: &EventDraft,
         conflict: &ConflictInfo,
         confirmed: &GameSessionState,
-    ) -> Option<EventDraft>;
+    ) -> Rebase;
 }
 
 /// The default rebase hook: never rebases, so the caller sees the conflict and decides.
@@ -87,13 +103,16 @@ pub trait Rebaser {
 pub struct ReportOnly;
 
 impl Rebaser for ReportOnly {
-    fn rebase(&self, _: &EventDraft, _: &ConflictInfo, _: &GameSessionState) -> Option<EventDraft> {
-        None
+    fn rebase(&self, _: &EventDraft, _: &ConflictInfo, _: &GameSessionState) -> Rebase {
+        Rebase::Report
     }
 }
 
 /// A game system's rules on the client.
-pub trait Plugin {
+///
+/// `Send + Sync` for the same reason as [`Rebaser`]; a plugin with mutable inner state (e.g. a
+/// dice generator) keeps it behind a `Mutex`.
+pub trait Plugin: Send + Sync {
     /// A stable name, e.g. `dnd5e`; keys the plugin's derived state.
     fn name(&self) -> &str;
 
@@ -122,15 +141,15 @@ pub trait Plugin {
         Ok(())
     }
 
-    /// Rebases a draft of this plugin after a `conflict`. Default: none (reported instead).
+    /// Rebases a draft of this plugin after a `conflict`. Default: [`Rebase::Report`].
     fn rebase(
         &self,
         rejected: &EventDraft,
         conflict: &ConflictInfo,
         confirmed: &GameSessionState,
-    ) -> Option<EventDraft> {
+    ) -> Rebase {
         let _ = (rejected, conflict, confirmed);
-        None
+        Rebase::Report
     }
 }
 
@@ -208,8 +227,10 @@ impl Rebaser for Registry {
         rejected: &EventDraft,
         conflict: &ConflictInfo,
         confirmed: &GameSessionState,
-    ) -> Option<EventDraft> {
-        self.owner(&rejected.event_type)?
-            .rebase(rejected, conflict, confirmed)
+    ) -> Rebase {
+        match self.owner(&rejected.event_type) {
+            Some(plugin) => plugin.rebase(rejected, conflict, confirmed),
+            None => Rebase::Report,
+        }
     }
 }

@@ -35,7 +35,7 @@ use thiserror::Error;
 
 use crate::connection::{Connection, Due, Status, Timings};
 use crate::entropy::{Entropy, new_event_id};
-use crate::plugin::{ConflictInfo, EventDraft, Rebaser, ReportOnly};
+use crate::plugin::{ConflictInfo, EventDraft, Rebase, Rebaser, ReportOnly};
 
 /// Settings of one session client. [`ClientConfig::new`] gives the documented defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,6 +149,17 @@ pub enum Notification {
         draft: EventDraft,
         /// Why.
         rejection: Rejection,
+    },
+    /// The rebase hook asks the GM to settle a conflicting event (after its
+    /// [`Notification::RolledBack`]); the driver sends `POST /sessions/{id}/conflicts
+    /// {eventId: id, reason}`.
+    Escalate {
+        /// The refused event.
+        id: EventId,
+        /// What was submitted.
+        draft: EventDraft,
+        /// Why the plugin would not decide, for the GM.
+        reason: String,
     },
     /// The rebase hook replaced a conflicting event with a new one (new id).
     Rebased {
@@ -589,6 +600,11 @@ impl SessionClient {
         }
         let mut step = Step::default();
         let seq = state.last_event_sequence;
+        let mut state = state;
+        // A session never changes campaign; compaction snapshots may not carry it.
+        if state.campaign_id.is_none() {
+            state.campaign_id = self.confirmed.campaign_id.clone();
+        }
         self.confirmed = state;
         self.buffer = self.buffer.split_off(&seq.next());
         self.known_head = self.known_head.max(seq);
@@ -988,10 +1004,11 @@ impl SessionClient {
             draft: p.draft.clone(),
             rejection,
         });
-        if let Some(conflict) = conflict
-            && let Some(rebased) = self.rebaser.rebase(&p.draft, &conflict, &self.confirmed)
-        {
-            match self.enqueue(rebased.clone(), now, false, step) {
+        let Some(conflict) = conflict else {
+            return;
+        };
+        match self.rebaser.rebase(&p.draft, &conflict, &self.confirmed) {
+            Rebase::Resubmit(rebased) => match self.enqueue(rebased.clone(), now, false, step) {
                 Ok(new_id) => step.notify(Notification::Rebased {
                     rejected: p.id,
                     resubmitted: new_id,
@@ -1005,7 +1022,13 @@ impl SessionClient {
                         current: Some(conflict.current),
                     },
                 }),
-            }
+            },
+            Rebase::Escalate(reason) => step.notify(Notification::Escalate {
+                id: p.id,
+                draft: p.draft,
+                reason,
+            }),
+            Rebase::Report => {}
         }
     }
 

@@ -4,8 +4,8 @@ mod common;
 
 use common::*;
 use dlab_client::{
-    ConflictInfo, EventDraft, HttpRequest, Notification, Output, PendingStatus, Rebaser, Status,
-    parse_loaded_state,
+    ConflictInfo, EventDraft, HttpRequest, Notification, Output, PendingStatus, Rebase, Rebaser,
+    Status, parse_loaded_state,
 };
 use dlab_core::codes::ErrorCode;
 use dlab_core::compaction::Snapshot;
@@ -292,13 +292,60 @@ impl Rebaser for HalveAgain {
         rejected: &EventDraft,
         conflict: &ConflictInfo,
         _: &GameSessionState,
-    ) -> Option<EventDraft> {
-        let now = conflict.current.get(HP)?.as_i64()?;
-        Some(EventDraft::new(
-            rejected.event_type.clone(),
-            cas_payload(&json!(now), now - 5),
-        ))
+    ) -> Rebase {
+        match conflict.current.get(HP).and_then(|v| v.as_i64()) {
+            Some(now) => Rebase::Resubmit(EventDraft::new(
+                rejected.event_type.clone(),
+                cas_payload(&json!(now), now - 5),
+            )),
+            None => Rebase::Report,
+        }
     }
+}
+
+struct AskTheGm;
+
+impl Rebaser for AskTheGm {
+    fn rebase(&self, _: &EventDraft, _: &ConflictInfo, _: &GameSessionState) -> Rebase {
+        Rebase::Escalate("both players changed the goblin".into())
+    }
+}
+
+#[test]
+fn an_escalating_rebase_hook_reports_the_refused_event_for_the_gm_and_sends_nothing() {
+    let mut c = live_client(12, &log3(), 0);
+    c.set_rebaser(Box::new(AskTheGm));
+    let draft = EventDraft::new("plugin:test:hit", cas_payload(&json!(13), 8));
+    let (id, _) = c.submit(draft.clone(), 100).unwrap();
+    let out = c.on_frame(
+        ServerFrame::EventError {
+            temp_id: id.clone(),
+            code: ErrorCode::Conflict,
+            message: "state changed".into(),
+            current: Some([(HP.to_owned(), json!(10))].into()),
+            retry_after_ms: None,
+            request_id: None,
+        },
+        110,
+    );
+    let n = notes(&out);
+    let rolled = n
+        .iter()
+        .position(|n| matches!(n, Notification::RolledBack { id: i, .. } if *i == id))
+        .expect("rolled back");
+    let escalated = n
+        .iter()
+        .position(|n| {
+            **n == Notification::Escalate {
+                id: id.clone(),
+                draft: draft.clone(),
+                reason: "both players changed the goblin".into(),
+            }
+        })
+        .expect("escalated");
+    assert!(rolled < escalated, "the rollback comes first: {n:?}");
+    assert!(submitted_ids(&out).is_empty());
+    assert_eq!(c.pending().count(), 0);
 }
 
 #[test]

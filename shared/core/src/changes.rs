@@ -111,9 +111,14 @@ pub enum ChangeError {
     /// An instance id is not `$session` nor 1-64 characters of `[A-Za-z0-9_-]`.
     #[error("instanceId {0:?} is invalid: 1-64 characters of [A-Za-z0-9_-], or \"$session\"")]
     Instance(String),
-    /// A `$session` path outside `encounter.*` and `environment.*`.
+    /// A `$session` path outside `encounter.*` and `environment.*` (and, for
+    /// `core:gm_override` only, `settings.*`).
     #[error("$session path {0:?} must be under encounter.* or environment.*")]
     SessionPath(String),
+    /// A `$session` `settings.*` path in `stateChanges`: session settings (e.g.
+    /// `settings.requireServerRolls`) are the GM's, written with `core:gm_override` only.
+    #[error("$session path {0:?} is a GM setting: write it with core:gm_override finalState")]
+    SettingsNeedGm(String),
     /// A value to write is an object with fields: write each field by its own path.
     #[error("value at {0:?} is an object with fields: write each field by its own path")]
     NotALeaf(String),
@@ -191,7 +196,7 @@ fn parse_update(payload: &Value) -> Result<ChangeSet, ChangeError> {
     })?;
     let mut parsed = Vec::with_capacity(changes.len());
     for (path, spec) in changes {
-        check_target_path(&instance, path)?;
+        check_target_path(&instance, path, Writer::Member)?;
         parsed.push(PathChange {
             path: path.clone(),
             change: parse_change(path, spec)?,
@@ -274,7 +279,7 @@ fn parse_force_set(payload: &Value) -> Result<ChangeSet, ChangeError> {
                 })?;
         let mut sets = Vec::with_capacity(paths.len());
         for (path, value) in paths {
-            check_target_path(&instance, path)?;
+            check_target_path(&instance, path, Writer::Gm)?;
             leaf_value(path, value)?;
             sets.push((path.clone(), value.clone()));
         }
@@ -303,12 +308,27 @@ pub fn as_safe_integer(value: &Value) -> Option<i64> {
     (int.unsigned_abs() <= MAX_SAFE_INTEGER.unsigned_abs()).then_some(int)
 }
 
-fn check_target_path(instance: &InstanceId, path: &str) -> Result<(), ChangeError> {
+/// Who a convention lets write: `stateChanges` are any member's, `finalState` the GM's (the
+/// type `core:gm_*` is checked at the edge before a payload is parsed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Writer {
+    Member,
+    Gm,
+}
+
+fn check_target_path(instance: &InstanceId, path: &str, writer: Writer) -> Result<(), ChangeError> {
     validate_path(path)?;
     if instance.is_session() {
         let (head, rest) = path.split_once('.').unwrap_or((path, ""));
-        if !matches!(head, "encounter" | "environment") || rest.is_empty() {
+        if rest.is_empty() {
             return Err(ChangeError::SessionPath(path.to_owned()));
+        }
+        match (head, writer) {
+            ("encounter" | "environment", _) | ("settings", Writer::Gm) => {}
+            ("settings", Writer::Member) => {
+                return Err(ChangeError::SettingsNeedGm(path.to_owned()));
+            }
+            _ => return Err(ChangeError::SessionPath(path.to_owned())),
         }
     }
     Ok(())
@@ -510,6 +530,56 @@ mod tests {
         assert!(
             parse_changes(GM_OVERRIDE, &json!({"finalState": {"g": {"a": {"b": 1}}}})).is_err()
         );
+    }
+
+    #[test]
+    fn session_settings_are_written_by_gm_override_only() {
+        let by_gm = parse_changes(
+            GM_OVERRIDE,
+            &json!({"finalState": {"$session": {"settings.requireServerRolls": true}}}),
+        )
+        .unwrap();
+        assert_eq!(
+            by_gm,
+            ChangeSet::ForceSet {
+                targets: vec![(
+                    InstanceId::session(),
+                    vec![("settings.requireServerRolls".into(), json!(true))]
+                )]
+            }
+        );
+        for spec in [json!({"to": false}), json!({"from": true, "to": false})] {
+            let by_member = parse_changes(
+                "plugin:dnd5e:attack",
+                &json!({"target": {"instanceId": "$session"},
+                        "stateChanges": {"settings.requireServerRolls": spec}}),
+            );
+            assert_eq!(
+                by_member,
+                Err(ChangeError::SettingsNeedGm(
+                    "settings.requireServerRolls".into()
+                ))
+            );
+        }
+        // Only the session addresses settings; an actor's own `settings.*` is an ordinary path.
+        assert!(
+            parse_changes(
+                "plugin:x:y",
+                &json!({"target": {"instanceId": "g"},
+                        "stateChanges": {"settings.foo": {"to": 1}}}),
+            )
+            .is_ok()
+        );
+        // A bare head and unknown heads stay refused, for the GM too.
+        for path in ["settings", "rules.x"] {
+            assert_eq!(
+                parse_changes(
+                    GM_OVERRIDE,
+                    &json!({"finalState": {"$session": {path: true}}})
+                ),
+                Err(ChangeError::SessionPath(path.into()))
+            );
+        }
     }
 
     #[test]

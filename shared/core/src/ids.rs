@@ -81,8 +81,14 @@ string_id!(
 );
 
 impl InstanceId {
-    /// The pseudo-instance that addresses session-level fields (`encounter.*`, `environment.*`).
+    /// The pseudo-instance that addresses session-level fields (`encounter.*`, `environment.*`,
+    /// and the GM's `settings.*`).
     pub const SESSION: &'static str = "$session";
+
+    /// The `$session` pseudo-instance.
+    pub fn session() -> Self {
+        Self(Self::SESSION.to_owned())
+    }
 
     /// Whether this id addresses the session itself rather than an actor instance.
     pub fn is_session(&self) -> bool {

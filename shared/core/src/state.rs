@@ -15,7 +15,8 @@
 //!   invalid);
 //! - `{to}` alone is a blind write; `core:gm_override` force-sets;
 //! - `$session` addresses `encounter.*` and `environment.*`, whose base values are
-//!   [`session_defaults`].
+//!   [`session_defaults`], and `settings.*` (e.g. `settings.requireServerRolls`), which only
+//!   `core:gm_override` may write: a player must not be able to lift a rule the GM set.
 //!
 //! The same rules run inside the atomic commit of every event-log adapter; this module is the
 //! reference they are tested against, and what clients use to project the log.
@@ -84,7 +85,8 @@ impl ActiveActor {
 pub fn session_defaults() -> Value {
     json!({
         "encounter": {"active": false, "round": 0, "currentTurn": 0, "initiative": []},
-        "environment": {"lighting": "bright", "effects": []}
+        "environment": {"lighting": "bright", "effects": []},
+        "settings": {"requireServerRolls": false}
     })
 }
 
@@ -249,6 +251,13 @@ impl GameSessionState {
     /// Resolved environment fields.
     pub fn environment(&self) -> &Value {
         &self.environment
+    }
+
+    /// `settings.requireServerRolls`: the GM requires trusted server dice for plugin results
+    /// (written with `core:gm_override` only; clients mark results without a verified roll).
+    pub fn require_server_rolls(&self) -> bool {
+        self.current(&InstanceId::session(), "settings.requireServerRolls")
+            .is_some_and(|v| v == Value::Bool(true))
     }
 
     /// Whether the instance (or `$session`) exists in this session.
@@ -679,6 +688,34 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, ApplyError::Rejected(_)), "{err}");
         assert_eq!(log.hp("g"), json!(10));
+    }
+
+    #[test]
+    fn require_server_rolls_defaults_off_and_follows_the_gm_override() {
+        let mut state = GameSessionState::new(SessionId::new("s"), None);
+        assert!(!state.require_server_rolls());
+        assert_eq!(
+            state.current(&InstanceId::session(), "settings.requireServerRolls"),
+            Some(json!(false))
+        );
+        let on = GameEvent {
+            id: EventId::new("e-1"),
+            sequence: Sequence(1),
+            timestamp: 1,
+            client_timestamp: None,
+            user_id: UserId::new("gm"),
+            session_id: SessionId::new("s"),
+            event_type: "core:gm_override".into(),
+            payload: json!({"finalState": {"$session": {"settings.requireServerRolls": true}}}),
+            checksum: None,
+        };
+        state.apply(&on).unwrap();
+        assert!(state.require_server_rolls());
+        // Settings are kept with their provenance, so a snapshot round trip keeps them.
+        let back: GameSessionState =
+            serde_json::from_value(serde_json::to_value(&state).unwrap()).unwrap();
+        assert!(back.require_server_rolls());
+        assert_eq!(back, state);
     }
 
     #[test]
