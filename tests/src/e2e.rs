@@ -25,7 +25,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use dlab_client::{
-    ClientConfig, ConflictInfo, EventDraft, HttpRequest, Notification, Output, Rebaser,
+    ClientConfig, ConflictInfo, EventDraft, HttpRequest, Notification, Output, Rebase, Rebaser,
     SessionClient, SplitMix64, parse_loaded_state,
 };
 use dlab_core::codes::ErrorCode;
@@ -539,13 +539,8 @@ pub fn submit_message(event: &Value, request_id: Option<&str>) -> Value {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RebaseAttack;
 
-impl Rebaser for RebaseAttack {
-    fn rebase(
-        &self,
-        rejected: &EventDraft,
-        conflict: &ConflictInfo,
-        _confirmed: &GameSessionState,
-    ) -> Option<EventDraft> {
+impl RebaseAttack {
+    fn rewrite(rejected: &EventDraft, conflict: &ConflictInfo) -> Option<EventDraft> {
         if rejected.event_type != "plugin:dnd5e:attack" {
             return None;
         }
@@ -554,6 +549,17 @@ impl Rebaser for RebaseAttack {
         let current = conflict.current.get("attributes.hp.value")?.as_i64()?;
         let instance = rejected.payload["target"]["instanceId"].as_str()?;
         Some(attack(instance, current, current - damage))
+    }
+}
+
+impl Rebaser for RebaseAttack {
+    fn rebase(
+        &self,
+        rejected: &EventDraft,
+        conflict: &ConflictInfo,
+        _confirmed: &GameSessionState,
+    ) -> Rebase {
+        Self::rewrite(rejected, conflict).map_or(Rebase::Report, Rebase::Resubmit)
     }
 }
 
