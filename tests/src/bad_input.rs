@@ -24,7 +24,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::e2e::{
-    Backend, Http, Table, User, WsClient, chat, connect_ticket, event, setup_table, shared, tag,
+    Backend, Http, Table, User, WsClient, chat, connect_ticket, event, say, setup_table, shared,
+    tag,
 };
 
 /// How often a row or a usability check is sent again after a `rate_limited` answer.
@@ -1036,8 +1037,7 @@ async fn fixture(backend: Backend) -> Fixture {
     main.subscribe(&table.session, 0).await;
     let mut flooder = WsClient::connect(&url, &table.players[1]).await;
     flooder.subscribe(&table.session, 0).await;
-    let first = event(&table.session, "core:chat", json!({"text": "first"}));
-    let committed = main.submit(&first, None).await;
+    let committed = main.submit(say("first"), None).await;
     main.confirmed(&committed).await;
     let foreign_token =
         dlab_service::auth::Authenticator::with_secret("another-secret-of-at-least-32-bytes")
@@ -1066,12 +1066,11 @@ async fn fixture(backend: Backend) -> Fixture {
     }
 }
 
-/// Whether a frame answers an action of the runner (not a keepalive or gap replay of the
-/// client's own projection, which use their own request ids).
+/// Whether a frame is an answer. Answers to the session client's own requests (heartbeat
+/// pings, gap replays, its submits) are told apart by [`WsClient::expect_foreign`].
 fn is_answer(frame: &Value) -> bool {
     let name = frame["event"].as_str().unwrap_or_default();
-    let rid = frame["data"]["requestId"].as_str().unwrap_or_default();
-    ANSWERS.contains(&name) && !rid.starts_with("keepalive-") && !rid.starts_with("gap-")
+    ANSWERS.contains(&name)
 }
 
 /// Forgets every frame received so far, so the next answer is the row's own.
@@ -1090,7 +1089,7 @@ async fn ws_answer(c: &mut WsClient, frame: &str, expected_code: &str) -> Value 
     for _ in 0..RATE_LIMIT_RETRIES {
         drain(c);
         c.send_text(frame.to_owned()).await;
-        let answer = c.expect_frame("the row's answer", is_answer).await;
+        let answer = c.expect_foreign("the row's answer", is_answer).await;
         if answer["data"]["code"] == "rate_limited" && expected_code != "rate_limited" {
             tokio::time::sleep(retry_pause(&answer["data"])).await;
             continue;
@@ -1124,16 +1123,16 @@ fn check_ws(answer: &Value, event: &str, code: &str, request_id: Option<&str>) -
     (!wrong.is_empty()).then(|| format!("{}: {answer}", wrong.join(", ")))
 }
 
-/// The same socket still works: a valid chat is confirmed (sent again after `rate_limited`).
-async fn ws_usable(c: &mut WsClient, session: &str) -> Result<(), String> {
+/// The same socket still works: a valid chat submitted through the session client is
+/// confirmed (the client sends it again under the same id after `rate_limited`, when the
+/// answer asks).
+async fn ws_usable(c: &mut WsClient) -> Result<(), String> {
+    let id = c.submit(say("still usable"), None).await;
     for _ in 0..RATE_LIMIT_RETRIES {
-        let id = c.submit(&chat(session, "still usable"), None).await;
         let outcome = c.outcome(&id).await;
         match outcome["event"].as_str() {
             Some("event:confirmed") => return Ok(()),
-            _ if outcome["data"]["code"] == "rate_limited" => {
-                tokio::time::sleep(retry_pause(&outcome["data"])).await;
-            }
+            _ if outcome["data"]["code"] == "rate_limited" => {}
             _ => return Err(format!("a valid submit afterwards was refused: {outcome}")),
         }
     }
@@ -1168,7 +1167,6 @@ async fn http_usable(h: &Http, f: &Fixture) -> Result<(), String> {
 /// Runs one row; `Err` says what was wrong.
 async fn run_row(h: &Http, f: &mut Fixture, row: &Row) -> Result<(), String> {
     let before = world(h, f).await;
-    let session = f.table.session.clone();
     let usable = match (&row.input, &row.expected) {
         (
             Input::Ws(frame),
@@ -1192,7 +1190,7 @@ async fn run_row(h: &Http, f: &mut Fixture, row: &Row) -> Result<(), String> {
             }
             let mut hits = 0;
             for _ in 0..*count {
-                let answer = c.expect_frame("a flood answer", is_answer).await;
+                let answer = c.expect_foreign("a flood answer", is_answer).await;
                 if answer["data"]["code"] == *code {
                     if let Some(wrong) = check_ws(&answer, "error", code, None) {
                         return Err(wrong);
@@ -1251,8 +1249,8 @@ async fn run_row(h: &Http, f: &mut Fixture, row: &Row) -> Result<(), String> {
         ));
     }
     match usable {
-        Usable::Socket(Which::Main) => ws_usable(&mut f.main, &session).await,
-        Usable::Socket(Which::Flooder) => ws_usable(&mut f.flooder, &session).await,
+        Usable::Socket(Which::Main) => ws_usable(&mut f.main).await,
+        Usable::Socket(Which::Flooder) => ws_usable(&mut f.flooder).await,
         Usable::Http => http_usable(h, f).await,
     }
 }

@@ -9,21 +9,28 @@
 //!   goblin actor, a session and goblin instances, all made through the HTTP API. Sockets open
 //!   with a single-use ticket from `POST /connect-ticket` ([`connect_ticket`]), as a browser
 //!   does; only [`tokens_at_connect`] opens one with a dev token directly (dev mode).
-//! - [`WsClient`]: a socket plus the client-side [`Projection`]. Frames are not ordered
-//!   (PROTOCOL.md), so the client buffers events by `sequence`, drops duplicates, replays a gap
-//!   that persists about 250 ms, and applies events in order to its own
-//!   [`GameSessionState`]: "every client sees HP 7" is read from each client's own state.
+//! - [`WsClient`]: a raw socket plus the real client core, a [`dlab_client::SessionClient`]
+//!   fed every frame. Frames are not ordered (PROTOCOL.md), so the core buffers events by
+//!   `sequence`, drops duplicates, replays a gap that persists about 250 ms, folds the client's
+//!   own confirmed events, and applies events in order to its own [`GameSessionState`]: "every
+//!   client sees HP 7" is read from each client's own state.
 //! - The cases, one `pub async fn` each, taking the [`Backend`]; `tests/tests/e2e_gateway.rs`
 //!   runs them on memory and `tests/tests/e2e_gateway_real.rs` on the real servers.
 //!
 //! Every wait is a bounded loop ([`WAIT`]); no assertion is about timing. All traffic goes to
 //! 127.0.0.1.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use dlab_core::event::GameEvent;
-use dlab_core::ids::{ConnectionId, EventId, InstanceId, Sequence, SessionId, UserId};
+use dlab_client::{
+    ClientConfig, ConflictInfo, EventDraft, HttpRequest, Notification, Output, Rebase, Rebaser,
+    SessionClient, SplitMix64, parse_loaded_state,
+};
+use dlab_core::codes::ErrorCode;
+use dlab_core::ids::{ConnectionId, InstanceId, SessionId, UserId};
+use dlab_core::protocol::{ClientMessage, ClientRequest, RequestId};
 use dlab_core::state::GameSessionState;
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
@@ -53,10 +60,10 @@ pub const LOAD_WAIT_REAL: Duration = Duration::from_secs(180);
 pub const GAP_REPLAY_AFTER: Duration = Duration::from_millis(250);
 /// A gap replay that got no last batch within this long may be sent again.
 pub const REPLAY_RETRY_AFTER: Duration = Duration::from_secs(3);
-/// A load-test submit neither answered nor seen this long is sent again (same id).
+/// A submit the session client sent and got no answer for this long is sent again (same id).
 pub const RESUBMIT_AFTER: Duration = Duration::from_secs(5);
-/// A waiting client that received nothing this long pings (its `pong` heads reveal lost
-/// events at the tail).
+/// The session client's heartbeat in tests: a waiting client pings this often (its `pong`
+/// heads reveal lost events at the tail).
 pub const KEEPALIVE_AFTER: Duration = Duration::from_secs(2);
 /// How often waiting loops look at the socket and the gap timer.
 const POLL: Duration = Duration::from_millis(50);
@@ -481,25 +488,40 @@ pub async fn setup_table(http: &Http, players: usize, goblins: usize) -> Table {
 // ---------------------------------------------------------------------------------------------
 // Events
 
-/// A fresh event for `session` (random v4 id).
+/// A fresh event for `session` (random v4 id), for a raw submit ([`WsClient::submit_raw`]).
 pub fn event(session: &str, event_type: &str, payload: Value) -> Value {
     json!({"id": uuid::Uuid::new_v4().to_string(), "sessionId": session, "type": event_type,
            "payload": payload, "clientTimestamp": dlab_store::model::now_ms()})
 }
 
-/// The seed's attack: compare-and-set of the goblin's HP from `from` to `to`.
-pub fn hit(session: &str, instance: &str, from: i64, to: i64) -> Value {
-    event(
-        session,
+/// `draft` as a raw envelope for `session` (random v4 id): for the submits that bypass the
+/// session client on purpose (deliberate duplicates, resends under one id, odd content).
+pub fn envelope(session: &str, draft: &EventDraft) -> Value {
+    event(session, &draft.event_type, draft.payload.clone())
+}
+
+/// The seed's attack as a draft: compare-and-set of the goblin's HP from `from` to `to`.
+pub fn attack(instance: &str, from: i64, to: i64) -> EventDraft {
+    EventDraft::new(
         "plugin:dnd5e:attack",
         json!({"target": {"instanceId": instance},
                "stateChanges": {"attributes.hp.value": {"from": from, "to": to}}}),
     )
 }
 
-/// A chat line.
+/// A chat line as a draft.
+pub fn say(text: &str) -> EventDraft {
+    EventDraft::new("core:chat", json!({ "text": text }))
+}
+
+/// [`attack`] as a raw envelope for `session`.
+pub fn hit(session: &str, instance: &str, from: i64, to: i64) -> Value {
+    envelope(session, &attack(instance, from, to))
+}
+
+/// [`say`] as a raw envelope for `session`.
 pub fn chat(session: &str, text: &str) -> Value {
-    event(session, "core:chat", json!({ "text": text }))
+    envelope(session, &say(text))
 }
 
 /// `{"action": "submit", "event": event}` with an optional request id.
@@ -511,179 +533,71 @@ pub fn submit_message(event: &Value, request_id: Option<&str>) -> Value {
     m
 }
 
-// ---------------------------------------------------------------------------------------------
-// The client-side projection
+/// The rebase hook of the attack cases: an [`attack`] refused with `conflict` is written again
+/// from the server's `current` HP with the same damage (the session client submits it under a
+/// new id).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RebaseAttack;
 
-/// What a client knows of a session: its own [`GameSessionState`], fed in sequence order from
-/// `events:batch`, `event:applied` and its own `event:confirmed`.
-#[derive(Debug, Default)]
-pub struct Projection {
-    /// The session, once subscribed.
-    pub session: Option<SessionId>,
-    /// The state, once subscribed.
-    pub state: Option<GameSessionState>,
-    /// Events received ahead of a gap, by sequence.
-    buffer: BTreeMap<u64, GameEvent>,
-    /// Every sequence applied, in the order applied.
-    pub applied: Vec<u64>,
-    /// The ids of the events applied.
-    applied_ids: HashSet<String>,
-    /// Events dropped because they were applied or buffered already.
-    pub duplicates: usize,
-    /// Replays sent to heal a gap.
-    pub gap_replays: usize,
-    /// Own submissions by id, to fold in on `event:confirmed`.
-    submitted: HashMap<String, Value>,
-    gap_since: Option<Instant>,
-    known_head: u64,
-    /// The gap replay in flight (its request id and when it was sent): one at a time.
-    replay_in_flight: Option<(String, Instant)>,
+impl RebaseAttack {
+    fn rewrite(rejected: &EventDraft, conflict: &ConflictInfo) -> Option<EventDraft> {
+        if rejected.event_type != "plugin:dnd5e:attack" {
+            return None;
+        }
+        let change = &rejected.payload["stateChanges"]["attributes.hp.value"];
+        let damage = change["from"].as_i64()? - change["to"].as_i64()?;
+        let current = conflict.current.get("attributes.hp.value")?.as_i64()?;
+        let instance = rejected.payload["target"]["instanceId"].as_str()?;
+        Some(attack(instance, current, current - damage))
+    }
 }
 
-impl Projection {
-    /// Starts following `session` (a fresh state unless this session is followed already).
-    fn follow(&mut self, session: &str, since: u64) {
-        let same = self.session.as_ref().is_some_and(|s| s.as_str() == session);
-        if !same {
-            assert_eq!(
-                since, 0,
-                "a client without state for {session} must subscribe from 0"
-            );
-            self.session = Some(SessionId::new(session));
-            self.state = Some(GameSessionState::new(SessionId::new(session), None));
-            self.buffer.clear();
-            self.applied.clear();
-            self.applied_ids.clear();
-            self.known_head = 0;
-        }
-    }
-
-    /// The last sequence applied.
-    pub fn last(&self) -> u64 {
-        self.state
-            .as_ref()
-            .map_or(0, |s| s.last_event_sequence.get())
-    }
-
-    /// Whether the event `id` is applied.
-    pub fn has_applied(&self, id: &str) -> bool {
-        self.applied_ids.contains(id)
-    }
-
-    /// The current `attributes.hp.value` of an instance in this client's own state.
-    pub fn hp(&self, instance: &str) -> Option<i64> {
-        self.state
-            .as_ref()?
-            .current(&InstanceId::new(instance), "attributes.hp.value")?
-            .as_i64()
-    }
-
-    /// Takes a committed event: buffers it, drops a duplicate, applies what is contiguous.
-    fn offer(&mut self, event: GameEvent) {
-        let Some(state) = &mut self.state else {
-            return;
-        };
-        if event.session_id != state.session_id {
-            return;
-        }
-        let seq = event.sequence.get();
-        if seq <= state.last_event_sequence.get() || self.buffer.contains_key(&seq) {
-            self.duplicates += 1;
-            return;
-        }
-        self.buffer.insert(seq, event);
-        while let Some(next) = self.buffer.remove(&(state.last_event_sequence.get() + 1)) {
-            if let Err(e) = state.apply(&next) {
-                panic!(
-                    "the client's projection refused event {} (sequence {}): {e}",
-                    next.id,
-                    next.sequence.get()
-                );
-            }
-            self.applied.push(next.sequence.get());
-            self.applied_ids.insert(next.id.0.clone());
-        }
-    }
-
-    /// The highest sequence this client knows exists (from `session:subscribed`, `pong`
-    /// heads, its own confirmations and every event seen).
-    pub fn known_head(&self) -> u64 {
-        let buffered = self.buffer.keys().next_back().copied().unwrap_or(0);
-        self.known_head.max(buffered).max(self.last())
-    }
-
-    fn saw_head(&mut self, head: u64) {
-        self.known_head = self.known_head.max(head);
-    }
-
-    /// The first missing range `(after, to)`: below the first buffered event, or up to a
-    /// known head nothing has arrived for (a lost tail).
-    fn gap(&self) -> Option<(u64, u64)> {
-        let last = self.last();
-        let upper = match self.buffer.keys().next() {
-            Some(first) => first - 1,
-            None => self.known_head,
-        };
-        (upper > last).then_some((last, upper))
-    }
-
-    /// A replay request when a gap has persisted [`GAP_REPLAY_AFTER`] (one in flight at a
-    /// time; retried after [`REPLAY_RETRY_AFTER`]).
-    fn gap_replay(&mut self) -> Option<Value> {
-        let Some((from, to)) = self.gap() else {
-            self.gap_since = None;
-            return None;
-        };
-        let now = Instant::now();
-        let since = *self.gap_since.get_or_insert(now);
-        if now.duration_since(since) < GAP_REPLAY_AFTER {
-            return None;
-        }
-        if let Some((_, sent)) = &self.replay_in_flight
-            && now.duration_since(*sent) < REPLAY_RETRY_AFTER
-        {
-            return None;
-        }
-        self.gap_since = Some(now);
-        self.gap_replays += 1;
-        let request_id = format!("gap-{}", self.gap_replays);
-        self.replay_in_flight = Some((request_id.clone(), now));
-        Some(
-            json!({"action": "replay", "sessionId": self.session, "from": from,
-                    "to": to, "requestId": request_id}),
-        )
-    }
-
-    /// The last batch of the gap replay in flight ends it.
-    fn replay_answered(&mut self, frame: &Value) {
-        // An `error` answer (e.g. `unavailable`) leaves it in flight: the retry waits for
-        // REPLAY_RETRY_AFTER rather than hammering a struggling store.
-        let data = &frame["data"];
-        if frame["event"] == "events:batch"
-            && data["isLast"] == true
-            && let Some((request_id, _)) = &self.replay_in_flight
-            && data["requestId"] == request_id.as_str()
-        {
-            self.replay_in_flight = None;
-        }
-    }
-
-    fn clear_gap_timer(&mut self) {
-        if self.gap().is_none() {
-            self.gap_since = None;
-        }
+impl Rebaser for RebaseAttack {
+    fn rebase(
+        &self,
+        rejected: &EventDraft,
+        conflict: &ConflictInfo,
+        _confirmed: &GameSessionState,
+    ) -> Rebase {
+        Self::rewrite(rejected, conflict).map_or(Rebase::Report, Rebase::Resubmit)
     }
 }
 
 // ---------------------------------------------------------------------------------------------
 // The WebSocket client
 
+/// Milliseconds on a monotonic clock from a fixed start (the first call): the `now` of every
+/// call into a session client, which has no clock of its own.
+pub fn now_ms() -> u64 {
+    static START: OnceLock<std::time::Instant> = OnceLock::new();
+    let elapsed = START.get_or_init(std::time::Instant::now).elapsed();
+    u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The session client's settings for a test client: the documented gap wait
+/// ([`GAP_REPLAY_AFTER`]), and a replay retry, resend timeout and heartbeat far shorter than a
+/// browser's, so a lost frame costs a test seconds, not minutes.
+pub fn client_config(session: &str, user: &User) -> ClientConfig {
+    let mut config = ClientConfig::new(SessionId::new(session), UserId::new(user.id.as_str()));
+    config.gap_wait_ms = millis(GAP_REPLAY_AFTER);
+    config.replay_timeout_ms = millis(REPLAY_RETRY_AFTER);
+    config.submit_timeout_ms = millis(RESUBMIT_AFTER);
+    config.timings.heartbeat_ms = millis(KEEPALIVE_AFTER);
+    config
+}
+
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// What the reading task saw.
 #[derive(Debug)]
 enum Incoming {
-    Frame(Value),
+    /// A frame as JSON (`<not json>` / `<binary>` stand-ins otherwise), with its text when it
+    /// was a text frame (what the session client reads).
+    Frame(Value, Option<String>),
     Close(Option<(u16, String)>),
     End(Option<String>),
 }
@@ -697,22 +611,40 @@ pub struct Ended {
     pub error: Option<String>,
 }
 
-/// A WebSocket client over TCP with its own projection.
+/// A WebSocket client over TCP. The socket is raw (tests write malformed frames on purpose);
+/// following the session is the job of a [`SessionClient`] it owns from [`Self::subscribe`] on:
+/// every text frame is fed to it, the requests it asks for (subscribe, replays, pings, submits)
+/// are written to the socket, and its timers run whenever the client waits. The socket's life
+/// is the test's to decide: the core's `Connect`, `Reconnect` and `Close` outputs are not acted
+/// on, and [`Self::subscribe`] tells it when a socket is open.
 pub struct WsClient {
     /// Who it is.
     pub user: User,
     /// The gateway's id of the current socket, when learned ([`connect_tracked`]).
     pub connection: Option<ConnectionId>,
-    /// The state this client built from what it received.
-    pub projection: Projection,
+    core: Option<SessionClient>,
+    /// Every sequence the core applied, in the order applied.
+    applied: Vec<u64>,
+    applied_ids: HashSet<String>,
+    /// The replacement the core's rebase hook submitted, by refused event id.
+    rebased: HashMap<String, String>,
+    /// Own events the core rolled back (refused by the server), with the code.
+    rolled_back: HashMap<String, ErrorCode>,
+    /// The `requestId` to put on the core's submits of an event (see [`Self::submit`]).
+    submit_request_ids: HashMap<String, RequestId>,
+    /// Submit frames written for an event id by the core (the first send and its resends).
+    submit_sends: HashMap<String, usize>,
+    /// The `requestId`s of the core's own subscribes, replays and pings.
+    core_requests: HashSet<String>,
+    gap_replays: usize,
+    keepalives: usize,
+    http_base: String,
     sink: Option<SplitSink<Ws, Message>>,
     reader: Option<tokio::task::JoinHandle<()>>,
     rx: mpsc::UnboundedReceiver<Incoming>,
     inbox: VecDeque<Value>,
     ended: Option<Ended>,
     close_seen: bool,
-    last_frame_at: Instant,
-    keepalives: usize,
 }
 
 async fn read_loop(mut stream: SplitStream<Ws>, tx: mpsc::UnboundedSender<Incoming>) {
@@ -722,9 +654,10 @@ async fn read_loop(mut stream: SplitStream<Ws>, tx: mpsc::UnboundedSender<Incomi
             Ok(Message::Text(text)) => Incoming::Frame(
                 serde_json::from_str(&text)
                     .unwrap_or_else(|_| json!({"event": "<not json>", "data": text.as_str()})),
+                Some(text.as_str().to_owned()),
             ),
             Ok(Message::Binary(bytes)) => {
-                Incoming::Frame(json!({"event": "<binary>", "data": bytes.len()}))
+                Incoming::Frame(json!({"event": "<binary>", "data": bytes.len()}), None)
             }
             Ok(Message::Close(frame)) => {
                 Incoming::Close(frame.map(|f| (u16::from(f.code), f.reason.to_string())))
@@ -759,11 +692,15 @@ pub async fn open_socket(
         .map(|(ws, _)| ws)
 }
 
+/// The HTTP base of the gateway of `ws_url`.
+fn http_base(ws_url: &str) -> String {
+    ws_url.trim_end_matches('/').replacen("ws://", "http://", 1)
+}
+
 /// `POST /connect-ticket` with the user's token, on the gateway of `ws_url`: a single-use
 /// connect ticket, what a client puts in `?token=`.
 pub async fn connect_ticket(ws_url: &str, user: &User) -> String {
-    let base = ws_url.trim_end_matches('/').replacen("ws://", "http://", 1);
-    let (status, body) = Http::at(base)
+    let (status, body) = Http::at(http_base(ws_url))
         .call(
             reqwest::Method::POST,
             "/connect-ticket",
@@ -793,22 +730,30 @@ impl WsClient {
         let mut client = Self {
             user: user.clone(),
             connection: None,
-            projection: Projection::default(),
+            core: None,
+            applied: Vec::new(),
+            applied_ids: HashSet::new(),
+            rebased: HashMap::new(),
+            rolled_back: HashMap::new(),
+            submit_request_ids: HashMap::new(),
+            submit_sends: HashMap::new(),
+            core_requests: HashSet::new(),
+            gap_replays: 0,
+            keepalives: 0,
+            http_base: http_base(ws_url),
             sink: None,
             reader: None,
             rx: mpsc::unbounded_channel().1,
             inbox: VecDeque::new(),
             ended: None,
             close_seen: false,
-            last_frame_at: Instant::now(),
-            keepalives: 0,
         };
         client.reconnect(ws_url).await;
         client
     }
 
-    /// Opens a new socket for the same user, keeping the projection (the previous socket, if
-    /// any, is dropped abruptly).
+    /// Opens a new socket for the same user, keeping the session client and its state (the
+    /// previous socket, if any, is dropped abruptly). [`Self::subscribe`] resumes the session.
     pub async fn reconnect(&mut self, ws_url: &str) {
         self.drop_abruptly().await;
         let ticket = connect_ticket(ws_url, &self.user).await;
@@ -824,6 +769,7 @@ impl WsClient {
         self.ended = None;
         self.close_seen = false;
         self.connection = None;
+        self.http_base = http_base(ws_url);
     }
 
     /// Drops the TCP connection without a close frame, as a client that vanished (the
@@ -833,7 +779,18 @@ impl WsClient {
             reader.abort();
             let _ = reader.await;
         }
-        self.sink = None;
+        if self.sink.take().is_some() {
+            self.socket_gone().await;
+        }
+    }
+
+    /// The session client learns that the socket is gone (its unconfirmed submits will be
+    /// resent after the next subscribe).
+    async fn socket_gone(&mut self) {
+        if let Some(core) = &mut self.core {
+            let out = core.on_disconnected(now_ms());
+            self.dispatch(out).await;
+        }
     }
 
     /// Closes with a normal close frame.
@@ -850,6 +807,17 @@ impl WsClient {
             .await
             .unwrap_or_else(|_| panic!("{}: a send blocked for {WAIT:?}", self.user.id))
             .unwrap_or_else(|e| panic!("send failed: {e}"));
+    }
+
+    /// Writes a frame the session client asked for. A socket that is closing or gone loses
+    /// it, as a real socket would; the core's timeouts and the next subscribe make up for it.
+    async fn send_quietly(&mut self, text: String) {
+        if self.ended.is_some() || self.close_seen {
+            return;
+        }
+        if let Some(sink) = &mut self.sink {
+            let _ = tokio::time::timeout(WAIT, sink.send(Message::text(text))).await;
+        }
     }
 
     /// Sends one binary frame.
@@ -881,29 +849,129 @@ impl WsClient {
         let _ = sink.flush().await;
     }
 
-    /// Sends one JSON message, remembering a submitted event for the projection.
+    /// Sends one JSON message as is, past the session client.
     pub async fn send(&mut self, message: Value) {
-        if message["action"] == "submit"
-            && let Some(id) = message["event"]["id"].as_str()
-        {
-            self.projection
-                .submitted
-                .insert(id.to_owned(), message["event"].clone());
-        }
         self.send_text(message.to_string()).await;
     }
 
-    /// Submits `event` (with `requestId` when given); returns its id.
-    pub async fn submit(&mut self, event: &Value, request_id: Option<&str>) -> String {
+    /// Submits `draft` through the session client: it joins the client's optimistic view, goes
+    /// out once the session is live (at once after [`Self::subscribe`]), is resent under the
+    /// same id after a silence or a reconnect, and is folded into the confirmed state from its
+    /// `event:confirmed`. With `request_id`, every submit frame of the event carries it (the
+    /// core sends none; the test checks the server echoes it). Returns the event's id.
+    pub async fn submit(&mut self, draft: EventDraft, request_id: Option<&str>) -> String {
+        let user = self.user.id.clone();
+        let core = self.core.as_mut().unwrap_or_else(|| {
+            panic!("{user}: submit through the session client before subscribe")
+        });
+        let (id, out) = core
+            .submit(draft.clone(), now_ms())
+            .unwrap_or_else(|e| panic!("{user}: the session client refused {draft:?}: {e}"));
+        if let Some(r) = request_id {
+            let r = RequestId::new(r).expect("a short request id");
+            self.submit_request_ids.insert(id.as_str().to_owned(), r);
+        }
+        self.dispatch(out).await;
+        id.as_str().to_owned()
+    }
+
+    /// Submits a raw envelope (with `requestId` when given), past the session client: for
+    /// deliberate duplicates, resends under one id and odd content. The session client does
+    /// not know the id; it learns the sequence from the `event:confirmed` and replays it.
+    /// Returns the event's `id` as sent.
+    pub async fn submit_raw(&mut self, event: &Value, request_id: Option<&str>) -> String {
         self.send(submit_message(event, request_id)).await;
         event["id"].as_str().unwrap_or_default().to_owned()
     }
 
-    fn absorb(&mut self, incoming: Incoming) {
+    /// Carries out what the session client asked for.
+    async fn dispatch(&mut self, outputs: Vec<Output>) {
+        let mut queue: VecDeque<Output> = outputs.into();
+        while let Some(output) = queue.pop_front() {
+            match output {
+                Output::Send(mut request) => {
+                    match &request.message {
+                        ClientMessage::Submit { event } => {
+                            let id = event["id"].as_str().unwrap_or_default().to_owned();
+                            if request.request_id.is_none() {
+                                request.request_id = self.submit_request_ids.get(&id).cloned();
+                            }
+                            *self.submit_sends.entry(id).or_default() += 1;
+                        }
+                        // A gap replay has an upper bound; a catch-up continuation has none.
+                        ClientMessage::Replay { to: Some(_), .. } => self.gap_replays += 1,
+                        ClientMessage::Ping => self.keepalives += 1,
+                        _ => {}
+                    }
+                    if !matches!(request.message, ClientMessage::Submit { .. })
+                        && let Some(r) = &request.request_id
+                    {
+                        self.core_requests.insert(r.as_str().to_owned());
+                    }
+                    let text = serde_json::to_string(&request).expect("a request serializes");
+                    self.send_quietly(text).await;
+                }
+                Output::Notify(note) => self.noted(note),
+                Output::Http(request) => queue.extend(self.load(request).await),
+                // The test decides when sockets open and close; see the type's docs.
+                Output::WakeAt(_) | Output::Connect | Output::Reconnect | Output::Close => {}
+            }
+        }
+    }
+
+    fn noted(&mut self, note: Notification) {
+        match note {
+            Notification::Applied(events) => {
+                for e in events {
+                    self.applied.push(e.sequence.get());
+                    self.applied_ids.insert(e.id.as_str().to_owned());
+                }
+            }
+            Notification::Diverged { sequence, error } => panic!(
+                "{}: the client's state refused committed event {}: {error}",
+                self.user.id,
+                sequence.get()
+            ),
+            Notification::Rebased {
+                rejected,
+                resubmitted,
+            } => {
+                self.rebased.insert(
+                    rejected.as_str().to_owned(),
+                    resubmitted.as_str().to_owned(),
+                );
+            }
+            Notification::RolledBack { id, rejection, .. } => {
+                self.rolled_back
+                    .insert(id.as_str().to_owned(), rejection.code);
+            }
+            _ => {}
+        }
+    }
+
+    /// Loads the state the session client asked for over HTTP and hands it over.
+    async fn load(&mut self, request: HttpRequest) -> Vec<Output> {
+        let href = match request {
+            HttpRequest::LoadSnapshot { href, .. } | HttpRequest::LoadState { href } => href,
+        };
+        let (status, body) = Http::at(self.http_base.clone())
+            .call(reqwest::Method::GET, &href, Some(&self.user.token), None)
+            .await;
+        assert_eq!(status, 200, "{}: GET {href}: {body}", self.user.id);
+        let state = parse_loaded_state(&body.to_string())
+            .unwrap_or_else(|e| panic!("{}: GET {href}: {e}", self.user.id));
+        let core = self.core.as_mut().expect("a session client asked");
+        core.on_snapshot(state, now_ms())
+            .unwrap_or_else(|e| panic!("GET {href}: {e}"))
+    }
+
+    async fn absorb(&mut self, incoming: Incoming) {
         match incoming {
-            Incoming::Frame(frame) => {
-                self.last_frame_at = Instant::now();
-                self.project(&frame);
+            Incoming::Frame(frame, text) => {
+                if let (Some(core), Some(text)) = (&mut self.core, text) {
+                    let out = core.on_text(&text, now_ms());
+                    self.dispatch(out).await;
+                }
                 self.inbox.push_back(frame);
             }
             Incoming::Close(close) => {
@@ -913,98 +981,27 @@ impl WsClient {
             Incoming::End(error) => {
                 self.ended.get_or_insert_with(Ended::default).error = error;
                 self.reader = None;
+                self.socket_gone().await;
             }
         }
     }
 
-    fn project(&mut self, frame: &Value) {
-        let data = &frame["data"];
-        let following = |p: &Projection| {
-            p.session
-                .as_ref()
-                .is_some_and(|s| data["sessionId"] == s.as_str())
-        };
-        match frame["event"].as_str().unwrap_or_default() {
-            "event:applied" => self.offer_json(data),
-            "events:batch" => {
-                for e in data["events"].as_array().into_iter().flatten() {
-                    self.offer_json(e);
-                }
-            }
-            "session:subscribed" if following(&self.projection) => {
-                self.projection.saw_head(data["head"].as_u64().unwrap_or(0));
-            }
-            "pong" => {
-                if let Some(session) = &self.projection.session
-                    && let Some(head) = data["heads"][session.as_str()].as_u64()
-                {
-                    self.projection.saw_head(head);
-                }
-            }
-            "event:confirmed" => self.confirmed_own(data),
-            _ => {}
-        }
-        self.projection.replay_answered(frame);
-        self.projection.clear_gap_timer();
-    }
-
-    /// Folds this client's own confirmed event into its projection.
-    fn confirmed_own(&mut self, data: &Value) {
-        let Some(sequence) = data["sequence"].as_u64() else {
-            return;
-        };
-        let Some(sent) = data["tempId"]
-            .as_str()
-            .and_then(|id| self.projection.submitted.get(id))
-        else {
-            return;
-        };
-        if self
-            .projection
-            .session
-            .as_ref()
-            .is_none_or(|s| sent["sessionId"] != s.as_str())
-        {
-            return;
-        }
-        let event = GameEvent {
-            id: EventId::new(data["eventId"].as_str().unwrap_or_default()),
-            sequence: Sequence(sequence),
-            timestamp: data["timestamp"].as_u64().unwrap_or_default(),
-            client_timestamp: sent["clientTimestamp"].as_u64(),
-            user_id: UserId::new(self.user.id.as_str()),
-            session_id: SessionId::new(sent["sessionId"].as_str().unwrap_or_default()),
-            event_type: sent["type"].as_str().unwrap_or_default().to_owned(),
-            payload: sent["payload"].clone(),
-            checksum: sent["checksum"].as_str().map(str::to_owned),
-        };
-        self.projection.saw_head(sequence);
-        self.projection.offer(event);
-    }
-
-    fn offer_json(&mut self, value: &Value) {
-        let event: GameEvent = serde_json::from_value(value.clone())
-            .unwrap_or_else(|e| panic!("not a GameEvent ({e}): {value}"));
-        self.projection.offer(event);
-    }
-
-    /// Reads what arrives within `wait`, then heals a persisting gap.
+    /// Reads what arrives within `wait`, then lets the session client's timers run (gap
+    /// replays, heartbeats, resends).
     async fn pump(&mut self, wait: Duration) {
         if self.reader.is_some() || !self.rx.is_empty() {
             if let Ok(Some(incoming)) = tokio::time::timeout(wait, self.rx.recv()).await {
-                self.absorb(incoming);
+                self.absorb(incoming).await;
                 while let Ok(more) = self.rx.try_recv() {
-                    self.absorb(more);
+                    self.absorb(more).await;
                 }
             }
         } else {
             tokio::time::sleep(wait).await;
         }
-        if self.sink.is_some()
-            && self.ended.is_none()
-            && let Some(replay) = self.projection.gap_replay()
-        {
-            self.send(replay).await;
+        if let Some(core) = &mut self.core {
+            let out = core.tick(now_ms());
+            self.dispatch(out).await;
         }
     }
 
@@ -1033,9 +1030,12 @@ impl WsClient {
             }
             if Instant::now() >= deadline {
                 panic!(
-                    "{}: no {what} within {within:?}; applied up to {}; inbox: {:?}",
+                    "{}: no {what} within {within:?}; applied up to {} (known head {}); \
+                     session client: {:?}; inbox: {:?}",
                     self.user.id,
-                    self.projection.last(),
+                    self.last(),
+                    self.known_head(),
+                    self.core,
                     self.inbox
                 );
             }
@@ -1043,20 +1043,10 @@ impl WsClient {
         }
     }
 
-    /// One step of a waiting client: reads, heals a persisting gap, and pings when it heard
-    /// nothing for [`KEEPALIVE_AFTER`] (the heads in the `pong` reveal a lost tail).
+    /// One step of a waiting client: reads, then lets the session client's timers run (it
+    /// heals a persisting gap and pings every [`KEEPALIVE_AFTER`]: the heads in the `pong`
+    /// reveal a lost tail).
     pub async fn tick(&mut self) {
-        if self.projection.session.is_some()
-            && self.sink.is_some()
-            && self.ended.is_none()
-            && self.last_frame_at.elapsed() >= KEEPALIVE_AFTER
-        {
-            self.keepalives += 1;
-            self.last_frame_at = Instant::now();
-            let request_id = format!("keepalive-{}", self.keepalives);
-            self.send(json!({"action": "ping", "requestId": request_id}))
-                .await;
-        }
         self.pump(POLL).await;
     }
 
@@ -1064,6 +1054,35 @@ impl WsClient {
     pub fn take(&mut self, matches: impl Fn(&Value) -> bool) -> Option<Value> {
         let i = self.inbox.iter().position(matches)?;
         self.inbox.remove(i)
+    }
+    /// Removes and returns the first received frame matching `matches` that does not answer
+    /// the session client (its subscribes, replays, pings and submits): what a test sent itself.
+    pub fn take_foreign(&mut self, matches: impl Fn(&Value) -> bool) -> Option<Value> {
+        let (requests, submits) = (&self.core_requests, &self.submit_sends);
+        let i = self.inbox.iter().position(|f| {
+            let data = &f["data"];
+            let own = match data["requestId"].as_str() {
+                Some(r) => requests.contains(r),
+                // The core's submits carry no requestId; a frame about one of its events that
+                // echoes a requestId answers the test.
+                None => data["tempId"]
+                    .as_str()
+                    .is_some_and(|id| submits.contains_key(id)),
+            };
+            !own && matches(f)
+        })?;
+        self.inbox.remove(i)
+    }
+
+    /// [`Self::expect_frame`] with [`Self::take_foreign`].
+    pub async fn expect_foreign(&mut self, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
+        let mut found = None;
+        self.wait_until(what, |c| {
+            found = c.take_foreign(&matches);
+            found.is_some()
+        })
+        .await;
+        found.expect("found")
     }
 
     /// The first frame (whole: `{event, data}`) matching `matches`, waiting for it.
@@ -1135,22 +1154,76 @@ impl WsClient {
         panic!("no last batch for {request_id}");
     }
 
-    /// Subscribes from `since` (starting the projection when it is new); returns the
-    /// `session:subscribed` data and the catch-up events in the order received.
+    /// Subscribes from `since` through the session client (starting one when the session is
+    /// new; `since` must be its last applied sequence, which is where it subscribes from);
+    /// returns the `session:subscribed` data and the catch-up events in the order received.
     pub async fn subscribe(&mut self, session: &str, since: u64) -> (Value, Vec<Value>) {
-        self.projection.follow(session, since);
-        let rid = format!("sub-{}", tag());
-        self.send(
-            json!({"action": "subscribe", "sessionId": session, "since": since, "requestId": rid}),
-        )
-        .await;
+        self.follow(session, since);
+        let rid = self.start_subscribe().await;
         let subscribed = self.expect_rid("session:subscribed", &rid).await;
         let (events, complete) = self.batches(&rid).await;
         assert!(complete, "catch-up stopped early");
         (subscribed, events)
     }
 
-    /// Waits until the projection has applied everything up to `sequence`.
+    /// Starts a session client for `session`, unless it follows that session already.
+    fn follow(&mut self, session: &str, since: u64) {
+        match &self.core {
+            Some(core) if core.confirmed().session_id.as_str() == session => assert_eq!(
+                since,
+                core.last_applied().get(),
+                "{}: the session client subscribes from its last applied sequence",
+                self.user.id
+            ),
+            _ => {
+                assert_eq!(
+                    since, 0,
+                    "a client without state for {session} must subscribe from 0"
+                );
+                let seed = uuid::Uuid::new_v4().as_u64_pair().0;
+                self.core = Some(SessionClient::new(
+                    client_config(session, &self.user),
+                    Box::new(SplitMix64::new(seed)),
+                ));
+                self.applied.clear();
+                self.applied_ids.clear();
+            }
+        }
+    }
+
+    /// Tells the session client that the current socket is open: it subscribes from its last
+    /// applied sequence (and, once caught up, resends its unconfirmed submits). Returns the
+    /// subscribe's `requestId`; the answers feed the client as they arrive.
+    pub async fn start_subscribe(&mut self) -> String {
+        let user = self.user.id.clone();
+        let core = self
+            .core
+            .as_mut()
+            .unwrap_or_else(|| panic!("{user}: no session client (subscribe first)"));
+        let out = core.on_connected(now_ms());
+        let rid = out
+            .iter()
+            .find_map(|o| match o {
+                Output::Send(ClientRequest {
+                    request_id: Some(r),
+                    message: ClientMessage::Subscribe { .. },
+                }) => Some(r.as_str().to_owned()),
+                _ => None,
+            })
+            .expect("an open socket makes the session client subscribe");
+        self.dispatch(out).await;
+        rid
+    }
+
+    /// Installs a rebase hook in the session client (after [`Self::subscribe`]).
+    pub fn set_rebaser(&mut self, rebaser: Box<dyn Rebaser>) {
+        self.core
+            .as_mut()
+            .expect("a session client (subscribe first)")
+            .set_rebaser(rebaser);
+    }
+
+    /// Waits until the session client has applied everything up to `sequence`.
     pub async fn wait_applied(&mut self, sequence: u64) {
         self.wait_applied_within(sequence, WAIT).await;
     }
@@ -1158,7 +1231,7 @@ impl WsClient {
     /// [`Self::wait_applied`] with another bound.
     pub async fn wait_applied_within(&mut self, sequence: u64, within: Duration) {
         self.wait_until_within(&format!("sequence {sequence}"), within, |c| {
-            c.projection.last() >= sequence
+            c.last() >= sequence
         })
         .await;
     }
@@ -1196,7 +1269,7 @@ impl WsClient {
         &self.inbox
     }
 
-    /// Takes every frame received and not taken yet (the projection has seen them already).
+    /// Takes every frame received and not taken yet (the session client has seen them already).
     pub fn drain_inbox(&mut self) -> Vec<Value> {
         self.inbox.drain(..).collect()
     }
@@ -1206,10 +1279,82 @@ impl WsClient {
         self.sink.is_some() && self.ended.is_none()
     }
 
-    /// Keepalive pings sent by [`Self::tick`].
+    /// Heartbeat pings the session client sent (every [`KEEPALIVE_AFTER`] while waiting).
     pub fn keepalives(&self) -> usize {
         self.keepalives
     }
+
+    /// The session client, once [`Self::subscribe`] started it.
+    pub fn session_client(&self) -> Option<&SessionClient> {
+        self.core.as_ref()
+    }
+
+    /// The confirmed state the session client built from what it received.
+    pub fn state(&self) -> Option<&GameSessionState> {
+        self.core.as_ref().map(SessionClient::confirmed)
+    }
+
+    /// The last sequence applied to the confirmed state (0 before subscribing).
+    pub fn last(&self) -> u64 {
+        self.core.as_ref().map_or(0, |c| c.last_applied().get())
+    }
+
+    /// Every sequence applied, in the order applied.
+    pub fn applied(&self) -> &[u64] {
+        &self.applied
+    }
+
+    /// Whether the event `id` is applied to the confirmed state.
+    pub fn has_applied(&self, id: &str) -> bool {
+        self.applied_ids.contains(id)
+    }
+
+    /// The highest sequence the session client knows exists (from `session:subscribed`,
+    /// `pong` heads, confirmations and every event seen).
+    pub fn known_head(&self) -> u64 {
+        self.core.as_ref().map_or(0, |c| c.known_head().get())
+    }
+
+    /// The current `attributes.hp.value` of an instance in the confirmed state.
+    pub fn hp(&self, instance: &str) -> Option<i64> {
+        hp_in(self.state()?, instance)
+    }
+
+    /// The same in the optimistic view (confirmed state plus own pending events).
+    pub fn view_hp(&self, instance: &str) -> Option<i64> {
+        hp_in(self.core.as_ref()?.view(), instance)
+    }
+
+    /// Committed events the session client dropped because it had them already.
+    pub fn duplicates(&self) -> u64 {
+        self.core.as_ref().map_or(0, SessionClient::duplicates)
+    }
+
+    /// Gap replays the session client sent.
+    pub fn gap_replays(&self) -> usize {
+        self.gap_replays
+    }
+
+    /// The new id under which the rebase hook resubmitted the refused event `id`.
+    pub fn rebased(&self, id: &str) -> Option<&str> {
+        self.rebased.get(id).map(String::as_str)
+    }
+
+    /// The code of the refusal of an own event the session client rolled back.
+    pub fn rolled_back(&self, id: &str) -> Option<ErrorCode> {
+        self.rolled_back.get(id).copied()
+    }
+
+    /// Submit frames the session client wrote for the event `id` (its first send and resends).
+    pub fn submit_sends(&self, id: &str) -> usize {
+        self.submit_sends.get(id).copied().unwrap_or(0)
+    }
+}
+
+fn hp_in(state: &GameSessionState, instance: &str) -> Option<i64> {
+    state
+        .current(&InstanceId::new(instance), "attributes.hp.value")?
+        .as_i64()
 }
 
 /// Connects `user` and learns the connection id from the hub (connections of one gateway must
@@ -1360,14 +1505,13 @@ pub async fn multi_client_synchronization(backend: Backend) {
     let s = t.session.as_str();
     let mut clients = join_session(&running, &[&t.players[0], &t.players[1], &t.gm], s).await;
     for c in &clients {
-        assert_eq!(c.projection.last(), 1, "the actor_added event");
-        assert_eq!(c.projection.hp("goblin1"), Some(15));
+        assert_eq!(c.last(), 1, "the actor_added event");
+        assert_eq!(c.hp("goblin1"), Some(15));
     }
-    let attack = hit(s, "goblin1", 15, 7);
     let [p1, p2, gm] = clients.as_mut_slice() else {
         unreachable!()
     };
-    let id = p1.submit(&attack, Some("attack-1")).await;
+    let id = p1.submit(attack("goblin1", 15, 7), Some("attack-1")).await;
     let confirmed = p1.confirmed(&id).await;
     assert_eq!(confirmed["eventId"], id.as_str());
     assert_eq!(confirmed["sequence"], 2);
@@ -1388,7 +1532,7 @@ pub async fn multi_client_synchronization(backend: Backend) {
     }
     for c in clients.iter_mut() {
         c.wait_applied(2).await;
-        assert_eq!(c.projection.hp("goblin1"), Some(7), "{}", c.user.id);
+        assert_eq!(c.hp("goblin1"), Some(7), "{}", c.user.id);
     }
     assert_eq!(http.hp(s, "goblin1", &t.players[1].token).await, 7);
     // The sender folds its own event in from event:confirmed, never gets it as event:applied.
@@ -1416,9 +1560,13 @@ pub async fn concurrent_attacks_rebase(backend: Backend) {
     let [p1, p2, _gm] = clients.as_mut_slice() else {
         unreachable!()
     };
-    let by_8 = hit(s, "goblin1", 15, 7);
-    let by_5 = hit(s, "goblin1", 15, 10);
-    let (id_8, id_5) = tokio::join!(p1.submit(&by_8, None), p2.submit(&by_5, None));
+    // Each client rebases a conflicting attack on the server's `current` (the core's hook).
+    p1.set_rebaser(Box::new(RebaseAttack));
+    p2.set_rebaser(Box::new(RebaseAttack));
+    let (id_8, id_5) = tokio::join!(
+        p1.submit(attack("goblin1", 15, 7), None),
+        p2.submit(attack("goblin1", 15, 10), None)
+    );
     let (out_8, out_5) = tokio::join!(p1.outcome(&id_8), p2.outcome(&id_5));
     let (loser, frame, damage, lost_id) = match (
         out_8["event"].as_str().unwrap_or_default(),
@@ -1442,18 +1590,27 @@ pub async fn concurrent_attacks_rebase(backend: Backend) {
         Some(1),
         "current has every path of the event: {frame}"
     );
-    // Rebase on `current` and resubmit under a new id.
-    let rebased = hit(s, "goblin1", current, current - damage);
-    let new_id = loser.submit(&rebased, Some("rebased")).await;
+    // The loser's session client rolled the event back and rebased it on `current`, under a
+    // new id (it did so while reading the `event:error`).
+    assert_eq!(loser.rolled_back(&lost_id), Some(ErrorCode::Conflict));
+    let new_id = loser
+        .rebased(&lost_id)
+        .unwrap_or_else(|| panic!("{}: {lost_id} was not rebased", loser.user.id))
+        .to_owned();
     assert_ne!(new_id, lost_id);
     let confirmed = loser.confirmed(&new_id).await;
     assert_eq!(confirmed["sequence"], 3);
+    let stored = http.all_events(s, &t.gm.token).await;
+    assert_eq!(
+        stored[2]["payload"]["stateChanges"]["attributes.hp.value"],
+        json!({"from": current, "to": current - damage}),
+        "the rebased attack is the same damage from `current`"
+    );
     for c in clients.iter_mut() {
         c.wait_applied(3).await;
-        assert_eq!(c.projection.hp("goblin1"), Some(2), "{}", c.user.id);
+        assert_eq!(c.hp("goblin1"), Some(2), "{}", c.user.id);
     }
     assert_eq!(http.hp(s, "goblin1", &t.gm.token).await, 2);
-    let stored = http.all_events(s, &t.gm.token).await;
     assert_eq!(sequences_of(&stored), vec![1, 2, 3]);
     assert!(
         !ids_of(&stored).contains(&lost_id),
@@ -1500,51 +1657,41 @@ async fn load(backend: Backend, n: usize) {
     println!("load ({backend:?}): {n} clients subscribed after {joined_ms} ms");
     let head = n as u64;
     for c in &clients {
-        assert!(c.projection.last() >= head);
+        assert!(c.last() >= head);
     }
     // Every attack is built first, then all are written at once.
-    let attacks: Vec<Value> = (0..n).map(|i| hit(s, &t.goblins[i], 15, 10)).collect();
+    let attacks: Vec<EventDraft> = (0..n).map(|i| attack(&t.goblins[i], 15, 10)).collect();
     let attacked = Instant::now();
-    futures::future::join_all(
+    let ids = futures::future::join_all(
         clients
             .iter_mut()
-            .zip(&attacks)
+            .zip(attacks)
             .map(|(c, a)| c.submit(a, None)),
     )
     .await;
     let total = head + n as u64;
-    // Every client reads (and heals) at the same time, each on its own task, as real clients
-    // do.
+    // Every client reads (and heals) at the same time, as real clients do (concurrently on
+    // this task: a session client is not `Send`, its entropy and rebase hook are plain boxed
+    // trait objects).
     let deadline = t0 + backend.load_wait();
-    let tasks: Vec<_> = clients
-        .into_iter()
-        .zip(attacks.iter().cloned())
-        .map(|(mut c, a)| {
-            tokio::spawn(async move {
-                let out = settle(&mut c, &a, total, deadline).await;
-                (c, out)
-            })
-        })
-        .collect();
-    let mut clients = Vec::with_capacity(n);
-    let mut outcomes = Vec::with_capacity(n);
-    for task in tasks {
-        let (c, out) = task
-            .await
-            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-        clients.push(c);
-        outcomes.push(out);
-    }
+    let outcomes = futures::future::join_all(
+        clients
+            .iter_mut()
+            .zip(&ids)
+            .map(|(c, id)| settle(c, id, total, deadline)),
+    )
+    .await;
     let synced_ms = attacked.elapsed().as_millis();
     let expected: Vec<u64> = (1..=total).collect();
     for c in &clients {
         assert_eq!(
-            c.projection.applied, expected,
+            c.applied(),
+            expected,
             "{} applied 1..{total} in order",
             c.user.id
         );
         for g in &t.goblins {
-            assert_eq!(c.projection.hp(g), Some(10), "{} sees {g}", c.user.id);
+            assert_eq!(c.hp(g), Some(10), "{} sees {g}", c.user.id);
         }
     }
     // A replay by one client: contiguous 1..N.
@@ -1564,8 +1711,8 @@ async fn load(backend: Backend, n: usize) {
             .get(),
         total
     );
-    let gap_replays: usize = clients.iter().map(|c| c.projection.gap_replays).sum();
-    let duplicates: usize = clients.iter().map(|c| c.projection.duplicates).sum();
+    let gap_replays: usize = clients.iter().map(|c| c.gap_replays()).sum();
+    let duplicates: u64 = clients.iter().map(|c| c.duplicates()).sum();
     let keepalives: usize = clients.iter().map(|c| c.keepalives).sum();
     let confirmations = outcomes.iter().filter(|o| o.confirmed).count();
     let resubmits: usize = outcomes.iter().map(|o| o.resubmits).sum();
@@ -1585,57 +1732,44 @@ async fn load(backend: Backend, n: usize) {
 pub struct Settled {
     /// Its `event:confirmed` frame arrived.
     pub confirmed: bool,
-    /// Times it sent the attack again under the same id.
+    /// Times its session client sent the attack again under the same id.
     pub resubmits: usize,
 }
 
-/// A load-test client: reads until its own attack is applied and it holds `total` events. A
-/// submit answered `unavailable`, or neither answered nor seen for a while, is sent again
-/// under the same id (idempotent, so at most a `duplicate: true`).
-pub async fn settle(c: &mut WsClient, attack: &Value, total: u64, deadline: Instant) -> Settled {
-    let id = attack["id"].as_str().expect("an id").to_owned();
-    let mut sent_at = Instant::now();
+/// A load-test client: reads until its own attack is applied and it holds `total` events. Its
+/// session client sends the attack again under the same id after an `unavailable` answer or a
+/// silence (idempotent, so at most a `duplicate: true`); any other refusal fails the test.
+pub async fn settle(c: &mut WsClient, id: &str, total: u64, deadline: Instant) -> Settled {
     let mut out = Settled::default();
     loop {
-        let answer = c.take(|f| {
+        while let Some(f) = c.take(|f| {
             (f["event"] == "event:confirmed" || f["event"] == "event:error")
-                && f["data"]["tempId"] == id.as_str()
-        });
-        let mut again = false;
-        if let Some(f) = answer {
+                && f["data"]["tempId"] == id
+        }) {
             if f["event"] == "event:confirmed" {
                 out.confirmed = true;
-            } else if f["data"]["code"] == "unavailable" {
-                // The store is struggling: try again (same id) after a second.
-                sent_at = Instant::now() - RESUBMIT_AFTER + Duration::from_secs(1);
-            } else {
+            } else if f["data"]["code"] != "unavailable" {
                 // A resubmit of a committed event is confirmed `duplicate: true`; nothing else
                 // may refuse an attack that hits its own goblin.
                 panic!("{}: the attack was refused: {f}", c.user.id);
             }
         }
-        let applied = c.projection.has_applied(&id);
-        if applied && c.projection.last() >= total {
+        let applied = c.has_applied(id);
+        if applied && c.last() >= total {
+            out.resubmits = c.submit_sends(id).saturating_sub(1);
             return out;
-        }
-        if !applied && !out.confirmed && sent_at.elapsed() >= RESUBMIT_AFTER {
-            again = true;
-        }
-        if again {
-            out.resubmits += 1;
-            sent_at = Instant::now();
-            c.submit(attack, None).await;
         }
         assert!(
             Instant::now() < deadline,
             "{}: applied up to {} of {total} in time (own attack applied: {applied}, \
-             known head {}, {} buffered, {} gap replays, {} keepalives); last frames: {:?}",
+             known head {}, {} gap replays, {} keepalives, session client {:?}); \
+             last frames: {:?}",
             c.user.id,
-            c.projection.last(),
-            c.projection.known_head(),
-            c.projection.buffer.len(),
-            c.projection.gap_replays,
+            c.last(),
+            c.known_head(),
+            c.gap_replays(),
             c.keepalives,
+            c.core,
             c.inbox.iter().rev().take(3).collect::<Vec<_>>()
         );
         c.tick().await;
@@ -1656,7 +1790,7 @@ pub async fn reconnect_with_since(backend: Backend) {
     for c in [&mut p1, &mut p2, &mut gm] {
         c.subscribe(s, 0).await;
     }
-    let id = p1.submit(&hit(s, "goblin1", 15, 12), None).await;
+    let id = p1.submit(attack("goblin1", 15, 12), None).await;
     p1.confirmed(&id).await;
     p2.wait_applied(2).await;
     let p2_id = p2.connection.clone().expect("tracked");
@@ -1670,24 +1804,22 @@ pub async fn reconnect_with_since(backend: Backend) {
     .await;
 
     let mut missed = Vec::new();
-    let id = p1.submit(&hit(s, "goblin1", 12, 9), None).await;
+    let id = p1.submit(attack("goblin1", 12, 9), None).await;
     p1.confirmed(&id).await;
     missed.push(id);
     for i in 0..3 {
-        let id = p1
-            .submit(&chat(s, &format!("while p2 is away {i}")), None)
-            .await;
+        let id = p1.submit(say(&format!("while p2 is away {i}")), None).await;
         p1.confirmed(&id).await;
         missed.push(id);
     }
-    let id = gm.submit(&chat(s, "the GM too"), None).await;
+    let id = gm.submit(say("the GM too"), None).await;
     gm.confirmed(&id).await;
     missed.push(id);
     let head = 2 + missed.len() as u64;
     p1.wait_applied(head).await;
     gm.wait_applied(head).await;
 
-    let since = p2.projection.last();
+    let since = p2.last();
     assert_eq!(since, 2);
     p2.reconnect(&running.ws_url()).await;
     let (subscribed, caught_up) = p2.subscribe(s, since).await;
@@ -1700,8 +1832,8 @@ pub async fn reconnect_with_since(backend: Backend) {
         "in order"
     );
     p2.wait_applied(head).await;
-    assert_eq!(p2.projection.hp("goblin1"), Some(9));
-    assert_eq!(p1.projection.hp("goblin1"), Some(9));
+    assert_eq!(p2.hp("goblin1"), Some(9));
+    assert_eq!(p1.hp("goblin1"), Some(9));
     p1.expect_presence(&t.players[1].id, "joined").await;
     running.shutdown().await;
 }
@@ -1718,13 +1850,14 @@ pub async fn duplicate_submit(backend: Backend) {
     let [p1, gm] = clients.as_mut_slice() else {
         unreachable!()
     };
-    let attack = hit(s, "goblin1", 15, 9);
-    let id = p1.submit(&attack, Some("dup-1")).await;
+    // Deliberate duplicates: raw submits, past the session clients.
+    let twice = hit(s, "goblin1", 15, 9);
+    let id = p1.submit_raw(&twice, Some("dup-1")).await;
     let first = p1.expect_rid("event:confirmed", "dup-1").await;
     assert_eq!(first["duplicate"], false);
     assert_eq!(first["sequence"], 2);
     gm.wait_applied(2).await;
-    p1.submit(&attack, Some("dup-2")).await;
+    p1.submit_raw(&twice, Some("dup-2")).await;
     let again = p1.expect_rid("event:confirmed", "dup-2").await;
     assert_eq!(again["duplicate"], true);
     assert_eq!(again["sequence"], first["sequence"]);
@@ -1739,13 +1872,13 @@ pub async fn duplicate_submit(backend: Backend) {
             == 2
     })
     .await;
-    assert!(gm.projection.duplicates >= 1);
-    assert_eq!(gm.projection.hp("goblin1"), Some(9));
+    assert!(gm.duplicates() >= 1);
+    assert_eq!(gm.hp("goblin1"), Some(9));
 
     // The same event written twice back to back: the two submits race in the gateway.
     let line = chat(s, "said once");
-    let line_id = p1.submit(&line, Some("race-a")).await;
-    p1.submit(&line, Some("race-b")).await;
+    let line_id = p1.submit_raw(&line, Some("race-a")).await;
+    p1.submit_raw(&line, Some("race-b")).await;
     let a = p1.expect_rid("event:confirmed", "race-a").await;
     let b = p1.expect_rid("event:confirmed", "race-b").await;
     assert_eq!(a["sequence"], 3);
@@ -1763,6 +1896,13 @@ pub async fn duplicate_submit(backend: Backend) {
         running.deps.log.head(&t.session_id()).await.unwrap().get(),
         3
     );
+    // The sender's session client queued none of these: it learned the sequences from the
+    // confirmations, replayed them, and holds the same state as everyone.
+    p1.wait_applied(3).await;
+    gm.wait_applied(3).await;
+    assert!(p1.gap_replays() >= 1, "the sender replayed its own events");
+    assert_eq!(p1.applied(), [1, 2, 3]);
+    assert_eq!(p1.hp("goblin1"), Some(9));
     running.shutdown().await;
 }
 
@@ -1791,7 +1931,7 @@ pub async fn vanished_client_is_removed(backend: Backend) {
     // posts to it answer 410 from then on, and between `$disconnect` and the broadcast's 410
     // it leaves the registry.
     assert!(running.hub.remove(&id2));
-    let line = p1.submit(&chat(s, "anyone there?"), None).await;
+    let line = p1.submit(say("anyone there?"), None).await;
     p1.confirmed(&line).await;
     eventually("p2 leaves the registry", async || {
         !registry_has(&running, &id2).await
@@ -1853,7 +1993,7 @@ pub async fn vanished_client_is_removed(backend: Backend) {
         )
         .await;
     assert_eq!(status, 410, "{body}");
-    let line = p1.submit(&chat(s, "hello again"), None).await;
+    let line = p1.submit(say("hello again"), None).await;
     p1.confirmed(&line).await;
     eventually("the broadcast's 410 removes p3", async || {
         !registry_has(&running, &id3).await
@@ -1861,7 +2001,7 @@ pub async fn vanished_client_is_removed(backend: Backend) {
     .await;
     assert_eq!(registry_subscribers(&running, s).await, vec![id1.clone()]);
     // The survivor is unaffected.
-    let line = p1.submit(&chat(s, "still here"), None).await;
+    let line = p1.submit(say("still here"), None).await;
     p1.confirmed(&line).await;
     p1.wait_applied(4).await;
     running.shutdown().await;
@@ -1876,14 +2016,14 @@ pub async fn presence_ping_and_request_ids(backend: Backend) {
     let s = t.session.as_str();
     let (p1u, p2u) = (&t.players[0], &t.players[1]);
     let mut p1 = WsClient::connect(&running.ws_url(), p1u).await;
-    assert_eq!(p1.ping("ping-0").await, json!({}), "no subscriptions yet");
+    assert_eq!(p1.ping("probe-0").await, json!({}), "no subscriptions yet");
     let (subscribed, caught_up) = p1.subscribe(s, 0).await;
     assert_eq!(subscribed["sessionId"], s);
     assert_eq!(subscribed["head"], 1);
     assert_eq!(subscribed["since"], 0);
     assert_eq!(subscribed["floor"], 1);
     assert_eq!(caught_up.len(), 1);
-    assert_eq!(p1.ping("ping-1").await, json!({ s: 1 }));
+    assert_eq!(p1.ping("probe-1").await, json!({ s: 1 }));
 
     let mut p2 = WsClient::connect(&running.ws_url(), p2u).await;
     p2.subscribe(s, 0).await;
@@ -1893,11 +2033,11 @@ pub async fn presence_ping_and_request_ids(backend: Backend) {
     let unsubscribed = p2.expect_rid("session:unsubscribed", "unsub-1").await;
     assert_eq!(unsubscribed["sessionId"], s);
     p1.expect_presence(&p2u.id, "left").await;
-    let since = p2.projection.last();
+    let since = p2.last();
     p2.subscribe(s, since).await;
     p1.expect_presence(&p2u.id, "joined").await;
 
-    let line = p1.submit(&chat(s, "hello"), Some("chat-1")).await;
+    let line = p1.submit(say("hello"), Some("chat-1")).await;
     let confirmed = p1.expect_rid("event:confirmed", "chat-1").await;
     assert_eq!(confirmed["tempId"], line.as_str());
     let applied = p2
@@ -1924,7 +2064,7 @@ pub async fn presence_ping_and_request_ids(backend: Backend) {
     p2.close().await;
     p1.expect_presence(&p2u.id, "left").await;
     assert_eq!(
-        p1.ping("ping-2").await,
+        p1.ping("probe-2").await,
         json!({ s: 2 }),
         "ephemeral is not stored"
     );
@@ -2121,7 +2261,7 @@ pub async fn error_codes_over_the_wire(backend: Backend) {
     assert_eq!(f["data"]["requestId"], "r-dance");
 
     let early = chat(s, "too early");
-    let early_id = p1.submit(&early, Some("r-ns")).await;
+    let early_id = p1.submit_raw(&early, Some("r-ns")).await;
     let f = p1.outcome(&early_id).await;
     error_frame(&f, "event:error", "not_subscribed");
     assert_eq!(f["data"]["requestId"], "r-ns");
@@ -2143,7 +2283,7 @@ pub async fn error_codes_over_the_wire(backend: Backend) {
 
     let mut bad_uuid = chat(s, "bad id");
     bad_uuid["id"] = json!("not-a-uuid");
-    p1.submit(&bad_uuid, Some("r-uuid")).await;
+    p1.submit_raw(&bad_uuid, Some("r-uuid")).await;
     let f = p1.expect_rid("error", "r-uuid").await;
     assert_eq!(f["code"], "invalid_event", "{f}");
     assert_eq!(f["action"], "submit");
@@ -2162,11 +2302,11 @@ pub async fn error_codes_over_the_wire(backend: Backend) {
 
     let mut wrong_sum = chat(s, "hi");
     wrong_sum["checksum"] = json!(dlab_core::canonical::checksum(&json!({"text": "bye"})));
-    let id = p1.submit(&wrong_sum, None).await;
+    let id = p1.submit_raw(&wrong_sum, None).await;
     error_frame(&p1.outcome(&id).await, "event:error", "checksum_mismatch");
     let mut right_sum = chat(s, "hi");
     right_sum["checksum"] = json!(dlab_core::canonical::checksum(&right_sum["payload"]));
-    let id = p1.submit(&right_sum, None).await;
+    let id = p1.submit_raw(&right_sum, None).await;
     p1.confirmed(&id).await;
 
     let override_ = event(
@@ -2174,13 +2314,13 @@ pub async fn error_codes_over_the_wire(backend: Backend) {
         "core:gm_override",
         json!({"finalState": {"goblin1": {"attributes.hp.value": 1}}}),
     );
-    let id = p1.submit(&override_, Some("r-gm")).await;
+    let id = p1.submit_raw(&override_, Some("r-gm")).await;
     let f = p1.outcome(&id).await;
     error_frame(&f, "event:error", "forbidden");
     assert_eq!(f["data"]["requestId"], "r-gm");
 
     let stale = hit(s, "goblin1", 14, 6);
-    let id = p1.submit(&stale, Some("r-cas")).await;
+    let id = p1.submit_raw(&stale, Some("r-cas")).await;
     let f = p1.outcome(&id).await;
     error_frame(&f, "event:error", "conflict");
     assert_eq!(
@@ -2222,11 +2362,7 @@ pub async fn error_codes_over_the_wire(backend: Backend) {
         head,
         "refused events are not stored"
     );
-    assert_eq!(
-        p1.projection.hp("goblin1"),
-        Some(15),
-        "nothing hit the goblin"
-    );
+    assert_eq!(p1.hp("goblin1"), Some(15), "nothing hit the goblin");
     running.shutdown().await;
 }
 
@@ -2320,17 +2456,17 @@ pub async fn removed_member_stops_receiving(backend: Backend) {
     p2.expect_presence(&t.players[0].id, "left").await;
     gm.expect_presence(&t.players[0].id, "left").await;
 
-    let id = gm.submit(&hit(s, "goblin1", 15, 11), None).await;
+    let id = gm.submit(attack("goblin1", 15, 11), None).await;
     gm.confirmed(&id).await;
     p2.wait_applied(2).await;
-    assert_eq!(p2.projection.hp("goblin1"), Some(11));
+    assert_eq!(p2.hp("goblin1"), Some(11));
     assert_eq!(p1.ping("after-removal").await, json!({}));
     assert!(
         !p1.inbox().iter().any(|f| f["event"] == "event:applied"),
         "the removed member got an event: {:?}",
         p1.inbox()
     );
-    assert_eq!(p1.projection.last(), 1);
+    assert_eq!(p1.last(), 1);
     // And cannot come back.
     p1.send(json!({"action": "subscribe", "sessionId": s, "since": 1, "requestId": "again"}))
         .await;
@@ -2517,8 +2653,7 @@ pub async fn slow_reader_is_dropped(backend: Backend) {
     println!("slow reader: dropped after {posted} posted frames of 30 KB");
     wait_disconnected(&running, &slow_id, s).await;
     // The healthy client is unaffected: its attack is confirmed.
-    let attack = hit(s, &t.goblins[0], 15, 10);
-    let id = healthy.submit(&attack, None).await;
+    let id = healthy.submit(attack(&t.goblins[0], 15, 10), None).await;
     assert_eq!(healthy.confirmed(&id).await["duplicate"], false);
     drop(slow);
     running.shutdown().await;
@@ -2599,8 +2734,7 @@ pub async fn conflict_flow_over_the_wire(backend: Backend) {
     let s = t.session.as_str();
     let mut clients = join_session(&running, &[&t.players[0], &t.players[1], &t.gm], s).await;
     let set = |hp: i64| {
-        event(
-            s,
+        EventDraft::new(
             "plugin:dnd5e:heal",
             json!({"target": {"instanceId": "goblin1"},
                    "stateChanges": {"attributes.hp.value": {"to": hp}}}),
@@ -2609,9 +2743,9 @@ pub async fn conflict_flow_over_the_wire(backend: Backend) {
     let [p1, p2, gm] = clients.as_mut_slice() else {
         unreachable!()
     };
-    let first = p1.submit(&set(12), None).await;
+    let first = p1.submit(set(12), None).await;
     p1.confirmed(&first).await;
-    let second = p2.submit(&set(9), None).await;
+    let second = p2.submit(set(9), None).await;
     p2.confirmed(&second).await;
     let notice = gm
         .expect_frame("conflict:resolution_needed", |f| {
@@ -2652,7 +2786,7 @@ pub async fn conflict_flow_over_the_wire(backend: Backend) {
     assert_eq!(resolved["event"]["type"], "core:gm_override");
     for c in clients.iter_mut() {
         c.wait_applied(seq).await;
-        assert_eq!(c.projection.hp("goblin1"), Some(11), "{}", c.user.id);
+        assert_eq!(c.hp("goblin1"), Some(11), "{}", c.user.id);
     }
     assert_eq!(http.hp(s, "goblin1", &t.players[1].token).await, 11);
     running.shutdown().await;

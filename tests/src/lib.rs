@@ -9,8 +9,9 @@
 //!   case.
 //! - [`lifecycle_cases`]: backfill, compaction, idle release, session end, retention and the
 //!   GM conflict flow over HTTP and WebSocket on one set of dependencies.
-//! - [`e2e`]: the local gateway driven from outside — WebSocket clients over TCP with their own
-//!   projections, the HTTP API over HTTP — and the end-to-end cases of issue 6.
+//! - [`e2e`]: the local gateway driven from outside — raw WebSocket clients over TCP whose
+//!   session state is `dlab-client`'s `SessionClient` (ordering, gap replay, own events,
+//!   rebase), the HTTP API over HTTP — and the end-to-end cases.
 //! - [`client_cases`]: the client core's tokio driver (`LiveSession`) against the local
 //!   gateway: rollback, rebase, offline catch-up, resume from a snapshot, trusted dice.
 //! - [`bad_input`]: the reliability suite's table of malformed WebSocket and HTTP inputs, each

@@ -1,5 +1,6 @@
 //! The reliability suite of issue 12: the local gateway under load while things go wrong, driven
-//! from outside by WebSocket clients with their own projections ([`crate::e2e::WsClient`]).
+//! from outside by WebSocket clients, each following the session with its own session client
+//! (`dlab_client::SessionClient`, in [`crate::e2e::WsClient`]).
 //!
 //! Every scenario runs [`Players`] — clients that submit compare-and-set attacks, increments and
 //! chat lines, re-send some events under the same id on purpose, drop their socket abruptly in
@@ -11,7 +12,7 @@
 //! - the log (`GET /sessions/{id}/events`) is exactly the sequences 1..=head, no id twice;
 //! - every event any client saw confirmed is in the log, at the sequence it was confirmed with
 //!   (a sequence issued twice would break this), and no refused event is;
-//! - every client's own projection reaches the head and hashes equal to the server's state
+//! - every client's own state reaches the head and hashes equal to the server's state
 //!   (and to the state folded from the log).
 //!
 //! [`dropped_mid_stream_and_a_handler_that_stops_after_commit`] covers the two ways a single
@@ -47,7 +48,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::e2e::{
-    self, Backend, Http, Table, WsClient, chat, event, hit, ids_of, sequences_of, setup_table,
+    self, Backend, Http, Table, WsClient, chat, event, hit, ids_of, say, sequences_of, setup_table,
 };
 use crate::lifecycle_cases::FlakyArchive;
 use crate::private::{PrivateRedis, redis_server_available};
@@ -337,7 +338,7 @@ pub struct PlayerStats {
 
 /// One client and its bookkeeping.
 pub struct Player {
-    /// The client, with its projection.
+    /// The client, with its session client.
     pub client: WsClient,
     /// Every event this player saw confirmed, with its sequence.
     pub confirmed: HashMap<String, u64>,
@@ -359,8 +360,11 @@ impl Player {
         &self.client.user.id
     }
 
+    /// The chaos sends raw submits: its duplicates and resends under one id are deliberate,
+    /// and it keeps the outcome of every id itself. The client's session client learns each
+    /// committed own event from its `event:confirmed` and replays it.
     async fn send_submit(&mut self, event: &Value) {
-        self.client.submit(event, None).await;
+        self.client.submit_raw(event, None).await;
     }
 
     /// A new event: a compare-and-set attack from the HP this client sees (stale ones are
@@ -369,7 +373,7 @@ impl Player {
         let s = self.session.as_str();
         let goblin = self.goblins[self.rng.below(self.goblins.len() as u64) as usize].clone();
         match self.rng.below(10) {
-            0..=3 => match self.client.projection.hp(&goblin) {
+            0..=3 => match self.client.hp(&goblin) {
                 Some(hp) => hit(s, &goblin, hp, hp - 1),
                 None => chat(s, "no goblin yet"),
             },
@@ -557,19 +561,20 @@ impl Player {
     }
 }
 
-/// Subscribes again from the projection's last sequence; retries while the stores answer
-/// `unavailable` (Redis down), bounded by [`RESUBSCRIBE_FOR`].
+/// Subscribes again through the client's session client (from its last applied sequence);
+/// retries while the stores answer `unavailable` (Redis down), bounded by [`RESUBSCRIBE_FOR`].
 pub async fn resubscribe(client: &mut WsClient, session: &str) {
-    let started = Instant::now();
-    for attempt in 0.. {
-        let since = client.projection.last();
-        let rid = format!("resub-{}-{attempt}", e2e::tag());
+    assert_eq!(
         client
-            .send(
-                json!({"action": "subscribe", "sessionId": session, "since": since,
-                         "requestId": rid}),
-            )
-            .await;
+            .session_client()
+            .map(|c| c.confirmed().session_id.as_str()),
+        Some(session),
+        "{} follows the session",
+        client.user.id
+    );
+    let started = Instant::now();
+    loop {
+        let rid = client.start_subscribe().await;
         // A loaded gateway (the long variants) may take longer than a single wait's bound.
         let mut answer = None;
         client
@@ -583,7 +588,7 @@ pub async fn resubscribe(client: &mut WsClient, session: &str) {
             .await;
         let answer = answer.expect("found");
         if answer["event"] == "session:subscribed" {
-            // The catch-up batches feed the projection as they arrive.
+            // The catch-up batches feed the session client as they arrive.
             return;
         }
         assert!(
@@ -601,7 +606,7 @@ pub async fn resubscribe(client: &mut WsClient, session: &str) {
 }
 
 /// The hash of a state as both sides compute it: the canonical JSON checksum of the state
-/// without the campaign id (clients do not know it; the projection does not need it).
+/// without the campaign id (clients do not know it; a session client does not need it).
 pub fn state_hash(state: &GameSessionState) -> String {
     let mut state = state.clone();
     state.campaign_id = None;
@@ -623,7 +628,7 @@ pub struct Outcome {
 
 impl Outcome {
     /// The invariants: a gap-free log without repeated ids, every confirmed event in it at its
-    /// confirmed sequence, no refused event in it, and every projection equal to the server's
+    /// confirmed sequence, no refused event in it, and every client's state equal to the server's
     /// state. Returns the head.
     pub async fn check(&mut self) -> u64 {
         let http = Http::new(&self.running);
@@ -709,20 +714,20 @@ impl Outcome {
                         c.reconnect(url).await;
                         resubscribe(c, session).await;
                     }
-                    // The pong's heads reveal a lost tail; the projection replays it.
+                    // The pong's heads reveal a lost tail; the session client replays it.
                     c.ping(&format!("final-{}", e2e::tag())).await;
                     c.wait_applied_within(head, CONVERGE_WITHIN).await;
                     assert_eq!(
-                        c.projection.applied,
+                        c.applied(),
                         (1..=head).collect::<Vec<_>>(),
                         "{} applied every event once, in order",
                         c.user.id
                     );
-                    let own = c.projection.state.as_ref().expect("a projection");
+                    let own = c.state().expect("a session client");
                     assert_eq!(
                         state_hash(own),
                         *expected,
-                        "{}: its projection equals the server's state",
+                        "{}: its state equals the server's state",
                         c.user.id
                     );
                 }
@@ -806,40 +811,33 @@ pub async fn scenario(backend: Backend, load: Load, fault: Fault, seed: u64) {
     );
     let deadline = t0 + load.within;
     let mut rng = Rng::new(seed);
-    let tasks: Vec<_> = clients
-        .into_iter()
-        .map(|client| {
-            let player = Player {
-                client,
-                confirmed: HashMap::new(),
-                refused: HashSet::new(),
-                stats: PlayerStats::default(),
-                pending: BTreeMap::new(),
-                rng: Rng::new(rng.next_u64()),
-                url: url.clone(),
-                session: table.session.clone(),
-                goblins: table.goblins.clone(),
-                load,
-                shared: shared.clone(),
-            };
-            tokio::spawn(player.play(deadline))
-        })
-        .collect();
+    // The players run concurrently with the fault, on this task: a session client is not
+    // `Send` (its entropy and rebase hook are plain boxed trait objects).
+    let plays = futures::future::join_all(clients.into_iter().map(|client| {
+        let player = Player {
+            client,
+            confirmed: HashMap::new(),
+            refused: HashSet::new(),
+            stats: PlayerStats::default(),
+            pending: BTreeMap::new(),
+            rng: Rng::new(rng.next_u64()),
+            url: url.clone(),
+            session: table.session.clone(),
+            goblins: table.goblins.clone(),
+            load,
+            shared: shared.clone(),
+        };
+        player.play(deadline)
+    }));
 
     let archive = archive.expect("the archive was wrapped");
     let mut fault = fault;
-    let struck = strike(
-        &running, &table, &mut fault, &archive, &load, &shared, deadline,
-    )
-    .await;
-
-    let mut players = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        players.push(
-            task.await
-                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())),
-        );
-    }
+    let (players, struck) = tokio::join!(
+        plays,
+        strike(
+            &running, &table, &mut fault, &archive, &load, &shared, deadline,
+        )
+    );
     let played_ms = t0.elapsed().as_millis();
     if let Fault::ArchiveDown { .. } = &fault {
         complete_archive_after_outage(&running, &table, &archive, struck).await;
@@ -1189,7 +1187,7 @@ async fn archive_matches_log(outcome: &Outcome, head: u64) {
 ///    same id re-submitted after the reconnect is `duplicate: true` with the original sequence.
 /// 3. The handler that committed an event stops before confirming or broadcasting it (every
 ///    frame of that event is lost): nobody hears of it, no later event reveals the gap, and
-///    still a reader converges through `ping` (`pong.heads` shows the head, the projection
+///    still a reader converges through `ping` (`pong.heads` shows the head, the session client
 ///    replays the tail), and the sender's re-submit under the same id is `duplicate: true` with
 ///    the original sequence and re-broadcast, which heals a client that never asked.
 pub async fn dropped_mid_stream_and_a_handler_that_stops_after_commit(backend: Backend) {
@@ -1220,7 +1218,7 @@ pub async fn dropped_mid_stream_and_a_handler_that_stops_after_commit(backend: B
     // 1. The reader's socket dies mid-stream.
     let mut ids = Vec::new();
     for i in 0..10 {
-        ids.push(sender.submit(&chat(s, &format!("line {i}")), None).await);
+        ids.push(sender.submit(say(&format!("line {i}")), None).await);
         if i == 4 {
             reader.drop_abruptly().await;
         }
@@ -1229,7 +1227,7 @@ pub async fn dropped_mid_stream_and_a_handler_that_stops_after_commit(backend: B
         sender.confirmed(id).await;
     }
     let mut head = t.setup_head() + 10;
-    assert!(reader.projection.last() < head, "the reader missed the end");
+    assert!(reader.last() < head, "the reader missed the end");
     reader.reconnect(&url).await;
     resubscribe(reader, s).await;
     reader.wait_applied(head).await;
@@ -1237,19 +1235,20 @@ pub async fn dropped_mid_stream_and_a_handler_that_stops_after_commit(backend: B
 
     // 2. The reader's socket dies after its submit was committed and before it read the
     //    outcome (whatever its socket received is dropped unread with it).
+    // Raw: the same envelope is sent again on purpose after the reconnect.
     let attack = hit(s, "goblin1", 15, 11);
-    let id = reader.submit(&attack, None).await;
+    let id = reader.submit_raw(&attack, None).await;
     sender
-        .wait_until("the reader's attack", |c| c.projection.has_applied(&id))
+        .wait_until("the reader's attack", |c| c.has_applied(&id))
         .await;
     reader.drop_abruptly().await;
-    assert!(!reader.projection.has_applied(&id));
+    assert!(!reader.has_applied(&id));
     head += 1;
     let stored = http.all_events(s, &t.gm.token).await;
     assert_eq!(stored.last().expect("events")["id"], id.as_str());
     reader.reconnect(&url).await;
     resubscribe(reader, s).await;
-    reader.submit(&attack, Some("again")).await;
+    reader.submit_raw(&attack, Some("again")).await;
     let again = reader.expect_rid("event:confirmed", "again").await;
     assert_eq!(again["duplicate"], true, "{again}");
     assert_eq!(again["sequence"], head, "the original sequence: {again}");
@@ -1259,7 +1258,7 @@ pub async fn dropped_mid_stream_and_a_handler_that_stops_after_commit(backend: B
     let lost = hit(s, "goblin1", 11, 8);
     let lost_id = lost["id"].as_str().expect("an id").to_owned();
     losing.lose(Some(&lost_id));
-    sender.submit(&lost, None).await;
+    sender.submit_raw(&lost, None).await;
     head += 1;
     e2e::eventually(
         "the lost event is committed and its frames lost",
@@ -1269,15 +1268,15 @@ pub async fn dropped_mid_stream_and_a_handler_that_stops_after_commit(backend: B
     )
     .await;
     assert!(
-        !reader.projection.has_applied(&lost_id),
+        !reader.has_applied(&lost_id),
         "no frame of the lost event reached the reader"
     );
     let heads = reader.ping("after-the-loss").await;
     assert_eq!(heads[s], head, "pong.heads shows the head: {heads}");
     reader.wait_applied(head).await;
-    assert_eq!(reader.projection.hp("goblin1"), Some(8));
+    assert_eq!(reader.hp("goblin1"), Some(8));
     losing.lose(None);
-    sender.submit(&lost, Some("heal")).await;
+    sender.submit_raw(&lost, Some("heal")).await;
     let healed = sender.expect_rid("event:confirmed", "heal").await;
     assert_eq!(healed["duplicate"], true, "{healed}");
     assert_eq!(healed["sequence"], head, "the original sequence: {healed}");
@@ -1293,13 +1292,13 @@ pub async fn dropped_mid_stream_and_a_handler_that_stops_after_commit(backend: B
         .expect("a hot state");
     for c in [&*sender, &*reader, &*quiet] {
         assert_eq!(
-            c.projection.applied,
+            c.applied(),
             (1..=head).collect::<Vec<_>>(),
             "{} applied every event once, in order",
             c.user.id
         );
         assert_eq!(
-            state_hash(c.projection.state.as_ref().expect("a projection")),
+            state_hash(c.state().expect("a session client")),
             state_hash(&server),
             "{} converged on the server's state",
             c.user.id
