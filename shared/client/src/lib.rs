@@ -21,7 +21,10 @@
 //! - [`dnd5e`]: the D&D 5e plugin ([`Dnd5e`]) and the trusted-dice [`Verifier`].
 //! - `native` (feature `native`, default): the tokio driver, `native::LiveSession`, which
 //!   does the core's I/O (WebSocket, HTTP, time). The browser build turns the feature off.
+//! - `cli` (feature `native`): the `dlab` command line over the HTTP API.
 
+#[cfg(feature = "native")]
+pub mod cli;
 pub mod connection;
 pub mod dnd5e;
 pub mod entropy;
