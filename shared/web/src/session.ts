@@ -431,8 +431,7 @@ export class TableSession {
         this.notice('error', 'The server ended this subscription (removed from the campaign?).');
         break;
       case 'frame': {
-        const text = JSON.stringify(n);
-        if (text.includes('conflict:resolution_needed')) {
+        if (n.event === 'conflict:resolution_needed') {
           this.ui.conflictsChanged++;
           this.notice('conflict', 'A conflict needs the GM’s decision.');
         }
