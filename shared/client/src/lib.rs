@@ -24,6 +24,7 @@
 //! - `cli` (feature `native`): the `dlab` command line over the HTTP API.
 //! - [`web`]: the browser's JSON view of the core ([`web::WebSession`]: outputs, the ViewModel,
 //!   one-line event summaries); pure, compiled and tested on every target.
+//! - `wasm` (feature `wasm`): the `wasm-bindgen` shell over [`web`] for the web console.
 
 #[cfg(feature = "native")]
 pub mod cli;
@@ -34,6 +35,8 @@ pub mod entropy;
 pub mod native;
 pub mod plugin;
 pub mod session;
+#[cfg(feature = "wasm")]
+pub mod wasm;
 pub mod web;
 
 pub use connection::{Status, Timings};
