@@ -49,6 +49,12 @@ function socketUrl(ticket: string): string {
   return `${scheme}//${location.host}/?token=${encodeURIComponent(ticket)}`;
 }
 
+/** `plugin:dnd5e:condition` → "condition", `core:dice:roll` → "dice roll". */
+function describeType(type: string): string {
+  const parts = type.split(':');
+  return parts[0] === 'plugin' ? parts.slice(2).join(' ').replace(/_/g, ' ') : parts.slice(1).join(' ').replace(/_/g, ' ');
+}
+
 export class TableSession {
   /** The core's view after the last step (null until the state is loaded). */
   readonly view = shallowRef<ViewModel | null>(null);
@@ -393,27 +399,21 @@ export class TableSession {
   }
 
   private notify(n: Notification): void {
-    const str = (v: unknown) => (typeof v === 'string' ? v : v === undefined || v === null ? '' : JSON.stringify(v));
     switch (n.kind) {
       case 'confirmed':
-        this.outcomes.set(str(n.id), { kind: 'confirmed', sequence: Number(n.sequence) });
+        this.outcomes.set(n.id, { kind: 'confirmed', sequence: n.sequence });
         break;
-      case 'rolledBack': {
-        const id = str(n.id);
-        this.outcomes.set(id, { kind: 'rolledBack', code: str(n.code), message: str(n.message) });
-        this.notice('rollback', `Rolled back: ${str(n.type) || 'your change'} was refused (${str(n.code)}: ${str(n.message)})`);
+      case 'rolledBack':
+        this.outcomes.set(n.id, { kind: 'rolledBack', code: n.code, message: n.message });
+        this.notice('rollback', `Rolled back: your ${describeType(n.type)} was refused (${n.code}: ${n.message})`);
         break;
-      }
-      case 'rebased': {
-        const rejected = str(n.rejected ?? n.id);
-        const resubmitted = str(n.resubmitted);
-        if (rejected && resubmitted) this.outcomes.set(rejected, { kind: 'rebased', resubmitted });
+      case 'rebased':
+        this.outcomes.set(n.rejected, { kind: 'rebased', resubmitted: n.resubmitted });
         this.notice('rebase', 'Someone changed the same values first: your change was re-applied to the new values.');
         break;
-      }
       case 'escalate': {
-        const id = str(n.id);
-        const reason = str(n.reason) || 'conflicting change';
+        const id = n.id;
+        const reason = n.reason || 'conflicting change';
         api.escalate(this.sessionId, id, reason).then(
           () => this.notice('escalated', `Conflict sent to the GM: ${reason}`),
           (e) => this.notice('error', `Could not send the conflict to the GM: ${describeError(e)}`),
@@ -421,11 +421,11 @@ export class TableSession {
         break;
       }
       case 'diverged':
-        this.notice('error', `The local view diverged from the server; reloading (${str(n.error)})`);
+        this.notice('error', `The local view diverged from the server; reloading (${n.error})`);
         break;
       case 'serverError':
-        this.ui.lastError = `${str(n.code)}: ${str(n.message)}`;
-        this.notice('error', `Server: ${str(n.code)}: ${str(n.message)}`);
+        this.ui.lastError = `${n.code}: ${n.message}`;
+        this.notice('error', `Server: ${n.code}: ${n.message}`);
         break;
       case 'unsubscribed':
         this.notice('error', 'The server ended this subscription (removed from the campaign?).');

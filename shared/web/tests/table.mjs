@@ -32,6 +32,9 @@ const WAIT = Number(process.env.DLAB_TEST_WAIT_MS ?? 30_000);
 let passed = 0;
 let failed = 0;
 const cleanup = [];
+/** Pages to photograph and console errors to print when a step fails. */
+const opened = [];
+const errors = [];
 
 function log(line) {
   process.stdout.write(`${line}\n`);
@@ -66,6 +69,10 @@ async function step(name, body) {
   } catch (e) {
     failed++;
     log(`FAIL ${name}: ${e.stack ?? e}`);
+    for (const { name: who, page } of opened) {
+      await page.screenshot({ path: join(artifacts, `failed-${who}.png`), fullPage: true }).catch(() => {});
+    }
+    if (errors.length) log(`console errors so far:\n  ${errors.join('\n  ')}`);
     throw e;
   }
 }
@@ -241,12 +248,12 @@ async function main() {
   });
   cleanup.unshift(() => browser.close());
 
-  const errors = [];
   // The one failed request the app makes on purpose: probing LAN invites on a gateway without them.
   const expected404 = (msg) => /\/lan\/invites$/.test(msg.location()?.url ?? '') && /404/.test(msg.text());
   async function open(name, viewport) {
     const context = await browser.newContext({ viewport });
     const page = await context.newPage();
+    opened.push({ name, page });
     page.on('console', (msg) => {
       if (msg.type() === 'error' && !expected404(msg)) errors.push(`${name}: console: ${msg.text()} @ ${msg.location()?.url ?? ''}`);
     });
@@ -299,7 +306,7 @@ async function main() {
     await page.fill(tid('compendium-crmin'), '1');
     await page.fill(tid('compendium-crmax'), '5');
     await page.click(tid('compendium-search'));
-    const veteran = page.locator(tid('compendium-result')).filter({ hasText: /Veteran/ }).first();
+    const veteran = page.locator(tid('compendium-result')).filter({ hasText: /^\s*Veteran\s*$/ }).first();
     await veteran.waitFor({ timeout: WAIT });
     await veteran.click();
     await page.locator(tid('statblock')).filter({ hasText: 'Veteran' }).waitFor({ timeout: WAIT });
