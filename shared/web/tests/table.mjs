@@ -35,6 +35,7 @@ const cleanup = [];
 /** Pages to photograph and console errors to print when a step fails. */
 const opened = [];
 const errors = [];
+let closing = false;
 
 function log(line) {
   process.stdout.write(`${line}\n`);
@@ -141,9 +142,15 @@ async function startGateway() {
 async function startPreview(api) {
   if (!existsSync(join(web, 'dist', 'index.html'))) throw new Error('no dist/: run `npm run build` first');
   process.env.DLAB_API = api;
-  const { preview } = await import('vite');
+  const { preview, createLogger } = await import('vite');
+  // Once the browsers close, the proxy's sockets to them break mid-write: not worth a line.
+  const logger = createLogger('warn');
+  const error = logger.error;
+  logger.error = (msg, options) => {
+    if (!closing) error(msg, options);
+  };
   const port = await freePort();
-  const server = await preview({ root: web, logLevel: 'warn', preview: { host: '127.0.0.1', port, strictPort: true } });
+  const server = await preview({ root: web, customLogger: logger, preview: { host: '127.0.0.1', port, strictPort: true } });
   cleanup.push(() => new Promise((r) => server.httpServer.close(() => r())));
   log(`app served by vite preview on 127.0.0.1:${port}, API forwarded to ${api}`);
   return `http://127.0.0.1:${port}`;
@@ -387,11 +394,57 @@ async function main() {
     await shot(gm.page, '05-attack-gm');
   });
 
-  await step('both players attack the same goblin at once; all pages converge on the server HP', async () => {
-    await Promise.all([attack(p1.page, 'Sir Bram', 'Goblin 1'), attack(p2.page, 'Sir Bram', 'Goblin 1')]);
-    const f = await converged(pages, 'three attacks applied everywhere', (x) => attackCount(x) === 3);
-    const hp = await serverHp(base, token, sessionId, await idOf('Goblin 1'));
-    if (f.actors['Goblin 1'].hp !== `${hp} / 40`) throw new Error(`pages show ${f.actors['Goblin 1'].hp}, the server ${hp}`);
+  await step('both players attack, then damage, the same goblin at once; no hit is lost and all pages converge on the server HP', async () => {
+    // When both attacks hit, the second commit meets the first one's HP, is refused as a
+    // conflict and rebased onto the new HP. Dice decide the hits, so up to six rounds are
+    // played until a rebase happened; every round must converge on the server's HP either way.
+    const rebased = async () =>
+      (await p1.page.locator(`${tid('notice')}[data-kind="rebase"]`).count()) +
+      (await p2.page.locator(`${tid('notice')}[data-kind="rebase"]`).count());
+    // The GM makes the goblin easy to hit (AC 1: only a natural 1 misses) and heals it, so
+    // both attacks of a round usually hit and meet.
+    const goblin = await idOf('Goblin 1');
+    for (const [path, value] of [['attributes.ac', '1'], ['attributes.hp.value', '40']]) {
+      await gm.page.selectOption(tid('ov-instance'), goblin);
+      await gm.page.fill(tid('ov-path'), path);
+      await gm.page.fill(tid('ov-value'), value);
+      await gm.page.click(tid('ov-apply'));
+    }
+    await converged(pages, 'Goblin 1 at AC 1 and 40 HP everywhere', (f) => f.actors['Goblin 1'].hp === '40 / 40');
+    let attacks = 1;
+    for (let round = 0; round < 2; round++) {
+      attacks += 2;
+      await Promise.all([attack(p1.page, 'Sir Bram', 'Goblin 1'), attack(p2.page, 'Sir Bram', 'Goblin 1')]);
+      const f = await converged(pages, `${attacks} attacks applied everywhere`, (x) => attackCount(x) === attacks);
+      const hp = await serverHp(base, token, sessionId, goblin);
+      if (f.actors['Goblin 1'].hp !== `${hp} / 40`) throw new Error(`pages show ${f.actors['Goblin 1'].hp}, the server ${hp}`);
+    }
+    // An attack waits for two server rolls before it is built, so on a fast local server one
+    // player's attack is usually applied before the other's is built. Damage is built on the
+    // click: two clicks at once meet at the server, and the loser is rebased.
+    const damageCount = (f) => f.log.filter((e) => e.type === 'plugin:dnd5e:damage').length;
+    await gm.page.selectOption(tid('ov-instance'), goblin);
+    await gm.page.fill(tid('ov-path'), 'attributes.hp.value');
+    await gm.page.fill(tid('ov-value'), '40');
+    await gm.page.click(tid('ov-apply'));
+    await converged(pages, 'Goblin 1 healed to 40 by the GM', (f) => f.actors['Goblin 1'].hp === '40 / 40');
+    for (const p of [p1.page, p2.page]) {
+      await p.selectOption(tid('target'), goblin);
+      await p.fill(tid('amount'), '3');
+    }
+    let damages = 0;
+    let rounds = 0;
+    while (rounds < 5) {
+      rounds++;
+      damages += 2;
+      await Promise.all([p1.page.click(tid('damage')), p2.page.click(tid('damage'))]);
+      const f = await converged(pages, `${damages} damage events everywhere`, (x) => damageCount(x) === damages);
+      const hp = await serverHp(base, token, sessionId, goblin);
+      if (hp !== 40 - 3 * damages) throw new Error(`the server has ${hp} HP after ${damages} hits of 3 from 40: a hit was lost`);
+      if (f.actors['Goblin 1'].hp !== `${hp} / 40`) throw new Error(`pages show ${f.actors['Goblin 1'].hp}, the server ${hp}`);
+      if ((await rebased()) > 0) break;
+    }
+    log(`     simultaneous damage: ${rounds} round(s); a conflicting change was rebased: ${(await rebased()) > 0 ? 'yes' : 'no (the clicks never met)'}`);
     await shot(p2.page, '06-concurrent-player2');
   });
 
@@ -449,6 +502,26 @@ async function main() {
     await page.locator(`${tid('conflict')}[data-resolved="true"]`).first().waitFor({ timeout: WAIT });
   });
 
+  await step('GM rolls initiative with server dice and ends a turn; every page follows', async () => {
+    const page = gm.page;
+    await page.click(tid('initiative-roll'));
+    const order = async (p) => p.locator(tid('init-entry')).allTextContents();
+    const current = async (p) => (await p.locator(`${tid('init-entry')}[aria-current="true"]`).allTextContents()).join();
+    await until('three combatants in the order on every page', async () => {
+      const lists = await Promise.all(pages.map(order));
+      return lists.every((l) => l.length === 3) && new Set(lists.map((l) => l.join('|'))).size === 1;
+    });
+    const first = await current(page);
+    await page.click(tid('end-turn'));
+    await until('the next turn on every page', async () => {
+      const now = await Promise.all(pages.map(current));
+      return now.every((c) => c && c === now[0] && c !== first);
+    });
+    const f = await converged(pages, 'the initiative events everywhere');
+    const verdict = f.log.find((e) => e.type === 'plugin:dnd5e:initiative')?.verdict;
+    if (verdict !== 'verified') throw new Error(`initiative verdict ${verdict}`);
+  });
+
   await step('GM tools: require server rolls, LAN invite (or its absence), table screenshot', async () => {
     const page = gm.page;
     await page.check(tid('require-server-rolls'));
@@ -460,11 +533,24 @@ async function main() {
     await until('a LAN invite or its absence', async () =>
       (await page.locator(`${tid('lan-invite-result')} svg`).count()) > 0 || (await page.locator(tid('lan-invite')).count()) === 0,
     );
-    await shot(page, '10-gm-table');
+    await shot(page, '11-gm-table');
+    await page.evaluate(() => window.scrollTo(0, 0));
     const docs = join(repo, 'docs');
     mkdirSync(docs, { recursive: true });
     await page.screenshot({ path: join(docs, 'table.png') });
-    await shot(p1.page, '10-player1-table-mobile');
+    await shot(p1.page, '11-player1-table-mobile');
+  });
+
+  await step('GM ends the session: a later action is refused and rolled back with a notice', async () => {
+    await gm.page.click(tid('end-session'));
+    await gm.page.click(tid('end-session-confirm'));
+    await gm.page.locator(tid('gm-message')).filter({ hasText: 'ended' }).waitFor({ timeout: WAIT });
+    // Player 1 still has the table open and tries to heal: the server refuses (session_ended).
+    await p1.page.selectOption(tid('target'), await idOf('Goblin 2'));
+    await p1.page.click(tid('heal'));
+    await p1.page.locator(`${tid('notice')}[data-kind="rollback"]`).filter({ hasText: 'session_ended' }).waitFor({ timeout: WAIT });
+    await until('player 1 to have nothing pending', async () => (await facts(p1.page)).pending === 0);
+    await shot(p1.page, '12-player1-after-end');
   });
 
   await step('no page logged a console error', async () => {
@@ -483,6 +569,7 @@ try {
   }
   code = 1;
 } finally {
+  closing = true;
   for (const fn of cleanup) {
     try {
       await fn();
