@@ -76,7 +76,9 @@ pub fn banner(running: &app::Running) -> String {
         "Dungeon Lab local gateway\n  WebSocket: {ws}?token=<connect ticket from POST /connect-ticket{dev}>\n  HTTP API:  {http}  (OpenAPI: {http}/openapi.json)\n",
         ws = running.ws_url(),
         http = running.http_url(),
-        dev = if running.dev_tokens {
+        dev = if running.deps.auth.connect_tokens()
+            == dlab_service::auth::ConnectTokens::TicketsAndUserTokens
+        {
             ", or a dev token"
         } else {
             ""

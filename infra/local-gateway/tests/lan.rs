@@ -148,6 +148,10 @@ async fn a_gm_invites_a_player_whose_link_works_until_it_expires() {
     let lan = running.lan.clone().expect("LAN mode");
     let banner = local_gateway::banner(&running);
     assert!(banner.contains(&lan.console_url()), "{banner}");
+    assert!(
+        !banner.contains("or a dev token"),
+        "LAN mode takes tickets only at $connect: {banner}"
+    );
     assert_eq!(lan.console_url(), format!("http://{}/app/", running.addr));
 
     let local = Api::local(&running);
