@@ -116,6 +116,10 @@ async function startGateway() {
   const port = await freePort();
   const srd = process.env.DLAB_SRD_CACHE ?? join(repo, '.dlab', 'srd');
   const args = ['--ephemeral', '--listen', `127.0.0.1:${port}`, '--srd-cache', srd];
+  // A gateway with LAN invites gets them on loopback, so the GM's invite button and the
+  // invite link are part of the scenario.
+  const help = execFileSync(bin, ['--help'], { encoding: 'utf8' });
+  if (/--lan\b/.test(help)) args.push('--lan', '127.0.0.1');
   const child = spawn(bin, args, { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout.on('data', (d) => (output += d));
@@ -529,10 +533,28 @@ async function main() {
       for (const p of pages) if (!(await p.locator(tid('server-rolls-badge')).count())) return false;
       return true;
     });
+    await page.selectOption(tid('lan-user'), 'bob');
     await page.click(tid('lan-invite'));
     await until('a LAN invite or its absence', async () =>
       (await page.locator(`${tid('lan-invite-result')} svg`).count()) > 0 || (await page.locator(tid('lan-invite')).count()) === 0,
     );
+    if (await page.locator(tid('lan-invite')).count()) {
+      const url = await page.inputValue(tid('lan-invite-url'));
+      if (!url.includes('#/join?token=')) throw new Error(`invite link ${url}`);
+      if (app === base) {
+        // The link signs a fourth browser (a phone) in as bob, straight into the campaign.
+        const phone = await open('phone', { width: 390, height: 844 });
+        await phone.page.goto(url);
+        await phone.page.locator(tid('signed-in-as')).filter({ hasText: 'bob' }).waitFor({ timeout: WAIT });
+        await phone.page.locator(`${tid('campaign-link')}[data-campaign-id="${campaignId}"]`).waitFor({ timeout: WAIT });
+        await shot(phone.page, '11-invite-link-phone');
+        log('     LAN invite: QR shown, the link signed a fourth browser in as bob');
+      } else {
+        log('     LAN invite: QR shown (the link points at the gateway, which does not serve this build)');
+      }
+    } else {
+      log('     LAN invite: this gateway has no /lan/invites (404): the button is hidden');
+    }
     await shot(page, '11-gm-table');
     await page.evaluate(() => window.scrollTo(0, 0));
     const docs = join(repo, 'docs');
