@@ -38,7 +38,12 @@ impl WasmSession {
     /// A session client for `sessionId` as `userId`. `seedHi`/`seedLo`: two 32-bit words from
     /// `crypto.getRandomValues` (event ids and local dice are drawn from them).
     #[wasm_bindgen(constructor)]
-    pub fn new(session_id: &str, user_id: &str, seed_hi: u32, seed_lo: u32) -> WasmSession {
+    pub fn new(
+        #[wasm_bindgen(js_name = sessionId)] session_id: &str,
+        #[wasm_bindgen(js_name = userId)] user_id: &str,
+        #[wasm_bindgen(js_name = seedHi)] seed_hi: u32,
+        #[wasm_bindgen(js_name = seedLo)] seed_lo: u32,
+    ) -> WasmSession {
         WasmSession {
             inner: WebSession::new(session_id, user_id, web::seed_of(seed_hi, seed_lo)),
         }
@@ -46,7 +51,10 @@ impl WasmSession {
 
     /// The body of `GET /sessions/{id}`, before `start()`.
     #[wasm_bindgen(js_name = loadState)]
-    pub fn load_state(&mut self, state_json: &str) -> Result<(), JsError> {
+    pub fn load_state(
+        &mut self,
+        #[wasm_bindgen(js_name = stateJson)] state_json: &str,
+    ) -> Result<(), JsError> {
         self.inner.load_state(state_json).map_err(thrown)
     }
 
@@ -99,8 +107,8 @@ impl WasmSession {
     /// Queues an event: `{id, outputs}` as JSON; throws when refused locally.
     pub fn submit(
         &mut self,
-        event_type: &str,
-        payload_json: &str,
+        #[wasm_bindgen(js_name = eventType)] event_type: &str,
+        #[wasm_bindgen(js_name = payloadJson)] payload_json: &str,
         now: f64,
     ) -> Result<String, JsError> {
         self.inner
@@ -109,7 +117,12 @@ impl WasmSession {
     }
 
     /// Builds a 5e command and queues it: `{id, outputs}` as JSON; throws when refused.
-    pub fn command(&mut self, name: &str, args_json: &str, now: f64) -> Result<String, JsError> {
+    pub fn command(
+        &mut self,
+        name: &str,
+        #[wasm_bindgen(js_name = argsJson)] args_json: &str,
+        now: f64,
+    ) -> Result<String, JsError> {
         self.inner
             .command(name, args_json, web::millis(now))
             .map_err(thrown)
