@@ -187,6 +187,24 @@ async function shot(page, name) {
   await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
 }
 
+/** Fails when the page scrolls sideways (a layout wider than the viewport). */
+async function fitsWidth(page, what) {
+  const { scroll, width } = await page.evaluate(() => ({ scroll: document.documentElement.scrollWidth, width: window.innerWidth }));
+  if (scroll > width) throw new Error(`${what} is ${scroll} px wide in a ${width} px viewport`);
+}
+
+/** Screenshots `page` at 390×844 too, checking that nothing sticks out sideways. */
+async function mobileShot(page, name) {
+  const size = page.viewportSize();
+  await page.setViewportSize({ width: 390, height: 844 });
+  try {
+    await fitsWidth(page, name);
+    await shot(page, `${name}-390`);
+  } finally {
+    await page.setViewportSize(size);
+  }
+}
+
 async function signIn(page, app, user) {
   await page.goto(`${app}/app/#/signin`);
   await page.fill(tid('signin-user'), user);
@@ -312,6 +330,8 @@ async function main() {
     await page.click(tid('create-actors'));
     await page.locator(tid('create-message')).filter({ hasText: 'Goblin 2' }).waitFor({ timeout: WAIT });
     await shot(page, '02-compendium');
+    await fitsWidth(page, 'the campaign view at 1280');
+    await mobileShot(page, '02-compendium');
     // A hero for the players: one actor from a template, named.
     await page.fill(tid('compendium-q'), 'veteran');
     await page.fill(tid('compendium-crmin'), '1');
@@ -357,6 +377,8 @@ async function main() {
     }
     await converged(pages, 'all three tables to show the same three actors', (f) => Object.keys(f.actors).length === 3);
     await shot(p1.page, '04-player1-table-mobile');
+    await fitsWidth(p1.page, 'the table at 390');
+    await fitsWidth(p2.page, 'the table at 1280');
   });
 
   const token = await devToken(base, 'gm');
@@ -556,6 +578,8 @@ async function main() {
       log('     LAN invite: this gateway has no /lan/invites (404): the button is hidden');
     }
     await shot(page, '11-gm-table');
+    await fitsWidth(page, 'the GM table at 1280');
+    await mobileShot(page, '11-gm-table');
     await page.evaluate(() => window.scrollTo(0, 0));
     const docs = join(repo, 'docs');
     mkdirSync(docs, { recursive: true });
