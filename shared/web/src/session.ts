@@ -375,10 +375,16 @@ export class TableSession {
       socket.onopen = null;
       socket.onmessage = null;
       socket.onclose = null;
-      try {
-        socket.close(1000);
-      } catch {
-        // already closed
+      // Closing a socket still in its handshake makes the browser log an error; let it open,
+      // then close it.
+      if (socket.readyState === WebSocket.CONNECTING) {
+        socket.onopen = () => socket.close(1000);
+      } else {
+        try {
+          socket.close(1000);
+        } catch {
+          // already closed
+        }
       }
     }
   }
