@@ -1672,17 +1672,26 @@ async fn load(backend: Backend, n: usize) {
     )
     .await;
     let total = head + n as u64;
-    // Every client reads (and heals) at the same time, as real clients do (concurrently on
-    // this task: a session client is not `Send`, its entropy and rebase hook are plain boxed
-    // trait objects).
+    // Every client reads (and heals) at the same time, as real clients do: each in its own
+    // task, so the runtime's threads share the work.
     let deadline = t0 + backend.load_wait();
-    let outcomes = futures::future::join_all(
-        clients
-            .iter_mut()
-            .zip(&ids)
-            .map(|(c, id)| settle(c, id, total, deadline)),
-    )
-    .await;
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .zip(ids.iter().cloned())
+        .map(|(mut c, id)| {
+            tokio::spawn(async move {
+                let settled = settle(&mut c, &id, total, deadline).await;
+                (c, settled)
+            })
+        })
+        .collect();
+    let mut clients = Vec::with_capacity(tasks.len());
+    let mut outcomes = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        let (c, settled) = task.await.expect("a load-test client's task");
+        clients.push(c);
+        outcomes.push(settled);
+    }
     let synced_ms = attacked.elapsed().as_millis();
     let expected: Vec<u64> = (1..=total).collect();
     for c in &clients {

@@ -239,18 +239,7 @@ async fn compact_locked(
     };
     let mut snapshot_upto = base;
     if target.get().saturating_sub(base.get()) >= trigger.threshold(deps) {
-        // A first snapshot starts from an empty state: give it the session's campaign, as the
-        // hot state has it (a later snapshot carries it over from its predecessor). Without it
-        // a client resuming from the snapshot differs from one that read the log.
-        let campaign = match &latest {
-            Some(_) => None,
-            None => deps
-                .campaigns
-                .session(session)
-                .await?
-                .map(|s| s.campaign_id),
-        };
-        let mut folder = Folder::start(session, campaign, latest.as_ref())
+        let mut folder = Folder::start(session, None, latest.as_ref())
             .map_err(|e| ServiceError::Unavailable(StoreError::corrupt("snapshot", "fold", e)))?;
         let mut reader = RangeReader::new(deps, session, base, target);
         while let Some(page) = reader.next_page(deps.settings.read_page).await? {
