@@ -13,7 +13,7 @@
 //
 // Every wait is bounded (`until`: poll a condition with a deadline); nothing sleeps as an
 // assertion. Screenshots of each step go to test-artifacts/ (git-ignored); the GM's table view
-// is copied to docs/table.png for the README.
+// is copied to docs/table.png for the README when DLAB_UPDATE_DOCS=1.
 
 import { spawn, execFileSync } from 'node:child_process';
 import { once } from 'node:events';
@@ -581,9 +581,13 @@ async function main() {
     await fitsWidth(page, 'the GM table at 1280');
     await mobileShot(page, '11-gm-table');
     await page.evaluate(() => window.scrollTo(0, 0));
-    const docs = join(repo, 'docs');
-    mkdirSync(docs, { recursive: true });
-    await page.screenshot({ path: join(docs, 'table.png') });
+    // The README's picture is refreshed only on request, so a test run leaves the tree clean.
+    await page.screenshot({ path: join(artifacts, 'table.png') });
+    if (process.env.DLAB_UPDATE_DOCS === '1') {
+      const docs = join(repo, 'docs');
+      mkdirSync(docs, { recursive: true });
+      await page.screenshot({ path: join(docs, 'table.png') });
+    }
     await shot(p1.page, '11-player1-table-mobile');
   });
 
