@@ -92,4 +92,26 @@ else
 fi
 section "benchmark smoke run: exit $bench_rc in $((SECONDS - t0))s"
 ((rc != 0)) || rc=$bench_rc
+
+# The web console: the client core built for the browser and the Vue app (infra/web-build.sh,
+# which skips what did not change), then its browser scenario in headless Chromium against the
+# debug gateway built above. Debian's chromium: Playwright's own download cannot be reached.
+section "web console: build (infra/web-build.sh) and browser test (npm test in shared/web)"
+t0=$SECONDS
+web_rc=0
+if ! command -v chromium >/dev/null; then
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+        apt_install() { DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >/dev/null; }
+        apt_install || { apt-get update -q >/dev/null && apt_install; } || web_rc=$?
+    else
+        echo "test: chromium is missing and cannot be installed here (needs root and apt-get)" >&2
+        web_rc=1
+    fi
+fi
+((web_rc != 0)) || bash "$ROOT/infra/web-build.sh" || web_rc=$?
+if ((web_rc == 0)); then
+    (cd "$ROOT/shared/web" && DLAB_GATEWAY_BIN="$target_dir/debug/local-gateway" npm test) || web_rc=$?
+fi
+section "web console: exit $web_rc in $((SECONDS - t0))s"
+((rc != 0)) || rc=$web_rc
 exit "$rc"

@@ -153,6 +153,8 @@ impl Backend {
             maintenance_every: None,
             delivery: self.delivery,
             compendium: Default::default(),
+            web_dir: None,
+            lan: None,
         }
     }
 

@@ -80,6 +80,12 @@ pub struct Options {
     pub delivery: Delivery,
     /// Fill an empty compendium at start ([`crate::storage::load_compendium`]).
     pub compendium: CompendiumLoad,
+    /// Serve the web console built into this directory under `/app/` ([`crate::console`]);
+    /// `None`: no console routes, and `/` redirects nobody.
+    pub web_dir: Option<std::path::PathBuf>,
+    /// LAN mode ([`crate::lan`]): listen on a LAN address (with the port of [`Options::listen`])
+    /// and on loopback, with a random per-run secret and `POST /lan/invites`.
+    pub lan: Option<crate::lan::LanOptions>,
 }
 
 /// How the gateway fills an empty compendium when it starts.
@@ -129,6 +135,14 @@ pub enum StartError {
     /// A setting in the environment is unusable (the Lambdas refuse it at cold start too).
     #[error("invalid configuration")]
     Config(#[from] dlab_store::error::ConfigError),
+    /// LAN mode could not find its address.
+    #[error(transparent)]
+    Lan(#[from] crate::lan::LanError),
+    /// LAN mode with a fixed secret: links would outlive a restart, so it is refused.
+    #[error(
+        "--lan signs with a new random secret every run (old invite links die on restart); unset --jwt-secret / JWT_SECRET"
+    )]
+    LanWithSecret,
 }
 
 /// How long shutdown waits for the handlers still running (every `$disconnect` included).
@@ -136,8 +150,16 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// A running gateway.
 pub struct Running {
-    /// The bound (public) address: WebSocket, HTTP API, dev tokens.
+    /// The bound (public) address: WebSocket, HTTP API, dev tokens; the LAN address in LAN
+    /// mode.
     pub addr: SocketAddr,
+    /// LAN mode with a non-loopback address: the second, loopback listener (same port), where
+    /// this machine's browser gets dev tokens.
+    pub loopback_addr: Option<SocketAddr>,
+    /// LAN mode: the address players use, and the invite signer.
+    pub lan: Option<crate::lan::Lan>,
+    /// The directory the console is served from (`None`: no console).
+    pub web_dir: Option<std::path::PathBuf>,
     /// The loopback address of `@connections` (API Gateway's management API), used by the
     /// hosted handlers' notifier; the public address answers 404 there.
     pub management_addr: SocketAddr,
@@ -161,6 +183,7 @@ pub struct Running {
     shutdown: watch::Sender<bool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     management: tokio::task::JoinHandle<std::io::Result<()>>,
+    loopback_server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     maintenance: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -173,6 +196,19 @@ impl Running {
     /// `http://addr`.
     pub fn http_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// `http://<loopback>`: the URL for this machine (the loopback listener in LAN mode,
+    /// else [`Running::http_url`]); dev tokens are served here.
+    pub fn local_http_url(&self) -> String {
+        format!("http://{}", self.loopback_addr.unwrap_or(self.addr))
+    }
+
+    /// The console for this machine's browser, when served.
+    pub fn console_url(&self) -> Option<String> {
+        self.web_dir
+            .as_ref()
+            .map(|_| format!("{}/app/", self.local_http_url()))
     }
 
     /// `http://management_addr`: the `@connections` endpoint (stage prefix optional).
@@ -203,6 +239,10 @@ impl Running {
         self.management.abort();
         let _ = self.server.await;
         let _ = self.management.await;
+        if let Some(loopback) = self.loopback_server {
+            loopback.abort();
+            let _ = loopback.await;
+        }
     }
 }
 
@@ -402,11 +442,25 @@ async fn dev_token(
 /// Serves `/dev/token` only to requests whose `Host` is a loopback name (`localhost`,
 /// `127.0.0.1`, `[::1]`, with any port): a web page that points its own domain at 127.0.0.1
 /// (DNS rebinding) sends its domain as `Host` and gets 403, so it cannot mint tokens.
+///
+/// The peer must be on loopback too: in LAN mode a device on the network reaches the gateway
+/// and could write any `Host` it likes.
 async fn loopback_host_only(request: Request, next: Next) -> Response {
     let host = request
         .headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok());
+    if !crate::lan::from_loopback_peer(&request) {
+        warn!(
+            host = host.unwrap_or(""),
+            "dev route refused: the peer is not on loopback"
+        );
+        return (
+            StatusCode::FORBIDDEN,
+            Json(json!({"error": {"code": "forbidden", "message": "dev routes answer only to this machine (a loopback peer and Host)"}})),
+        )
+            .into_response();
+    }
     if host.is_some_and(is_loopback_host) {
         return next.run(request).await;
     }
@@ -463,32 +517,61 @@ pub async fn start_with(
     options: Options,
     wrap: impl FnOnce(Deps) -> Deps,
 ) -> Result<Running, StartError> {
-    let dev_tokens = options.dev_tokens && options.listen.ip().is_loopback();
-    if !dev_tokens && options.jwt_secret.is_none() {
-        return Err(StartError::NoTokenSource {
-            addr: options.listen,
-        });
-    }
-    let secret = match options.jwt_secret.clone() {
-        Some(secret) => HsSecret::new(JWT_SECRET, secret)?,
-        None => HsSecret::new(
-            JWT_SECRET,
-            format!(
-                "{}{}",
-                uuid::Uuid::new_v4().simple(),
-                uuid::Uuid::new_v4().simple()
-            ),
-        )?,
+    // LAN mode listens on the LAN address, with the port asked for, and serves dev tokens to
+    // this machine through a second, loopback listener.
+    let listen = match &options.lan {
+        Some(lan) => {
+            if options.jwt_secret.is_some() {
+                return Err(StartError::LanWithSecret);
+            }
+            let ip = match lan.addr {
+                Some(ip) => ip,
+                None => crate::lan::detect_lan_ip()?,
+            };
+            SocketAddr::new(ip, options.listen.port())
+        }
+        None => options.listen,
     };
+    let dev_tokens = options.dev_tokens && (options.lan.is_some() || listen.ip().is_loopback());
+    if !dev_tokens && options.jwt_secret.is_none() {
+        return Err(StartError::NoTokenSource { addr: listen });
+    }
+    let raw_secret = options.jwt_secret.clone().unwrap_or_else(|| {
+        format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        )
+    });
+    let secret = HsSecret::new(JWT_SECRET, raw_secret.clone())?;
     let settings = Settings::from_env()?;
-    let listener = bind(options.listen).map_err(|source| StartError::Bind {
-        addr: options.listen,
+    let listener = bind(listen).map_err(|source| StartError::Bind {
+        addr: listen,
         source,
     })?;
     let addr = listener.local_addr().map_err(|source| StartError::Bind {
-        addr: options.listen,
+        addr: listen,
         source,
     })?;
+    let loopback_listener = match &options.lan {
+        Some(_) if !addr.ip().is_loopback() => {
+            let local = SocketAddr::from(([127, 0, 0, 1], addr.port()));
+            Some(bind(local).map_err(|source| StartError::Bind {
+                addr: local,
+                source,
+            })?)
+        }
+        _ => None,
+    };
+    let loopback_addr = loopback_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()
+        .map_err(|source| StartError::Bind { addr, source })?;
+    let lan = options.lan.as_ref().map(|lan| crate::lan::Lan {
+        addr,
+        signer: crate::lan::InviteSigner::new(&raw_secret, lan.invite_ttl),
+    });
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     let management_listener = bind(loopback).map_err(|source| StartError::Bind {
         addr: loopback,
@@ -500,7 +583,9 @@ pub async fn start_with(
             addr: loopback,
             source,
         })?;
-    let connect = if dev_tokens {
+    // User tokens in `?token=` only in loopback dev mode: in LAN mode a URL may be seen by
+    // other devices' tools and logs, so `$connect` takes single-use tickets only.
+    let connect = if dev_tokens && lan.is_none() {
         ConnectTokens::TicketsAndUserTokens
     } else {
         ConnectTokens::TicketsOnly
@@ -548,6 +633,22 @@ pub async fn start_with(
                 .with_state(auth),
         );
     }
+    if let Some(lan) = &lan {
+        app = app.merge(crate::lan::routes(deps.clone(), lan.clone()));
+    }
+    if let Some(dir) = &options.web_dir {
+        app = app
+            .merge(crate::console::routes(dir.clone()))
+            .layer(middleware::from_fn(crate::console::browser_redirect));
+    }
+    if let Some(lan) = &lan {
+        app = app.layer(middleware::from_fn_with_state(
+            lan.addr,
+            crate::lan::host_check,
+        ));
+    }
+    let loopback_server =
+        loopback_listener.map(|listener| tokio::spawn(crate::serve(listener, app.clone())));
     let server = tokio::spawn(crate::serve(listener, app));
     let management = tokio::spawn(crate::serve(
         management_listener,
@@ -567,10 +668,15 @@ pub async fn start_with(
         })
     });
     info!(%addr, %management_addr, stage = STAGE, dev_tokens, delivery = %options.delivery,
+          lan = lan.is_some(), loopback_addr = ?loopback_addr,
+          web_dir = ?options.web_dir,
           maintenance_every_secs = options.maintenance_every.map(|d| d.as_secs()),
           "local gateway listening");
     Ok(Running {
         addr,
+        loopback_addr,
+        lan,
+        web_dir: options.web_dir.clone(),
         management_addr,
         dev_tokens,
         demo,
@@ -584,6 +690,7 @@ pub async fn start_with(
         shutdown,
         server,
         management,
+        loopback_server,
         maintenance,
     })
 }
@@ -669,6 +776,8 @@ mod tests {
             maintenance_every: None,
             delivery: Default::default(),
             compendium: Default::default(),
+            web_dir: None,
+            lan: None,
         };
         match start(options.clone()).await {
             Err(StartError::NoTokenSource { addr }) => assert_eq!(addr, options.listen),
@@ -698,6 +807,8 @@ mod tests {
             maintenance_every: None,
             delivery: Default::default(),
             compendium: Default::default(),
+            web_dir: None,
+            lan: None,
         };
         match start(options).await {
             Err(StartError::Config(dlab_store::error::ConfigError::Invalid { name, reason })) => {

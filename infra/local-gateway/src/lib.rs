@@ -19,16 +19,21 @@
 //!   real servers by option.
 //! - [`delivery`]: how the hosted handlers' frames reach the sockets: in-process (default) or
 //!   through `@connections` with the AWS SDK (`--delivery apigw`).
+//! - [`console`]: the built web console under `/app/`, and the browser redirect from `/`.
+//! - [`lan`]: `--lan`, play from other devices: the LAN listener's `Host` check and
+//!   `POST /lan/invites`.
 //! - [`demo`]: `--demo` seed data.
 //! - [`migrate`]: `local-gateway migrate`, the explicit step that creates the stores' indexes.
 //! - [`import`]: `local-gateway import-compendium`, which loads the SRD 5.1 templates.
 
 pub mod app;
 pub mod connections;
+pub mod console;
 pub mod delivery;
 pub mod demo;
 pub mod gateway;
 pub mod import;
+pub mod lan;
 pub mod migrate;
 pub mod storage;
 
@@ -71,7 +76,9 @@ pub fn banner(running: &app::Running) -> String {
         "Dungeon Lab local gateway\n  WebSocket: {ws}?token=<connect ticket from POST /connect-ticket{dev}>\n  HTTP API:  {http}  (OpenAPI: {http}/openapi.json)\n",
         ws = running.ws_url(),
         http = running.http_url(),
-        dev = if running.dev_tokens {
+        dev = if running.deps.auth.connect_tokens()
+            == dlab_service::auth::ConnectTokens::TicketsAndUserTokens
+        {
             ", or a dev token"
         } else {
             ""
@@ -86,10 +93,33 @@ pub fn banner(running: &app::Running) -> String {
             delivery::Delivery::Apigw => "frames are posted to @connections with the AWS SDK",
         }
     ));
+    if let Some(dir) = &running.web_dir {
+        let url = running.console_url().unwrap_or_default();
+        if console::is_built(dir) {
+            out.push_str(&format!("  Console:   {url}  (from {})\n", dir.display()));
+        } else {
+            out.push_str(&format!(
+                "  Console:   not built in {}: run `bash infra/web-build.sh` (or start with `bash infra/run.sh`); {url} says so too\n",
+                dir.display()
+            ));
+        }
+    }
+    if let Some(lan) = &running.lan {
+        out.push_str(&format!(
+            "  LAN:       {url}  (players join with invite links: POST /lan/invites, valid {ttl} s; this run's secret dies with it)\n",
+            url = lan.console_url(),
+            ttl = lan.signer.ttl().as_secs(),
+        ));
+        if let Some(local) = running.loopback_addr {
+            out.push_str(&format!(
+                "  This machine: http://{local}  (dev tokens only here)\n"
+            ));
+        }
+    }
     if running.dev_tokens {
         out.push_str(&format!(
             "  Tokens:    curl -s -X POST {http}/dev/token -H 'content-type: application/json' -d '{{\"userId\":\"alice\"}}'\n",
-            http = running.http_url()
+            http = running.local_http_url()
         ));
     } else {
         out.push_str(

@@ -1,7 +1,7 @@
 //! `cargo run --release -p local-gateway`: a working table on one machine, no cloud account.
 //! Wiring only: options from the command line and environment, then [`local_gateway::app::start`].
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -107,9 +107,37 @@ struct RunArgs {
     /// to the loopback `@connections` API with the AWS SDK, exactly as on AWS).
     #[arg(long, value_enum, default_value_t = Delivery::InProcess)]
     delivery: Delivery,
-    /// HS256 secret for tokens, at least 32 bytes (random per run when unset).
+    /// HS256 secret for tokens, at least 32 bytes (random per run when unset; not with --lan).
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     jwt_secret: Option<String>,
+    /// Directory of the built web console, served under /app/ (`bash infra/web-build.sh`
+    /// builds it).
+    #[arg(long, env = "DLAB_WEB_DIR", default_value = local_gateway::console::DEFAULT_DIR)]
+    web_dir: PathBuf,
+    /// Play over the LAN: listen on this address (default: this machine's first non-loopback
+    /// IPv4) with the port of --listen, and on 127.0.0.1 for this machine; a new random token
+    /// secret every run; GMs invite players with POST /lan/invites.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "auto", value_parser = parse_lan_addr)]
+    lan: Option<LanAddr>,
+    /// How long a LAN invite link works: seconds, or with s, m, h or d (`12h`).
+    #[arg(long, default_value = "12h", value_parser = local_gateway::lan::parse_ttl, requires = "lan")]
+    invite_ttl: Duration,
+}
+
+/// `--lan` or `--lan ADDR`.
+#[derive(Debug, Clone, Copy)]
+enum LanAddr {
+    Auto,
+    Given(IpAddr),
+}
+
+fn parse_lan_addr(raw: &str) -> Result<LanAddr, String> {
+    if raw == "auto" {
+        return Ok(LanAddr::Auto);
+    }
+    raw.parse::<IpAddr>()
+        .map(LanAddr::Given)
+        .map_err(|_| format!("{raw:?} is not an IP address (the port comes from --listen)"))
 }
 
 #[tokio::main]
@@ -177,6 +205,14 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 cache_dir: cli.srd_cache,
             }
         },
+        web_dir: Some(cli.web_dir),
+        lan: cli.lan.map(|lan| local_gateway::lan::LanOptions {
+            addr: match lan {
+                LanAddr::Auto => None,
+                LanAddr::Given(ip) => Some(ip),
+            },
+            invite_ttl: cli.invite_ttl,
+        }),
     })
     .await?;
     println!("{}", local_gateway::banner(&running));

@@ -25,6 +25,8 @@ fn options(dev_tokens: bool) -> Options {
         maintenance_every: None,
         delivery: Default::default(),
         compendium: Default::default(),
+        web_dir: None,
+        lan: None,
     }
 }
 

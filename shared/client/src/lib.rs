@@ -22,6 +22,9 @@
 //! - `native` (feature `native`, default): the tokio driver, `native::LiveSession`, which
 //!   does the core's I/O (WebSocket, HTTP, time). The browser build turns the feature off.
 //! - `cli` (feature `native`): the `dlab` command line over the HTTP API.
+//! - [`web`]: the browser's JSON view of the core ([`web::WebSession`]: outputs, the ViewModel,
+//!   one-line event summaries); pure, compiled and tested on every target.
+//! - `wasm` (feature `wasm`): the `wasm-bindgen` shell over [`web`] for the web console.
 
 #[cfg(feature = "native")]
 pub mod cli;
@@ -32,6 +35,9 @@ pub mod entropy;
 pub mod native;
 pub mod plugin;
 pub mod session;
+#[cfg(feature = "wasm")]
+pub mod wasm;
+pub mod web;
 
 pub use connection::{Status, Timings};
 pub use dnd5e::{Dnd5e, Verdict, Verifier};

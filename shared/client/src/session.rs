@@ -614,6 +614,8 @@ impl SessionClient {
         self.catch_up.awaiting_state = false;
         self.catch_up.progress_at = now;
         self.apply_ready(&mut step);
+        // The view follows the new confirmed state even when no buffered event applies on top.
+        self.rebuild_view();
         if self.conn.is_open() {
             let head = self.catch_up.head.unwrap_or(self.known_head);
             if head > self.last_applied() {
