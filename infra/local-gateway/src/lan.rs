@@ -31,7 +31,6 @@ use dlab_core::ids::{CampaignId, UserId};
 use dlab_service::Deps;
 use dlab_service::http::ApiError;
 use dlab_service::http::access::campaign_access;
-use dlab_service::http::api::MAX_USER_ID_CHARS;
 use dlab_service::http::extract::{ApiJson, bearer_token};
 use dlab_store::model::MemberRole;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -341,19 +340,6 @@ pub fn qr_svg(url: &str) -> Result<String, qrcode::types::QrError> {
         .build())
 }
 
-fn player_id(raw: &str) -> Result<UserId, ApiError> {
-    let ok = !raw.is_empty()
-        && raw.chars().count() <= MAX_USER_ID_CHARS
-        && !raw.chars().any(|c| c.is_control() || c.is_whitespace());
-    if ok {
-        Ok(UserId::new(raw))
-    } else {
-        Err(ApiError::bad_request(format!(
-            "userId must be 1 to {MAX_USER_ID_CHARS} characters without spaces"
-        )))
-    }
-}
-
 /// A GM of the campaign invites a player: the player becomes a member (a player) when not one
 /// yet, and gets a link with their own user token. The caller is verified first, then the
 /// body is read, as every route of the API does.
@@ -369,7 +355,7 @@ async fn create_invite(
             "an invite makes a player (role \"player\"); make a co-GM with POST /campaigns/{id}/members",
         ));
     }
-    let player = player_id(&body.user_id)?;
+    let player = dlab_service::http::member_id(&body.user_id)?;
     let access = campaign_access(&state.deps, &caller, &CampaignId::new(body.campaign_id)).await?;
     access.require_gm()?;
     let campaign = access.campaign.id.clone();

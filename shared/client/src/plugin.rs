@@ -234,3 +234,16 @@ impl Rebaser for Registry {
         }
     }
 }
+
+/// A registry shared between the session client (as its rebaser) and the code that builds
+/// commands with it (a driver's task, the browser session).
+impl Rebaser for std::sync::Arc<Registry> {
+    fn rebase(
+        &self,
+        rejected: &EventDraft,
+        conflict: &ConflictInfo,
+        confirmed: &GameSessionState,
+    ) -> Rebase {
+        self.as_ref().rebase(rejected, conflict, confirmed)
+    }
+}

@@ -26,7 +26,7 @@ use thiserror::Error;
 use crate::connection::Status;
 use crate::dnd5e::{self, AttackPlan, CONDITIONS_PATH, HP_MAX_PATH, HP_PATH, Verdict, Verifier};
 use crate::entropy::{Entropy, SplitMix64};
-use crate::plugin::{Command, ConflictInfo, EventDraft, PluginError, Rebase, Rebaser, Registry};
+use crate::plugin::{Command, EventDraft, PluginError, Registry};
 use crate::session::{
     ClientConfig, HttpRequest, Notification, Output, PendingStatus, SessionClient, SnapshotError,
     SubmitError, parse_loaded_state,
@@ -124,20 +124,6 @@ impl DiceRng for SeededDice {
     }
 }
 
-/// The registry as the core's rebaser, shared with [`WebSession::command`] that builds with it.
-struct SharedRegistry(Arc<Registry>);
-
-impl Rebaser for SharedRegistry {
-    fn rebase(
-        &self,
-        rejected: &EventDraft,
-        conflict: &ConflictInfo,
-        confirmed: &GameSessionState,
-    ) -> Rebase {
-        self.0.rebase(rejected, conflict, confirmed)
-    }
-}
-
 /// One session as the browser drives it. Every method that takes `now` returns the core's
 /// outputs as a JSON array (see the module docs for the shapes); the browser executes them in
 /// order.
@@ -194,7 +180,7 @@ impl WebSession {
     ) -> SessionClient {
         let mut client =
             SessionClient::with_state(config.clone(), Box::new(SplitMix64::new(seed)), state);
-        client.set_rebaser(Box::new(SharedRegistry(Arc::clone(registry))));
+        client.set_rebaser(Box::new(Arc::clone(registry)));
         client
     }
 

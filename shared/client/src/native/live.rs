@@ -32,7 +32,7 @@ use super::{
     DriverError, Endpoint, JoinOptions, OsEntropy, Outcome, ServerRoll, TrustedAttack, ViewSnapshot,
 };
 use crate::dnd5e::{self, Verdict, Verifier};
-use crate::plugin::{Command, ConflictInfo, EventDraft, Rebase, Rebaser, Registry};
+use crate::plugin::{Command, EventDraft, Registry};
 use crate::session::{
     ClientConfig, HttpRequest, Notification, Output, SessionClient, parse_loaded_state,
 };
@@ -104,20 +104,6 @@ impl Outcomes {
     }
 }
 
-/// The plugin registry as the core's rebaser, shared with the task that builds commands.
-struct SharedRegistry(Arc<Registry>);
-
-impl Rebaser for SharedRegistry {
-    fn rebase(
-        &self,
-        rejected: &EventDraft,
-        conflict: &ConflictInfo,
-        confirmed: &GameSessionState,
-    ) -> Rebase {
-        self.0.rebase(rejected, conflict, confirmed)
-    }
-}
-
 /// Milliseconds for the core: wall-clock at the start (the core stamps `clientTimestamp` with
 /// it), advancing with the monotonic clock so timers never jump.
 #[derive(Debug, Clone, Copy)]
@@ -175,7 +161,7 @@ impl LiveSession {
         config.max_log = options.max_log;
         let registry = Arc::new(registry);
         let mut client = SessionClient::with_state(config, Box::new(OsEntropy), state);
-        client.set_rebaser(Box::new(SharedRegistry(Arc::clone(&registry))));
+        client.set_rebaser(Box::new(Arc::clone(&registry)));
 
         let (requests, request_rx) = mpsc::unbounded_channel();
         let (io_tx, io_rx) = mpsc::unbounded_channel();

@@ -118,7 +118,9 @@ pub async fn put_member(
     Ok(Json(campaign))
 }
 
-fn member_id(raw: &str) -> Result<UserId, ApiError> {
+/// Checks a user id from a request body (members, LAN invites): 1 to [`MAX_USER_ID_CHARS`]
+/// characters, no spaces or control characters.
+pub fn member_id(raw: &str) -> Result<UserId, ApiError> {
     let ok = !raw.is_empty()
         && raw.chars().count() <= MAX_USER_ID_CHARS
         && !raw.chars().any(|c| c.is_control() || c.is_whitespace());

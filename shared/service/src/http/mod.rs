@@ -20,6 +20,7 @@ pub mod access;
 mod actors;
 pub mod api;
 mod campaigns;
+pub use campaigns::member_id;
 mod compendium;
 pub mod error;
 pub mod extract;
