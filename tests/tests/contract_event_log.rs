@@ -270,18 +270,21 @@ async fn a_rebuild_that_lost_its_lease_writes_nothing(h: &Redis) {
             tokio::spawn(async move { log.rehydrate(&slow_state, &slow, &ids(&slow)).await })
         };
         // Its lease "runs out": removed while it exists and the epoch is still absent.
-        let expire = redis::Script::new(
-            "if redis.call('EXISTS', KEYS[2]) == 0 and redis.call('EXISTS', KEYS[1]) == 1 \
-             then return redis.call('DEL', KEYS[1]) end return 0",
-        );
+        // Sent with plain EVAL, not the script cache: `scripts_come_back_after_a_flush` runs
+        // `SCRIPT FLUSH` on the same servers in parallel, and a flush between a cached
+        // script's load and its EVALSHA answers NOSCRIPT to this probe.
+        const EXPIRE: &str = "if redis.call('EXISTS', KEYS[2]) == 0 and \
+             redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('DEL', KEYS[1]) end return 0";
         let mut conn = h.conn.clone();
         let mut expired = false;
         // Polled until the first rebuild ends; bounded (about two minutes at most).
         for _ in 0..120_000 {
-            let n: i64 = expire
-                .key(&lease)
-                .key(&epoch)
-                .invoke_async(&mut conn)
+            let n: i64 = redis::cmd("EVAL")
+                .arg(EXPIRE)
+                .arg(2)
+                .arg(&lease)
+                .arg(&epoch)
+                .query_async(&mut conn)
                 .await
                 .unwrap();
             if n == 1 {
